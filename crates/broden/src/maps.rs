@@ -1,0 +1,190 @@
+//! Reading what a row points at: its image and its label maps.
+
+use std::path::PathBuf;
+
+use rayon::prelude::*;
+
+use crate::dataset::{Dataset, Item};
+use crate::error::{Error, Result};
+
+/// A pixel-level label layer of one category: `label_height × label_width` label numbers,
+/// row-major, 0 where unlabelled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelMap {
+    /// An index into [`Dataset::categories`].
+    pub category: usize,
+    pub pixels: Vec<u16>,
+}
+
+/// An image-level label: it covers every pixel of the image. The number may be 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageLabel {
+    pub category: usize,
+    pub label: u32,
+}
+
+/// Everything a row says about its image's concepts, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowLabels {
+    pub height: u32,
+    pub width: u32,
+    /// Every label map of every loaded category, in cell order (several per category when
+    /// a cell holds several layers).
+    pub maps: Vec<LabelMap>,
+    pub image_labels: Vec<ImageLabel>,
+}
+
+impl Dataset {
+    fn referenced(&self, row: usize, file: &str, message: impl Into<String>) -> Error {
+        Error::Referenced {
+            line: self.rows[row].line,
+            path: PathBuf::from(file),
+            message: message.into(),
+        }
+    }
+
+    fn read_referenced(&self, row: usize, file: &str) -> Result<Vec<u8>> {
+        std::fs::read(self.root.join(file)).map_err(|e| self.referenced(row, file, e.to_string()))
+    }
+
+    /// Decodes the image of a row as 8-bit RGB and checks it has the size `index.csv` says.
+    pub fn read_image(&self, row: usize) -> Result<image::RgbImage> {
+        let file = self.image_file(row);
+        let bytes = self.read_referenced(row, &file)?;
+        let decoded = image::load_from_memory(&bytes)
+            .map_err(|e| self.referenced(row, &file, format!("cannot decode image: {e}")))?;
+        let r = &self.rows[row];
+        if decoded.height() != r.image_height || decoded.width() != r.image_width {
+            return Err(self.referenced(
+                row,
+                &file,
+                format!(
+                    "image is {}×{} (height×width), index.csv says {}×{}",
+                    decoded.height(),
+                    decoded.width(),
+                    r.image_height,
+                    r.image_width
+                ),
+            ));
+        }
+        Ok(decoded.into_rgb8())
+    }
+
+    /// Decodes every label map of a row (pixel label = R + 256·G) and collects its
+    /// image-level labels, checking sizes and that every label number has a row in label.csv.
+    pub fn read_labels(&self, row: usize) -> Result<RowLabels> {
+        let r = &self.rows[row];
+        let mut maps = Vec::new();
+        let mut image_labels = Vec::new();
+        for (category, cell) in r.items.iter().enumerate() {
+            for item in cell {
+                match item {
+                    Item::Label(label) => image_labels.push(ImageLabel {
+                        category,
+                        label: *label,
+                    }),
+                    Item::Map(path) => {
+                        let file = format!("images/{path}");
+                        let pixels = self.read_label_map(row, &file)?;
+                        maps.push(LabelMap { category, pixels });
+                    }
+                }
+            }
+        }
+        Ok(RowLabels {
+            height: r.label_height,
+            width: r.label_width,
+            maps,
+            image_labels,
+        })
+    }
+
+    fn read_label_map(&self, row: usize, file: &str) -> Result<Vec<u16>> {
+        let bytes = self.read_referenced(row, file)?;
+        let decoded = image::load_from_memory_with_format(&bytes, image::ImageFormat::Png)
+            .map_err(|e| self.referenced(row, file, format!("cannot decode label map: {e}")))?;
+        let r = &self.rows[row];
+        if decoded.height() != r.label_height || decoded.width() != r.label_width {
+            return Err(self.referenced(
+                row,
+                file,
+                format!(
+                    "label map is {}×{} (height×width), index.csv says {}×{}",
+                    decoded.height(),
+                    decoded.width(),
+                    r.label_height,
+                    r.label_width
+                ),
+            ));
+        }
+        // Palette images decode to RGB too; grey or 16-bit maps cannot carry R + 256·G.
+        let (channels, raw) = match decoded {
+            image::DynamicImage::ImageRgb8(img) => (3, img.into_raw()),
+            image::DynamicImage::ImageRgba8(img) => (4, img.into_raw()),
+            other => {
+                return Err(self.referenced(
+                    row,
+                    file,
+                    format!(
+                        "label map is {:?}; label maps are 8-bit RGB (label = R + 256·G)",
+                        other.color()
+                    ),
+                ));
+            }
+        };
+        let width = r.label_width as usize;
+        let mut pixels = Vec::with_capacity(raw.len() / channels);
+        for (i, px) in raw.chunks_exact(channels).enumerate() {
+            let label = u16::from(px[0]) | (u16::from(px[1]) << 8);
+            if label != 0 && self.label(u32::from(label)).is_none() {
+                return Err(self.referenced(
+                    row,
+                    file,
+                    format!(
+                        "pixel (y {}, x {}) has label {label}, which has no row in label.csv",
+                        i / width,
+                        i % width
+                    ),
+                ));
+            }
+            pixels.push(label);
+        }
+        Ok(pixels)
+    }
+
+    /// Checks that every image and label map the loaded rows reference exists, without
+    /// decoding anything. The first missing file is reported with its `index.csv` line.
+    pub fn check_files(&self) -> Result<()> {
+        (0..self.rows.len()).into_par_iter().try_for_each(|row| {
+            let mut files = vec![self.image_file(row)];
+            files.extend(self.label_map_files(row));
+            for file in files {
+                match std::fs::metadata(self.root.join(&file)) {
+                    Ok(meta) if meta.is_file() => {}
+                    Ok(_) => return Err(self.referenced(row, &file, "not a regular file")),
+                    Err(e) => return Err(self.referenced(row, &file, e.to_string())),
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Decodes every image and label map in parallel and checks each against `index.csv`
+    /// and `label.csv`. Returns the first problem found in file order.
+    pub fn validate(&self) -> Result<()> {
+        let mut problems: Vec<(usize, Error)> = (0..self.rows.len())
+            .into_par_iter()
+            .filter_map(|row| {
+                self.read_image(row)
+                    .and_then(|_| self.read_labels(row))
+                    .err()
+                    .map(|e| (row, e))
+            })
+            .collect();
+        problems.sort_by_key(|(row, _)| *row);
+        match problems.into_iter().next() {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
