@@ -198,10 +198,14 @@ impl Dataset {
 
     /// The label maps of a row (of the loaded categories), relative to the dataset directory.
     pub fn label_map_files(&self, row: usize) -> impl Iterator<Item = String> + '_ {
-        self.rows[row].items.iter().flatten().filter_map(|item| match item {
-            Item::Map(path) => Some(format!("images/{path}")),
-            Item::Label(_) => None,
-        })
+        self.rows[row]
+            .items
+            .iter()
+            .flatten()
+            .filter_map(|item| match item {
+                Item::Map(path) => Some(format!("images/{path}")),
+                Item::Label(_) => None,
+            })
     }
 }
 
@@ -433,7 +437,9 @@ fn read_index(
         {
             return Err(Error::File {
                 file: path.to_owned(),
-                message: format!("column `{name}` is neither a fixed column nor a category of category.csv"),
+                message: format!(
+                    "column `{name}` is neither a fixed column nor a category of category.csv"
+                ),
             });
         }
     }
@@ -453,7 +459,8 @@ fn read_index(
     let mut rows = Vec::with_capacity(table.records.len());
     for record in &table.records {
         let image = record.fields[fixed[0]].to_owned();
-        check_relative_path(&image).map_err(|m| table.error(record, format!("image `{image}`: {m}")))?;
+        check_relative_path(&image)
+            .map_err(|m| table.error(record, format!("image `{image}`: {m}")))?;
         let split = record.fields[fixed[1]].trim().to_owned();
         if split.is_empty() {
             return Err(table.error(record, "empty split (expected train or val)"));
@@ -461,10 +468,7 @@ fn read_index(
         let size = |column: usize| -> Result<u32> {
             let v: u32 = table.parse_field(record, fixed[column], "a positive whole number")?;
             if v == 0 {
-                return Err(table.error(
-                    record,
-                    format!("column `{}` is 0", FIXED_COLUMNS[column]),
-                ));
+                return Err(table.error(record, format!("column `{}` is 0", FIXED_COLUMNS[column])));
             }
             Ok(v)
         };
@@ -476,7 +480,13 @@ fn read_index(
             for item in record.fields[column].split(';').filter(|s| !s.is_empty()) {
                 if item.bytes().all(|b| b.is_ascii_digit()) {
                     let number: u32 = item.parse().map_err(|_| {
-                        table.error(record, format!("column `{}`: label number `{item}` is too large", category.name))
+                        table.error(
+                            record,
+                            format!(
+                                "column `{}`: label number `{item}` is too large",
+                                category.name
+                            ),
+                        )
                     })?;
                     if number != 0 && labels.get(number as usize).is_none_or(Option::is_none) {
                         return Err(table.error(
@@ -490,7 +500,10 @@ fn read_index(
                     cell.push(Item::Label(number));
                 } else {
                     check_relative_path(item).map_err(|m| {
-                        table.error(record, format!("column `{}`: label map `{item}`: {m}", category.name))
+                        table.error(
+                            record,
+                            format!("column `{}`: label map `{item}`: {m}", category.name),
+                        )
                     })?;
                     cell.push(Item::Map(item.to_owned()));
                 }

@@ -10,14 +10,20 @@ fn write_label_png(path: &Path, width: u32, height: u32, labels: &[u16]) {
     let mut img = image::RgbImage::new(width, height);
     for (i, &label) in labels.iter().enumerate() {
         let (x, y) = (i as u32 % width, i as u32 / width);
-        img.put_pixel(x, y, image::Rgb([(label & 0xff) as u8, (label >> 8) as u8, 7]));
+        img.put_pixel(
+            x,
+            y,
+            image::Rgb([(label & 0xff) as u8, (label >> 8) as u8, 7]),
+        );
     }
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     img.save(path).unwrap();
 }
 
 fn write_image(path: &Path, width: u32, height: u32) {
-    let img = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([x as u8 * 10, y as u8 * 10, 99]));
+    let img = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([x as u8 * 10, y as u8 * 10, 99])
+    });
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     img.save(path).unwrap();
 }
@@ -77,10 +83,30 @@ a/2.png,val,8,6,4,3,a/2_color.png,;,,0
     let images = root.join("images");
     write_image(&images.join("a/1.jpg"), 6, 8);
     write_image(&images.join("a/2.png"), 6, 8);
-    write_label_png(&images.join("a/1_color.png"), 3, 4, &[1, 1, 2, 2, 2, 0, 1, 2, 1, 1, 1, 1]);
-    write_label_png(&images.join("a/1_object.png"), 3, 4, &[0, 300, 300, 3, 3, 0, 0, 0, 0, 0, 0, 0]);
-    write_label_png(&images.join("a/1_part_1.png"), 3, 4, &[0, 4, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    write_label_png(&images.join("a/1_part_2.png"), 3, 4, &[0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    write_label_png(
+        &images.join("a/1_color.png"),
+        3,
+        4,
+        &[1, 1, 2, 2, 2, 0, 1, 2, 1, 1, 1, 1],
+    );
+    write_label_png(
+        &images.join("a/1_object.png"),
+        3,
+        4,
+        &[0, 300, 300, 3, 3, 0, 0, 0, 0, 0, 0, 0],
+    );
+    write_label_png(
+        &images.join("a/1_part_1.png"),
+        3,
+        4,
+        &[0, 4, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    );
+    write_label_png(
+        &images.join("a/1_part_2.png"),
+        3,
+        4,
+        &[0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    );
     write_label_png(&images.join("a/2_color.png"), 3, 4, &[2; 12]);
 }
 
@@ -125,12 +151,26 @@ fn reads_tables_in_file_order() {
     assert_eq!(ds.n_labels(), 301);
     assert_eq!(ds.label_name(300), "car");
     assert_eq!(ds.label(300).unwrap().syns, ["automobile", "auto"]);
-    assert_eq!(ds.label(3).unwrap().categories, [("object".to_owned(), 1), ("texture".to_owned(), 1)]);
+    assert_eq!(
+        ds.label(3).unwrap().categories,
+        [("object".to_owned(), 1), ("texture".to_owned(), 1)]
+    );
     assert_eq!(ds.label_name(0), "");
     assert!(ds.label(150).is_none());
     let row = &ds.rows()[0];
-    assert_eq!((row.line, row.image.as_str(), row.split.as_str()), (2, "a/1.jpg", "train"));
-    assert_eq!((row.image_height, row.image_width, row.label_height, row.label_width), (8, 6, 4, 3));
+    assert_eq!(
+        (row.line, row.image.as_str(), row.split.as_str()),
+        (2, "a/1.jpg", "train")
+    );
+    assert_eq!(
+        (
+            row.image_height,
+            row.image_width,
+            row.label_height,
+            row.label_width
+        ),
+        (8, 6, 4, 3)
+    );
 }
 
 #[test]
@@ -138,10 +178,18 @@ fn multi_layer_cells_are_separate_maps() {
     let (_dir, ds) = fixture();
     assert_eq!(
         ds.rows()[0].items[2],
-        [Item::Map("a/1_part_1.png".into()), Item::Map("a/1_part_2.png".into())]
+        [
+            Item::Map("a/1_part_1.png".into()),
+            Item::Map("a/1_part_2.png".into())
+        ]
     );
     let labels = ds.read_labels(0).unwrap();
-    let parts: Vec<&[u16]> = labels.maps.iter().filter(|m| m.category == 2).map(|m| m.pixels.as_slice()).collect();
+    let parts: Vec<&[u16]> = labels
+        .maps
+        .iter()
+        .filter(|m| m.category == 2)
+        .map(|m| m.pixels.as_slice())
+        .collect();
     assert_eq!(parts.len(), 2);
     assert_eq!(parts[0][..3], [0, 4, 4]);
     assert_eq!(parts[1][..3], [0, 0, 5]);
@@ -163,7 +211,13 @@ fn image_level_numbers_include_zero_and_empty_items_are_dropped() {
     // `;` alone is a cell of empty items: nothing.
     assert!(ds.rows()[1].items[1].is_empty());
     let labels = ds.read_labels(1).unwrap();
-    assert_eq!(labels.image_labels, [ImageLabel { category: 3, label: 0 }]);
+    assert_eq!(
+        labels.image_labels,
+        [ImageLabel {
+            category: 3,
+            label: 0
+        }]
+    );
     assert_eq!(labels.maps.len(), 1);
 }
 
@@ -184,7 +238,12 @@ fn primary_category_follows_coverage_then_later_category() {
 fn primary_category_prefers_larger_coverage() {
     let dir = tempfile::tempdir().unwrap();
     write_fixture(dir.path());
-    replace_in(dir.path(), "c_object.csv", "1,3,wood,1,0.25", "1,3,wood,1,0.5");
+    replace_in(
+        dir.path(),
+        "c_object.csv",
+        "1,3,wood,1,0.25",
+        "1,3,wood,1,0.5",
+    );
     let ds = Dataset::open(dir.path(), &Config::default()).unwrap();
     assert_eq!(ds.primary_category(3), ds.category_index("object").unwrap());
 }
@@ -209,7 +268,10 @@ fn category_subset_keeps_file_order_and_moves_the_fallback() {
         categories: Some(vec!["scene".into()]),
     };
     let err = Dataset::open(dir.path(), &bad).unwrap_err().to_string();
-    assert!(err.contains("category `scene` is not in category.csv"), "{err}");
+    assert!(
+        err.contains("category `scene` is not in category.csv"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -220,10 +282,18 @@ fn images_decode_with_their_size_checked() {
     assert_eq!(img.get_pixel(2, 3).0, [20, 30, 99]);
     ds.validate().unwrap();
     ds.check_files().unwrap();
-    replace_in(dir.path(), "index.csv", "a/2.png,val,8,6", "a/2.png,val,8,7");
+    replace_in(
+        dir.path(),
+        "index.csv",
+        "a/2.png,val,8,6",
+        "a/2.png,val,8,7",
+    );
     let ds = Dataset::open(dir.path(), &Config::default()).unwrap();
     let err = ds.read_image(1).unwrap_err().to_string();
-    assert_eq!(err, "index.csv line 3: images/a/2.png: image is 8×6 (height×width), index.csv says 8×7");
+    assert_eq!(
+        err,
+        "index.csv line 3: images/a/2.png: image is 8×6 (height×width), index.csv says 8×7"
+    );
 }
 
 #[test]
@@ -232,7 +302,10 @@ fn missing_table_is_named() {
     write_fixture(dir.path());
     std::fs::remove_file(dir.path().join("c_part.csv")).unwrap();
     let err = open_err(dir.path());
-    assert!(err.starts_with("cannot read ") && err.contains("c_part.csv"), "{err}");
+    assert!(
+        err.starts_with("cannot read ") && err.contains("c_part.csv"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -243,16 +316,27 @@ fn truncated_index_names_the_line() {
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, &text[..text.len() - 8]).unwrap();
     let err = open_err(dir.path());
-    assert!(err.contains("index.csv: line 3: expected 10 fields as in the header, found 7"), "{err}");
+    assert!(
+        err.contains("index.csv: line 3: expected 10 fields as in the header, found 7"),
+        "{err}"
+    );
 }
 
 #[test]
 fn wrong_column_count_names_the_line() {
     let dir = tempfile::tempdir().unwrap();
     write_fixture(dir.path());
-    replace_in(dir.path(), "label.csv", "4,wheel,part(1),1,0.1,", "4,wheel,part(1),1,0.1,,extra");
+    replace_in(
+        dir.path(),
+        "label.csv",
+        "4,wheel,part(1),1,0.1,",
+        "4,wheel,part(1),1,0.1,,extra",
+    );
     let err = open_err(dir.path());
-    assert!(err.contains("label.csv: line 5: expected 6 fields as in the header, found 7"), "{err}");
+    assert!(
+        err.contains("label.csv: line 5: expected 6 fields as in the header, found 7"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -260,9 +344,15 @@ fn missing_label_map_names_file_and_line() {
     let (dir, ds) = fixture();
     std::fs::remove_file(dir.path().join("images/a/1_part_2.png")).unwrap();
     let err = error_chain(&ds.read_labels(0).unwrap_err());
-    assert!(err.starts_with("index.csv line 2: images/a/1_part_2.png: "), "{err}");
+    assert!(
+        err.starts_with("index.csv line 2: images/a/1_part_2.png: "),
+        "{err}"
+    );
     let err = ds.check_files().unwrap_err().to_string();
-    assert!(err.starts_with("index.csv line 2: images/a/1_part_2.png: "), "{err}");
+    assert!(
+        err.starts_with("index.csv line 2: images/a/1_part_2.png: "),
+        "{err}"
+    );
 }
 
 #[test]
@@ -270,7 +360,10 @@ fn label_map_of_the_wrong_size() {
     let (dir, ds) = fixture();
     write_label_png(&dir.path().join("images/a/2_color.png"), 4, 4, &[2; 16]);
     let err = ds.read_labels(1).unwrap_err().to_string();
-    assert_eq!(err, "index.csv line 3: images/a/2_color.png: label map is 4×4 (height×width), index.csv says 4×3");
+    assert_eq!(
+        err,
+        "index.csv line 3: images/a/2_color.png: label map is 4×4 (height×width), index.csv says 4×3"
+    );
     assert_eq!(ds.validate().unwrap_err().to_string(), err);
 }
 
@@ -281,7 +374,10 @@ fn truncated_label_map() {
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     let err = ds.read_labels(1).unwrap_err().to_string();
-    assert!(err.starts_with("index.csv line 3: images/a/2_color.png: cannot decode label map"), "{err}");
+    assert!(
+        err.starts_with("index.csv line 3: images/a/2_color.png: cannot decode label map"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -291,14 +387,20 @@ fn paths_that_escape_the_dataset_are_refused() {
         write_fixture(dir.path());
         replace_in(dir.path(), "index.csv", "a/2_color.png", bad);
         let err = open_err(dir.path());
-        assert!(err.contains("index.csv: line 3: column `color`: label map"), "{err}");
+        assert!(
+            err.contains("index.csv: line 3: column `color`: label map"),
+            "{err}"
+        );
         assert!(err.contains("escapes") || err.contains("absolute"), "{err}");
     }
     let dir = tempfile::tempdir().unwrap();
     write_fixture(dir.path());
     replace_in(dir.path(), "index.csv", "a/1.jpg", "../1.jpg");
     let err = open_err(dir.path());
-    assert!(err.contains("line 2: image `../1.jpg`: the path escapes"), "{err}");
+    assert!(
+        err.contains("line 2: image `../1.jpg`: the path escapes"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -307,21 +409,36 @@ fn image_level_label_without_a_row() {
     write_fixture(dir.path());
     replace_in(dir.path(), "index.csv", "6;7", "6;77");
     let err = open_err(dir.path());
-    assert!(err.ends_with("index.csv: line 2: column `texture`: label number 77 has no row in label.csv"), "{err}");
+    assert!(
+        err.ends_with(
+            "index.csv: line 2: column `texture`: label number 77 has no row in label.csv"
+        ),
+        "{err}"
+    );
 }
 
 #[test]
 fn pixel_label_without_a_row() {
     let (dir, ds) = fixture();
-    write_label_png(&dir.path().join("images/a/2_color.png"), 3, 4, &[2, 2, 2, 2, 9, 2, 2, 2, 2, 2, 2, 2]);
+    write_label_png(
+        &dir.path().join("images/a/2_color.png"),
+        3,
+        4,
+        &[2, 2, 2, 2, 9, 2, 2, 2, 2, 2, 2, 2],
+    );
     let err = ds.read_labels(1).unwrap_err().to_string();
-    assert_eq!(err, "index.csv line 3: images/a/2_color.png: pixel (y 1, x 1) has label 9, which has no row in label.csv");
+    assert_eq!(
+        err,
+        "index.csv line 3: images/a/2_color.png: pixel (y 1, x 1) has label 9, which has no row in label.csv"
+    );
 }
 
 #[test]
 fn grey_label_maps_are_refused() {
     let (dir, ds) = fixture();
-    image::GrayImage::new(3, 4).save(dir.path().join("images/a/2_color.png")).unwrap();
+    image::GrayImage::new(3, 4)
+        .save(dir.path().join("images/a/2_color.png"))
+        .unwrap();
     let err = ds.read_labels(1).unwrap_err().to_string();
     assert!(err.contains("label maps are 8-bit RGB"), "{err}");
 }
@@ -332,7 +449,10 @@ fn duplicate_label_numbers_are_refused() {
     write_fixture(dir.path());
     replace_in(dir.path(), "label.csv", "5,door", "4,door");
     let err = open_err(dir.path());
-    assert!(err.ends_with("label.csv: line 6: label number 4 is already defined on line 5"), "{err}");
+    assert!(
+        err.ends_with("label.csv: line 6: label number 4 is already defined on line 5"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -341,14 +461,25 @@ fn unknown_index_column_is_refused() {
     write_fixture(dir.path());
     replace_in(dir.path(), "index.csv", "texture\n", "textures\n");
     let err = open_err(dir.path());
-    assert!(err.contains("column `textures` is neither a fixed column nor a category"), "{err}");
+    assert!(
+        err.contains("column `textures` is neither a fixed column nor a category"),
+        "{err}"
+    );
 }
 
 #[test]
 fn non_numeric_size_names_the_column() {
     let dir = tempfile::tempdir().unwrap();
     write_fixture(dir.path());
-    replace_in(dir.path(), "index.csv", "a/2.png,val,8,6", "a/2.png,val,eight,6");
+    replace_in(
+        dir.path(),
+        "index.csv",
+        "a/2.png,val,8,6",
+        "a/2.png,val,eight,6",
+    );
     let err = open_err(dir.path());
-    assert!(err.ends_with("index.csv: line 3: column `ih`: `eight` is not a positive whole number"), "{err}");
+    assert!(
+        err.ends_with("index.csv: line 3: column `ih`: `eight` is not a positive whole number"),
+        "{err}"
+    );
 }

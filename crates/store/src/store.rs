@@ -1,0 +1,452 @@
+//! Artifacts: keys, manifests, and the temporary-directory-then-rename protocol.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::canonical;
+use crate::error::{Error, Result, io};
+
+/// The `format` field of every manifest.
+pub const MANIFEST_FORMAT: &str = "netdissect-artifact-1";
+/// The file whose presence marks an artifact complete.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// A 256-bit blake3 key, shown as 64 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key([u8; 32]);
+
+impl Key {
+    pub fn from_hex(text: &str) -> Option<Key> {
+        let hash = blake3::Hash::from_hex(text).ok()?;
+        Some(Key(*hash.as_bytes()))
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The first 12 hex digits, for messages.
+    pub fn short(&self) -> String {
+        self.to_string()[..12].to_owned()
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(blake3::Hash::from(self.0).to_hex().as_str())
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key({self})")
+    }
+}
+
+impl Serialize for Key {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
+        let text = String::deserialize(d)?;
+        Key::from_hex(&text).ok_or_else(|| serde::de::Error::custom("not a 64-digit hex key"))
+    }
+}
+
+/// Everything that determines an artifact's content, and nothing else.
+///
+/// Paths, modification times, thread counts, batch sizes and host names must never go in
+/// here: two runs that must give the same result must give the same spec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spec {
+    /// The stage that produces the artifact (`extract`, `quantile`, ...).
+    pub stage: String,
+    /// Bumped whenever the stage's output format or semantics change.
+    pub schema: u32,
+    /// The parameters that change results, as JSON; hashed in canonical form.
+    pub params: Value,
+    /// The keys of the artifacts this one is computed from, by role.
+    pub inputs: BTreeMap<String, Key>,
+    /// Content digests of external inputs (model file, dataset), by role.
+    pub digests: BTreeMap<String, String>,
+}
+
+impl Spec {
+    pub fn new(stage: &str, schema: u32, params: Value) -> Spec {
+        Spec {
+            stage: stage.to_owned(),
+            schema,
+            params,
+            inputs: BTreeMap::new(),
+            digests: BTreeMap::new(),
+        }
+    }
+
+    pub fn input(mut self, role: &str, key: Key) -> Spec {
+        self.inputs.insert(role.to_owned(), key);
+        self
+    }
+
+    pub fn digest(mut self, role: &str, digest: impl Into<String>) -> Spec {
+        self.digests.insert(role.to_owned(), digest.into());
+        self
+    }
+
+    /// The JSON that is hashed: every field of the spec, canonical.
+    fn identity(&self) -> Value {
+        serde_json::json!({
+            "stage": self.stage,
+            "schema": self.schema,
+            "params": self.params,
+            "inputs": self.inputs,
+            "digests": self.digests,
+        })
+    }
+
+    pub fn key(&self) -> Key {
+        let text = canonical::to_compact(&self.identity());
+        let mut hasher = blake3::Hasher::new_derive_key("netdissect artifact key v1");
+        hasher.update(text.as_bytes());
+        Key(*hasher.finalize().as_bytes())
+    }
+}
+
+/// The record that marks an artifact complete and says what it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub stage: String,
+    pub schema: u32,
+    pub key: Key,
+    pub params: Value,
+    pub inputs: BTreeMap<String, Key>,
+    pub digests: BTreeMap<String, String>,
+    /// Versions of the software that wrote it; informative, not part of the key.
+    pub versions: BTreeMap<String, String>,
+    /// What the stage says about its output (layers, shapes, files).
+    pub outputs: Value,
+}
+
+impl Manifest {
+    /// The byte-deterministic text of the manifest.
+    pub fn to_text(&self) -> String {
+        let value = serde_json::to_value(self).expect("a manifest is plain JSON");
+        canonical::to_pretty(&value)
+    }
+
+    fn spec(&self) -> Spec {
+        Spec {
+            stage: self.stage.clone(),
+            schema: self.schema,
+            params: self.params.clone(),
+            inputs: self.inputs.clone(),
+            digests: self.digests.clone(),
+        }
+    }
+}
+
+/// A complete artifact in the store.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+}
+
+impl Artifact {
+    pub fn key(&self) -> Key {
+        self.manifest.key
+    }
+
+    pub fn manifest_path(&self) -> PathBuf {
+        self.dir.join(MANIFEST_FILE)
+    }
+}
+
+/// A cache directory of artifacts, `<root>/<stage>/<key>/`.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+static PENDING_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl Store {
+    /// Opens (creating if needed) a cache directory, and clears the temporary directories
+    /// that processes which no longer run left behind.
+    pub fn open(root: &Path) -> Result<Store> {
+        std::fs::create_dir_all(root.join("tmp")).map_err(io("create", root.join("tmp")))?;
+        let root = root.canonicalize().map_err(io("resolve", root))?;
+        let store = Store { root };
+        store.clear_stale_temporaries();
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the artifact of a stage and key lives (complete or not).
+    pub fn artifact_dir(&self, stage: &str, key: Key) -> PathBuf {
+        self.root.join(stage).join(key.to_string())
+    }
+
+    /// The complete artifact for a spec, if there is one.
+    pub fn get(&self, spec: &Spec) -> Result<Option<Artifact>> {
+        self.get_key(&spec.stage, spec.key())
+    }
+
+    /// The complete artifact of a stage with a given key, if there is one.
+    pub fn get_key(&self, stage: &str, key: Key) -> Result<Option<Artifact>> {
+        let dir = self.artifact_dir(stage, key);
+        let path = dir.join(MANIFEST_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io("read", path)(e)),
+        };
+        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| Error::Corrupt {
+            path: path.clone(),
+            message: format!("unreadable manifest ({e}); delete the directory to recompute it"),
+        })?;
+        if manifest.key != key || manifest.stage != stage {
+            return Err(Error::Corrupt {
+                path,
+                message: format!(
+                    "the manifest is for {} {}; delete the directory to recompute it",
+                    manifest.stage, manifest.key
+                ),
+            });
+        }
+        Ok(Some(Artifact { dir, manifest }))
+    }
+
+    /// Starts writing the artifact of a spec into a fresh temporary directory.
+    pub fn begin(&self, spec: &Spec) -> Result<Pending<'_>> {
+        let key = spec.key();
+        let n = PENDING_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!(
+            "{}-{}-{}-{}",
+            spec.stage,
+            key.short(),
+            std::process::id(),
+            n
+        );
+        let dir = self.root.join("tmp").join(name);
+        std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        Ok(Pending {
+            store: self,
+            spec: spec.clone(),
+            key,
+            dir,
+            done: false,
+        })
+    }
+
+    /// Every complete artifact of a stage, in key order.
+    pub fn list(&self, stage: &str) -> Result<Vec<Artifact>> {
+        let dir = self.root.join(stage);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io("list", dir)(e)),
+        };
+        let mut keys: Vec<Key> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| Key::from_hex(e.file_name().to_str()?))
+            .collect();
+        keys.sort();
+        let mut artifacts = Vec::new();
+        for key in keys {
+            if let Ok(Some(artifact)) = self.get_key(stage, key) {
+                artifacts.push(artifact);
+            }
+        }
+        Ok(artifacts)
+    }
+
+    /// Says whether a spec's artifact exists and, if not, what differs from the closest
+    /// artifact of the same stage in the cache (the one with the fewest differing fields).
+    pub fn explain(&self, spec: &Spec) -> Result<String> {
+        let key = spec.key();
+        if self.get_key(&spec.stage, key)?.is_some() {
+            return Ok(format!("{}: fresh ({})", spec.stage, key.short()));
+        }
+        let wanted = flatten_spec(spec);
+        let mut best: Option<(usize, Vec<String>)> = None;
+        for artifact in self.list(&spec.stage)? {
+            let have = flatten_spec(&artifact.manifest.spec());
+            let diffs = diff(&have, &wanted);
+            if best.as_ref().is_none_or(|(n, _)| diffs.len() < *n) {
+                best = Some((diffs.len(), diffs));
+            }
+        }
+        Ok(match best {
+            None => format!(
+                "{}: computing {}: no {} artifact in the cache yet",
+                spec.stage,
+                key.short(),
+                spec.stage
+            ),
+            Some((_, diffs)) => format!(
+                "{}: computing {}: the closest cached artifact differs in\n  {}",
+                spec.stage,
+                key.short(),
+                diffs.join("\n  ")
+            ),
+        })
+    }
+
+    #[cfg(target_os = "linux")]
+    fn clear_stale_temporaries(&self) {
+        let Ok(entries) = std::fs::read_dir(self.root.join("tmp")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            // <stage>-<key>-<pid>-<n>: the pid is the second field from the end.
+            let mut fields = name.rsplit('-');
+            let (Some(_), Some(pid)) = (fields.next(), fields.next()) else {
+                continue;
+            };
+            let Ok(pid) = pid.parse::<u32>() else {
+                continue;
+            };
+            if !Path::new("/proc").join(pid.to_string()).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn clear_stale_temporaries(&self) {}
+}
+
+/// An artifact being written. Dropping it without [`Pending::commit`] removes its files.
+#[derive(Debug)]
+pub struct Pending<'a> {
+    store: &'a Store,
+    spec: Spec,
+    key: Key,
+    dir: PathBuf,
+    done: bool,
+}
+
+impl Pending<'_> {
+    /// The temporary directory to write the artifact's files into.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn key(&self) -> Key {
+        self.key
+    }
+
+    /// Writes the manifest and moves the directory into place. If another process
+    /// finished the same key first, its artifact is kept and this one is discarded: equal
+    /// keys mean equal content.
+    pub fn commit(
+        mut self,
+        versions: BTreeMap<String, String>,
+        outputs: Value,
+    ) -> Result<Artifact> {
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT.to_owned(),
+            stage: self.spec.stage.clone(),
+            schema: self.spec.schema,
+            key: self.key,
+            params: self.spec.params.clone(),
+            inputs: self.spec.inputs.clone(),
+            digests: self.spec.digests.clone(),
+            versions,
+            outputs,
+        };
+        let manifest_path = self.dir.join(MANIFEST_FILE);
+        std::fs::write(&manifest_path, manifest.to_text()).map_err(io("write", &manifest_path))?;
+        let target = self.store.artifact_dir(&self.spec.stage, self.key);
+        let parent = target.parent().expect("artifact dirs have a parent");
+        std::fs::create_dir_all(parent).map_err(io("create", parent))?;
+        if target.exists() && !target.join(MANIFEST_FILE).exists() {
+            // A directory without a manifest is not an artifact (it can only come from a
+            // hand edit); move it out of the way rather than trust it.
+            let trash = self.dir.with_extension("incomplete");
+            std::fs::rename(&target, &trash).map_err(io("move aside", &target))?;
+            let _ = std::fs::remove_dir_all(&trash);
+        }
+        match std::fs::rename(&self.dir, &target) {
+            Ok(()) => {}
+            Err(_) if target.join(MANIFEST_FILE).exists() => {
+                // Lost a race with an identical computation.
+                let _ = std::fs::remove_dir_all(&self.dir);
+            }
+            Err(e) => return Err(io("move into place", &target)(e)),
+        }
+        self.done = true;
+        self.store
+            .get_key(&self.spec.stage, self.key)?
+            .ok_or_else(|| Error::Corrupt {
+                path: target,
+                message: "the artifact vanished right after it was written".into(),
+            })
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn flatten_spec(spec: &Spec) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    out.insert("schema".to_owned(), spec.schema.to_string());
+    flatten("params", &spec.params, &mut out);
+    for (role, key) in &spec.inputs {
+        out.insert(format!("input `{role}`"), key.short());
+    }
+    for (role, digest) in &spec.digests {
+        let short = digest.get(..12).unwrap_or(digest);
+        out.insert(format!("digest of {role}"), short.to_owned());
+    }
+    out
+}
+
+fn flatten(prefix: &str, value: &Value, out: &mut BTreeMap<String, String>) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (k, v) in map {
+                flatten(&format!("{prefix}.{k}"), v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_owned(), canonical::to_compact(other));
+        }
+    }
+}
+
+fn diff(have: &BTreeMap<String, String>, want: &BTreeMap<String, String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (field, new) in want {
+        match have.get(field) {
+            Some(old) if old == new => {}
+            Some(old) => out.push(format!("{field}: {old} -> {new}")),
+            None => out.push(format!("{field}: (absent) -> {new}")),
+        }
+    }
+    for (field, old) in have {
+        if !want.contains_key(field) {
+            out.push(format!("{field}: {old} -> (absent)"));
+        }
+    }
+    out
+}

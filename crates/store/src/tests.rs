@@ -1,0 +1,253 @@
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use serde_json::json;
+
+use crate::{Key, MANIFEST_FILE, Spec, Store};
+
+fn spec(top: f64) -> Spec {
+    Spec::new("quantile", 1, json!({"top": top, "layer": "conv5"}))
+        .input("activations", Key::from_hex(&"ab".repeat(32)).unwrap())
+        .digest("dataset", "00ff")
+}
+
+#[test]
+fn key_depends_on_every_part_of_the_spec_and_nothing_else() {
+    let base = spec(0.005);
+    // Same content, keys written in another order: same key.
+    let reordered = Spec::new("quantile", 1, json!({"layer": "conv5", "top": 0.005}))
+        .input("activations", Key::from_hex(&"ab".repeat(32)).unwrap())
+        .digest("dataset", "00ff");
+    assert_eq!(base.key(), reordered.key());
+    let mut variants = vec![spec(0.01)];
+    let mut s = spec(0.005);
+    s.schema = 2;
+    variants.push(s);
+    let mut s = spec(0.005);
+    s.stage = "segment".into();
+    variants.push(s);
+    variants.push(spec(0.005).digest("dataset", "00fe"));
+    variants.push(spec(0.005).input("activations", Key::from_hex(&"cd".repeat(32)).unwrap()));
+    variants.push(spec(0.005).input("extra", base.key()));
+    for v in variants {
+        assert_ne!(v.key(), base.key(), "{v:?}");
+    }
+}
+
+#[test]
+fn commit_then_get_and_no_partial_artifact_before() {
+    let cache = tempfile::tempdir().unwrap();
+    let store = Store::open(cache.path()).unwrap();
+    let s = spec(0.005);
+    assert!(store.get(&s).unwrap().is_none());
+    let pending = store.begin(&s).unwrap();
+    std::fs::write(pending.dir().join("data.bin"), b"123").unwrap();
+    // Not visible until committed.
+    assert!(store.get(&s).unwrap().is_none());
+    assert!(!store.artifact_dir("quantile", s.key()).exists());
+    let versions = BTreeMap::from([("netdissect".to_owned(), "0.1.0".to_owned())]);
+    let artifact = pending.commit(versions, json!({"rows": 3})).unwrap();
+    assert_eq!(artifact.dir, store.artifact_dir("quantile", s.key()));
+    assert_eq!(
+        std::fs::read(artifact.dir.join("data.bin")).unwrap(),
+        b"123"
+    );
+    let again = store.get(&s).unwrap().unwrap();
+    assert_eq!(again.manifest, artifact.manifest);
+    assert_eq!(again.manifest.outputs, json!({"rows": 3}));
+    // The temporary area is empty again.
+    assert_eq!(
+        std::fs::read_dir(store.root().join("tmp")).unwrap().count(),
+        0
+    );
+}
+
+#[test]
+fn manifests_are_byte_deterministic() {
+    let texts: Vec<Vec<u8>> = (0..2)
+        .map(|_| {
+            let cache = tempfile::tempdir().unwrap();
+            let store = Store::open(cache.path()).unwrap();
+            let artifact = store
+                .begin(&spec(0.005))
+                .unwrap()
+                .commit(BTreeMap::new(), json!({"z": 1, "a": [1.5, 2]}))
+                .unwrap();
+            std::fs::read(artifact.manifest_path()).unwrap()
+        })
+        .collect();
+    assert_eq!(texts[0], texts[1]);
+    let text = String::from_utf8(texts[0].clone()).unwrap();
+    assert!(text.starts_with("{\n  \"digests\": {\n    \"dataset\": \"00ff\"\n  },\n  \"format\": \"netdissect-artifact-1\",\n"), "{text}");
+    assert!(!text.contains("/tmp"));
+}
+
+#[test]
+fn dropping_a_pending_artifact_leaves_nothing() {
+    let cache = tempfile::tempdir().unwrap();
+    let store = Store::open(cache.path()).unwrap();
+    {
+        let pending = store.begin(&spec(0.005)).unwrap();
+        std::fs::write(pending.dir().join("half-written"), b"x").unwrap();
+    }
+    assert_eq!(
+        std::fs::read_dir(store.root().join("tmp")).unwrap().count(),
+        0
+    );
+    assert!(store.get(&spec(0.005)).unwrap().is_none());
+}
+
+#[test]
+fn racing_writers_of_one_key_keep_one_artifact() {
+    let cache = tempfile::tempdir().unwrap();
+    let store = Store::open(cache.path()).unwrap();
+    let a = store.begin(&spec(0.005)).unwrap();
+    let b = store.begin(&spec(0.005)).unwrap();
+    std::fs::write(a.dir().join("v"), b"a").unwrap();
+    std::fs::write(b.dir().join("v"), b"b").unwrap();
+    let first = a.commit(BTreeMap::new(), json!({})).unwrap();
+    let second = b.commit(BTreeMap::new(), json!({})).unwrap();
+    assert_eq!(first.dir, second.dir);
+    assert_eq!(std::fs::read(first.dir.join("v")).unwrap(), b"a");
+    assert_eq!(
+        std::fs::read_dir(store.root().join("tmp")).unwrap().count(),
+        0
+    );
+}
+
+#[test]
+fn directory_without_manifest_is_not_an_artifact() {
+    let cache = tempfile::tempdir().unwrap();
+    let store = Store::open(cache.path()).unwrap();
+    let dir = store.artifact_dir("quantile", spec(0.005).key());
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("stale"), b"?").unwrap();
+    assert!(store.get(&spec(0.005)).unwrap().is_none());
+    let artifact = store
+        .begin(&spec(0.005))
+        .unwrap()
+        .commit(BTreeMap::new(), json!({}))
+        .unwrap();
+    assert!(artifact.dir.join(MANIFEST_FILE).exists());
+    assert!(!artifact.dir.join("stale").exists());
+}
+
+#[test]
+fn explain_names_what_changed() {
+    let cache = tempfile::tempdir().unwrap();
+    let store = Store::open(cache.path()).unwrap();
+    let first = store.explain(&spec(0.005)).unwrap();
+    assert!(
+        first.ends_with("no quantile artifact in the cache yet"),
+        "{first}"
+    );
+    store
+        .begin(&spec(0.005))
+        .unwrap()
+        .commit(BTreeMap::new(), json!({}))
+        .unwrap();
+    assert!(
+        store
+            .explain(&spec(0.005))
+            .unwrap()
+            .starts_with("quantile: fresh")
+    );
+    let changed = store
+        .explain(&spec(0.01).digest("dataset", "1234567890abcdef"))
+        .unwrap();
+    assert!(changed.contains("params.top: 0.005 -> 0.01"), "{changed}");
+    assert!(
+        changed.contains("digest of dataset: 00ff -> 1234567890ab"),
+        "{changed}"
+    );
+    assert!(!changed.contains("params.layer"), "{changed}");
+}
+
+#[test]
+fn stale_temporaries_of_dead_processes_are_cleared() {
+    let cache = tempfile::tempdir().unwrap();
+    let dead = cache.path().join("tmp/extract-0123456789ab-4000000000-0");
+    let alive = cache
+        .path()
+        .join(format!("tmp/extract-0123456789ab-{}-0", std::process::id()));
+    std::fs::create_dir_all(&dead).unwrap();
+    std::fs::create_dir_all(&alive).unwrap();
+    Store::open(cache.path()).unwrap();
+    assert!(!dead.exists());
+    assert!(alive.exists());
+}
+
+fn age(path: &std::path::Path, secs: u64) {
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(SystemTime::now() - Duration::from_secs(secs))
+        .unwrap();
+}
+
+#[test]
+fn file_digests_follow_content_not_location() {
+    let cache = tempfile::tempdir().unwrap();
+    let store = Store::open(cache.path()).unwrap();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for dir in [a.path(), b.path()] {
+        std::fs::create_dir_all(dir.join("images")).unwrap();
+        std::fs::write(dir.join("index.csv"), "x\n").unwrap();
+        std::fs::write(dir.join("images/1.png"), "png").unwrap();
+    }
+    let files = vec!["index.csv".to_owned(), "images/1.png".to_owned()];
+    let da = store.digest_files(a.path(), &files).unwrap();
+    assert_eq!(da, store.digest_files(b.path(), &files).unwrap());
+    let swapped = vec![files[1].clone(), files[0].clone()];
+    assert_ne!(da, store.digest_files(a.path(), &swapped).unwrap());
+    std::fs::write(b.path().join("images/1.png"), "PNG").unwrap();
+    assert_ne!(da, store.digest_files(b.path(), &files).unwrap());
+    let missing = store
+        .digest_files(a.path(), &["nope.csv".to_owned()])
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("nope.csv"), "{missing}");
+    assert_eq!(
+        store.file_hash(&a.path().join("index.csv")).unwrap(),
+        blake3::hash(b"x\n").to_hex().to_string()
+    );
+}
+
+#[test]
+fn remembered_hashes_still_notice_changes() {
+    let cache = tempfile::tempdir().unwrap();
+    let store = Store::open(cache.path()).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("a.jpg");
+    std::fs::write(&file, "0123456789").unwrap();
+    age(&file, 3600);
+    let names = vec!["a.jpg".to_owned()];
+    let before = store.digest_files(data.path(), &names).unwrap();
+    let memo_dir = store.root().join("digests");
+    let memo = std::fs::read_dir(&memo_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(
+        std::fs::read_to_string(&memo)
+            .unwrap()
+            .contains("\ta.jpg\n")
+    );
+    assert_eq!(before, store.digest_files(data.path(), &names).unwrap());
+    // Same size, mtime put back: the inode's ctime still moves, so the change is seen.
+    std::fs::write(&file, "9876543210").unwrap();
+    age(&file, 3600);
+    assert_ne!(before, store.digest_files(data.path(), &names).unwrap());
+}
+
+#[test]
+fn files_changed_just_now_are_not_remembered() {
+    let cache = tempfile::tempdir().unwrap();
+    let store = Store::open(cache.path()).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("fresh.jpg"), "x").unwrap();
+    store
+        .digest_files(data.path(), &["fresh.jpg".to_owned()])
+        .unwrap();
+    assert!(!store.root().join("digests").exists());
+}
