@@ -1,0 +1,502 @@
+//! Zarr v3 storage of activations: one `[image, unit, y, x]` float32 array per layer, plus
+//! the `[image, unit]` spatial maximum of every map.
+//!
+//! The layout of an activation group (`activations.zarr/`):
+//!
+//! ```text
+//! zarr.json                      group
+//! <layer>/zarr.json              group, attribute "layer" holds the model's layer name
+//! <layer>/activations/           [image, unit, y, x] float32, blosc(zstd, bitshuffle)
+//! <layer>/max/                   [image, unit] float32, max over y and x
+//! ```
+//!
+//! Chunks span a block of images and a block of units ([`chunk_shape`]): the extract stage
+//! writes whole rows of chunks as its batches arrive (never rewriting a chunk), and the
+//! quantile stage reads all images of a block of units by reading one column of chunks.
+//! Storage is lossless: values read back bit for bit.
+//!
+//! ```
+//! use nd_arrays::{ActivationGroup, LayerShape};
+//! let dir = tempfile::tempdir()?;
+//! let group = ActivationGroup::create(&dir.path().join("activations.zarr"))?;
+//! let shape = LayerShape { images: 2, units: 3, height: 2, width: 2 };
+//! let mut writer = group.create_layer("conv1", shape)?;
+//! writer.push(&(0..24).map(|v| v as f32).collect::<Vec<_>>())?;
+//! writer.finish()?;
+//! let layer = group.open_layer("conv1")?;
+//! assert_eq!(layer.read_max()?, vec![3.0, 7.0, 11.0, 15.0, 19.0, 23.0]);
+//! assert_eq!(layer.read(0..2, 1..2)?, vec![4.0, 5.0, 6.0, 7.0, 16.0, 17.0, 18.0, 19.0]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use zarrs::array::codec::{BloscCodec, BloscCompressionLevel, BloscCompressor, BloscShuffleMode};
+use zarrs::array::{Array, ArrayBuilder, data_type};
+use zarrs::filesystem::FilesystemStore;
+use zarrs::group::GroupBuilder;
+
+/// Errors of activation storage, with the array they concern.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("zarr store {}: {message}", path.display())]
+    Store { path: PathBuf, message: String },
+    #[error("layer `{layer}`: {message}")]
+    Layer { layer: String, message: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The shape of a layer's activation cube.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerShape {
+    pub images: u64,
+    pub units: u64,
+    pub height: u64,
+    pub width: u64,
+}
+
+impl LayerShape {
+    /// Values in one image's activation (`units × height × width`).
+    pub fn per_image(&self) -> usize {
+        (self.units * self.height * self.width) as usize
+    }
+
+    /// Values in one unit's map (`height × width`).
+    pub fn per_map(&self) -> usize {
+        (self.height * self.width) as usize
+    }
+}
+
+/// Bytes of one row of chunks (a block of images, all units) that the writer holds.
+const ROW_BUDGET: u64 = 64 << 20;
+/// Uncompressed bytes a chunk aims at.
+const CHUNK_TARGET: u64 = 2 << 20;
+/// Images per chunk when the row budget allows it.
+const MAX_CHUNK_IMAGES: u64 = 64;
+
+/// The chunk shape `[images, units, height, width]` of a layer.
+///
+/// Up to 64 images per chunk, fewer when a row of chunks (those images, every unit) would
+/// exceed 64 MiB, then as many units as keep a chunk near 2 MiB. Whole maps are never
+/// split: every consumer wants all of a map.
+pub fn chunk_shape(shape: LayerShape) -> [u64; 4] {
+    let map_bytes = (shape.height * shape.width * 4).max(1);
+    let image_bytes = map_bytes * shape.units.max(1);
+    let images = (ROW_BUDGET / image_bytes)
+        .clamp(1, MAX_CHUNK_IMAGES)
+        .min(shape.images.max(1));
+    let units = (CHUNK_TARGET / (images * map_bytes)).clamp(1, shape.units.max(1));
+    [images, units, shape.height.max(1), shape.width.max(1)]
+}
+
+/// A node name for a layer: the model's name with `/` and `%` escaped, so names such as
+/// `features.10` or `layer4.1.conv2` are kept as they are.
+pub fn node_name(layer: &str) -> String {
+    let mut out = String::new();
+    for c in layer.chars() {
+        match c {
+            '/' | '%' | '\\' => out.push_str(&format!("%{:02X}", c as u32)),
+            c if c.is_control() => out.push_str(&format!("%{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    if out.is_empty() || out == "." || out == ".." || out.starts_with("__") {
+        out = format!("%{out}");
+    }
+    out
+}
+
+/// An activation group on disk.
+pub struct ActivationGroup {
+    path: PathBuf,
+    store: Arc<FilesystemStore>,
+}
+
+impl ActivationGroup {
+    /// Creates an empty group at `path` (the directory is created).
+    pub fn create(path: &Path) -> Result<ActivationGroup> {
+        std::fs::create_dir_all(path).map_err(|e| store_error(path, e))?;
+        let group = Self::open(path)?;
+        GroupBuilder::new()
+            .build(group.store.clone(), "/")
+            .map_err(|e| store_error(path, e))?
+            .store_metadata()
+            .map_err(|e| store_error(path, e))?;
+        Ok(group)
+    }
+
+    /// Opens an existing group.
+    pub fn open(path: &Path) -> Result<ActivationGroup> {
+        let store = FilesystemStore::new(path).map_err(|e| store_error(path, e))?;
+        Ok(ActivationGroup {
+            path: path.to_owned(),
+            store: Arc::new(store),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Creates a layer's arrays and returns a writer that expects images in order.
+    pub fn create_layer(&self, layer: &str, shape: LayerShape) -> Result<LayerWriter> {
+        let node = format!("/{}", node_name(layer));
+        let mut group = GroupBuilder::new()
+            .build(self.store.clone(), &node)
+            .map_err(|e| self.layer_error(layer, e))?;
+        group
+            .attributes_mut()
+            .insert("layer".into(), serde_json::Value::String(layer.to_owned()));
+        group
+            .store_metadata()
+            .map_err(|e| self.layer_error(layer, e))?;
+
+        let chunks = chunk_shape(shape);
+        let blosc = BloscCodec::new(
+            BloscCompressor::Zstd,
+            BloscCompressionLevel::try_from(3u8).expect("3 is a valid blosc level"),
+            None,
+            BloscShuffleMode::BitShuffle,
+            Some(4),
+        )
+        .map_err(|e| self.layer_error(layer, e))?;
+        let blosc = Arc::new(blosc);
+        let activations = ArrayBuilder::new(
+            vec![shape.images, shape.units, shape.height, shape.width],
+            chunks.to_vec(),
+            data_type::float32(),
+            0.0f32,
+        )
+        .bytes_to_bytes_codecs(vec![blosc.clone()])
+        .dimension_names(["image", "unit", "y", "x"].into())
+        .build(self.store.clone(), &format!("{node}/activations"))
+        .map_err(|e| self.layer_error(layer, e))?;
+        activations
+            .store_metadata()
+            .map_err(|e| self.layer_error(layer, e))?;
+        let max = ArrayBuilder::new(
+            vec![shape.images, shape.units],
+            vec![chunks[0], shape.units.max(1)],
+            data_type::float32(),
+            0.0f32,
+        )
+        .bytes_to_bytes_codecs(vec![blosc])
+        .dimension_names(["image", "unit"].into())
+        .build(self.store.clone(), &format!("{node}/max"))
+        .map_err(|e| self.layer_error(layer, e))?;
+        max.store_metadata()
+            .map_err(|e| self.layer_error(layer, e))?;
+
+        let row_images = chunks[0] as usize;
+        Ok(LayerWriter {
+            layer: layer.to_owned(),
+            shape,
+            activations,
+            max,
+            buffer: Vec::with_capacity(row_images * shape.per_image()),
+            max_buffer: Vec::with_capacity(row_images * shape.units as usize),
+            row_images,
+            written: 0,
+        })
+    }
+
+    /// Opens a layer for reading.
+    pub fn open_layer(&self, layer: &str) -> Result<LayerReader> {
+        let node = format!("/{}", node_name(layer));
+        let activations = Array::open(self.store.clone(), &format!("{node}/activations"))
+            .map_err(|e| self.layer_error(layer, e))?;
+        let max = Array::open(self.store.clone(), &format!("{node}/max"))
+            .map_err(|e| self.layer_error(layer, e))?;
+        let s = activations.shape();
+        if s.len() != 4 {
+            return Err(Error::Layer {
+                layer: layer.to_owned(),
+                message: format!("activations have {} dimensions, expected 4", s.len()),
+            });
+        }
+        let shape = LayerShape {
+            images: s[0],
+            units: s[1],
+            height: s[2],
+            width: s[3],
+        };
+        Ok(LayerReader {
+            layer: layer.to_owned(),
+            shape,
+            activations,
+            max,
+        })
+    }
+
+    fn layer_error(&self, layer: &str, e: impl std::fmt::Display) -> Error {
+        Error::Layer {
+            layer: layer.to_owned(),
+            message: format!("{} ({})", e, self.path.display()),
+        }
+    }
+}
+
+fn store_error(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Store {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// Appends images to a layer's arrays, a whole row of chunks at a time.
+pub struct LayerWriter {
+    layer: String,
+    shape: LayerShape,
+    activations: Array<FilesystemStore>,
+    max: Array<FilesystemStore>,
+    buffer: Vec<f32>,
+    max_buffer: Vec<f32>,
+    row_images: usize,
+    written: u64,
+}
+
+impl LayerWriter {
+    pub fn shape(&self) -> LayerShape {
+        self.shape
+    }
+
+    /// Appends the activations of the next images (`k × units × height × width` values).
+    pub fn push(&mut self, mut values: &[f32]) -> Result<()> {
+        let per_image = self.shape.per_image();
+        if per_image == 0 || !values.len().is_multiple_of(per_image) {
+            return Err(self.error(format!(
+                "got {} values, not a whole number of images of {per_image}",
+                values.len()
+            )));
+        }
+        let pending = (self.buffer.len() / per_image) as u64;
+        if self.written + pending + (values.len() / per_image) as u64 > self.shape.images {
+            return Err(self.error(format!(
+                "more than the {} images declared",
+                self.shape.images
+            )));
+        }
+        while !values.is_empty() {
+            let room = (self.row_images * per_image - self.buffer.len()).min(values.len());
+            let (now, rest) = values.split_at(room);
+            self.buffer.extend_from_slice(now);
+            let per_map = self.shape.per_map();
+            self.max_buffer.extend(
+                now.chunks_exact(per_map)
+                    .map(|map| map.iter().copied().fold(f32::NEG_INFINITY, f32::max)),
+            );
+            values = rest;
+            if self.buffer.len() == self.row_images * per_image {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let n = (self.buffer.len() / self.shape.per_image()) as u64;
+        let images = self.written..self.written + n;
+        let s = self.shape;
+        self.activations
+            .store_array_subset(
+                &[images.clone(), 0..s.units, 0..s.height, 0..s.width],
+                self.buffer.as_slice(),
+            )
+            .map_err(|e| self.error(e))?;
+        self.max
+            .store_array_subset(&[images, 0..s.units], self.max_buffer.as_slice())
+            .map_err(|e| self.error(e))?;
+        self.written += n;
+        self.buffer.clear();
+        self.max_buffer.clear();
+        Ok(())
+    }
+
+    /// Writes what is buffered and checks every declared image was written.
+    pub fn finish(mut self) -> Result<LayerShape> {
+        self.flush()?;
+        if self.written != self.shape.images {
+            return Err(self.error(format!(
+                "{} of the {} declared images were written",
+                self.written, self.shape.images
+            )));
+        }
+        Ok(self.shape)
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> Error {
+        Error::Layer {
+            layer: self.layer.clone(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Reads blocks of a layer's activations.
+pub struct LayerReader {
+    layer: String,
+    shape: LayerShape,
+    activations: Array<FilesystemStore>,
+    max: Array<FilesystemStore>,
+}
+
+impl LayerReader {
+    pub fn shape(&self) -> LayerShape {
+        self.shape
+    }
+
+    /// The `[images, units]` extent of a chunk: read in multiples of it to avoid decoding
+    /// a chunk twice.
+    pub fn chunk_extent(&self) -> (u64, u64) {
+        let chunks = self.activations.chunk_grid_shape();
+        let div = |n: u64, k: u64| n.div_ceil(k.max(1)).max(1);
+        (
+            div(self.shape.images, chunks[0]),
+            div(self.shape.units, chunks[1]),
+        )
+    }
+
+    /// The values of `images × units × height × width`, row-major.
+    pub fn read(&self, images: Range<u64>, units: Range<u64>) -> Result<Vec<f32>> {
+        let s = self.shape;
+        self.activations
+            .retrieve_array_subset::<Vec<f32>>(&[images, units, 0..s.height, 0..s.width])
+            .map_err(|e| self.error(e))
+    }
+
+    /// The `[image, unit]` spatial maxima of every map, row-major.
+    pub fn read_max(&self) -> Result<Vec<f32>> {
+        self.max
+            .retrieve_array_subset::<Vec<f32>>(&[0..self.shape.images, 0..self.shape.units])
+            .map_err(|e| self.error(e))
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> Error {
+        Error::Layer {
+            layer: self.layer.clone(),
+            message: e.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_bound_rows_and_target_two_mebibytes() {
+        // ResNet-18 layer4 on Broden: 7×7 maps, 512 units.
+        assert_eq!(
+            chunk_shape(LayerShape {
+                images: 63305,
+                units: 512,
+                height: 7,
+                width: 7
+            }),
+            [64, 167, 7, 7]
+        );
+        // layer1: 56×56 maps, 64 units; a row of 64 images is 51 MiB.
+        assert_eq!(
+            chunk_shape(LayerShape {
+                images: 63305,
+                units: 64,
+                height: 56,
+                width: 56
+            }),
+            [64, 2, 56, 56]
+        );
+        // A 112×112 layer with 256 units must take fewer images per row.
+        let c = chunk_shape(LayerShape {
+            images: 100,
+            units: 256,
+            height: 112,
+            width: 112,
+        });
+        assert_eq!(c, [5, 8, 112, 112]);
+        // Tiny datasets do not get chunks larger than themselves.
+        assert_eq!(
+            chunk_shape(LayerShape {
+                images: 3,
+                units: 2,
+                height: 1,
+                width: 1
+            }),
+            [3, 2, 1, 1]
+        );
+    }
+
+    #[test]
+    fn node_names_keep_dots_and_escape_slashes() {
+        assert_eq!(node_name("features.10"), "features.10");
+        assert_eq!(node_name("a/b"), "a%2Fb");
+        assert_eq!(node_name("__x"), "%__x");
+    }
+
+    #[test]
+    fn round_trip_across_chunk_rows_is_lossless() {
+        let dir = tempfile::tempdir().unwrap();
+        let group = ActivationGroup::create(&dir.path().join("a.zarr")).unwrap();
+        // 70 images: one full row of 64 and a partial one, pushed in uneven batches.
+        let shape = LayerShape {
+            images: 70,
+            units: 5,
+            height: 3,
+            width: 2,
+        };
+        let values: Vec<f32> = (0..70 * 30)
+            .map(|i| ((i * 7919) % 1000) as f32 * 0.37 - 100.0)
+            .collect();
+        let mut writer = group.create_layer("layer4.1/conv", shape).unwrap();
+        for batch in values.chunks(30 * 9) {
+            writer.push(batch).unwrap();
+        }
+        writer.finish().unwrap();
+        let reader = group.open_layer("layer4.1/conv").unwrap();
+        assert_eq!(reader.shape(), shape);
+        let all = reader.read(0..70, 0..5).unwrap();
+        assert_eq!(
+            all.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            values.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        let block = reader.read(63..66, 2..4).unwrap();
+        let expected: Vec<f32> = (63..66)
+            .flat_map(|i| values[i * 30 + 12..i * 30 + 24].to_vec())
+            .collect();
+        assert_eq!(block, expected);
+        let max = reader.read_max().unwrap();
+        assert_eq!(max.len(), 350);
+        assert_eq!(
+            max[69 * 5 + 4],
+            values[69 * 30 + 24..69 * 30 + 30]
+                .iter()
+                .copied()
+                .fold(f32::MIN, f32::max)
+        );
+    }
+
+    #[test]
+    fn missing_images_are_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let group = ActivationGroup::create(&dir.path().join("a.zarr")).unwrap();
+        let shape = LayerShape {
+            images: 2,
+            units: 1,
+            height: 1,
+            width: 1,
+        };
+        let mut writer = group.create_layer("l", shape).unwrap();
+        writer.push(&[1.0]).unwrap();
+        assert_eq!(
+            writer.finish().unwrap_err().to_string(),
+            "layer `l`: 1 of the 2 declared images were written"
+        );
+        let mut writer = group.create_layer("m", shape).unwrap();
+        assert!(writer.push(&[1.0, 2.0, 3.0]).is_err());
+    }
+}
