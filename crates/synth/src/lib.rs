@@ -1,0 +1,430 @@
+//! Writes synthetic datasets in the Broden layout, deterministically from a seed.
+//!
+//! Each image is a scene (`street-s`, `park-s`, ...) with a background colour layout, an
+//! optional background texture (image-level texture labels, sometimes two, and label 0
+//! for a plain background, like the concepts Broden's frequency filter dropped), and up to
+//! four objects from a vocabulary of fifteen, drawn at varied sizes and positions over one
+//! another. Objects carry materials (pixel labels, each with its own look), composite
+//! objects carry parts on two label layers (a door lies on a wall), and every label pixel
+//! is named by the nearest of Broden's eleven colours from the rendered RGB. `paper` is
+//! both an object and a material. Every frequency and coverage in the CSVs is counted from
+//! the label maps written.
+//!
+//! Same config, same bytes: the random stream of image `i` depends only on the seed and
+//! `i`, rendering is analytic, and images are encoded by fixed encoders.
+//!
+//! ```no_run
+//! let config = nd_synth::Config { images: 100, ..Default::default() };
+//! nd_synth::generate("synth-dataset".as_ref(), &config)?;
+//! # Ok::<(), nd_synth::Error>(())
+//! ```
+
+mod render;
+pub mod vocab;
+
+use std::fmt::Write as _;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use image::ImageEncoder;
+use rayon::prelude::*;
+
+use render::{Composition, Rng, nearest_color};
+use vocab::*;
+
+/// Errors while writing a synthetic dataset.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot write {}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot encode {}: {message}", path.display())]
+    Encode { path: PathBuf, message: String },
+    #[error("{0}")]
+    Config(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How images are stored. Broden uses JPEG; PNG gives lossless images, for tests that
+/// compare decoded pixels across decoders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImageFormat {
+    #[default]
+    Jpeg,
+    Png,
+}
+
+impl ImageFormat {
+    pub fn extension(self) -> &'static str {
+        match self {
+            ImageFormat::Jpeg => "jpg",
+            ImageFormat::Png => "png",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub seed: u64,
+    pub images: usize,
+    /// Image side in pixels; label maps are `image_size / 2` (integer division), as in Broden.
+    pub image_size: u32,
+    pub format: ImageFormat,
+    /// The share of images in the `val` split.
+    pub val_fraction: f32,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            seed: 1,
+            images: 1000,
+            image_size: 224,
+            format: ImageFormat::Jpeg,
+            val_fraction: 0.2,
+        }
+    }
+}
+
+/// What was written.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub images: usize,
+    pub labels: usize,
+    pub label_size: u32,
+}
+
+/// One image's rendering and labels.
+struct Rendered {
+    rgb: image::RgbImage,
+    /// Pixel label layers per category: color, object, part (two layers), material.
+    color: Vec<u16>,
+    object: Vec<u16>,
+    part: Vec<u16>,
+    overlay_part: Vec<u16>,
+    material: Vec<u16>,
+    scene: Scene,
+    textures: Vec<Texture>,
+    val: bool,
+}
+
+fn render(config: &Config, index: usize) -> Rendered {
+    let mut rng = Rng::new(config.seed, index as u64);
+    let size = config.image_size;
+    let label_size = size / 2;
+    let composition = Composition::random(&mut rng, size);
+    let val = rng.chance(config.val_fraction);
+    let rgb = image::RgbImage::from_fn(size, size, |x, y| {
+        let (u, v) = (
+            (x as f32 + 0.5) / size as f32,
+            (y as f32 + 0.5) / size as f32,
+        );
+        image::Rgb(composition.sample(u, v).rgb.map(|c| c.round() as u8))
+    });
+    let n = (label_size * label_size) as usize;
+    let mut out = Rendered {
+        color: Vec::with_capacity(n),
+        object: Vec::with_capacity(n),
+        part: Vec::with_capacity(n),
+        overlay_part: Vec::with_capacity(n),
+        material: Vec::with_capacity(n),
+        scene: composition.scene,
+        textures: composition.textures.clone(),
+        val,
+        rgb,
+    };
+    let span = |l: u32| {
+        let lo = l * size / label_size;
+        let hi = ((l + 1) * size / label_size).max(lo + 1);
+        lo..hi
+    };
+    for ly in 0..label_size {
+        for lx in 0..label_size {
+            let (u, v) = (
+                (lx as f32 + 0.5) / label_size as f32,
+                (ly as f32 + 0.5) / label_size as f32,
+            );
+            let sample = composition.sample(u, v);
+            out.object.push(sample.object);
+            out.part.push(sample.part);
+            out.overlay_part.push(sample.overlay_part);
+            out.material.push(sample.material);
+            // The colour name comes from the rendered pixels under the label cell.
+            let mut sum = [0.0f32; 3];
+            let mut count = 0.0;
+            for y in span(ly) {
+                for x in span(lx) {
+                    let p = out.rgb.get_pixel(x, y).0;
+                    for k in 0..3 {
+                        sum[k] += p[k] as f32;
+                    }
+                    count += 1.0;
+                }
+            }
+            out.color
+                .push(color_label(nearest_color(sum.map(|s| s / count))));
+        }
+    }
+    out
+}
+
+/// Per-image label statistics: (category, label, covered fraction of the label map).
+type Occurrences = Vec<(usize, u16, f64)>;
+
+fn occurrences(category: usize, pixels: &[u16], into: &mut Occurrences) {
+    let mut counts = vec![0u32; N_LABELS];
+    for &p in pixels {
+        counts[p as usize] += 1;
+    }
+    for (label, &count) in counts.iter().enumerate().skip(1) {
+        if count > 0 {
+            into.push((category, label as u16, count as f64 / pixels.len() as f64));
+        }
+    }
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn write_label_png(path: &Path, size: u32, pixels: &[u16]) -> Result<()> {
+    let raw: Vec<u8> = pixels
+        .iter()
+        .flat_map(|&p| [(p & 0xff) as u8, (p >> 8) as u8, 0])
+        .collect();
+    let file = std::fs::File::create(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    image::codecs::png::PngEncoder::new(BufWriter::new(file))
+        .write_image(&raw, size, size, image::ExtendedColorType::Rgb8)
+        .map_err(|e| Error::Encode {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+}
+
+fn write_image(path: &Path, format: ImageFormat, rgb: &image::RgbImage) -> Result<()> {
+    let encode_error = |e: image::ImageError| Error::Encode {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    let mut bytes = Vec::new();
+    match format {
+        ImageFormat::Jpeg => image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 92)
+            .encode_image(rgb)
+            .map_err(encode_error)?,
+        ImageFormat::Png => image::codecs::png::PngEncoder::new(&mut bytes)
+            .write_image(
+                rgb.as_raw(),
+                rgb.width(),
+                rgb.height(),
+                image::ExtendedColorType::Rgb8,
+            )
+            .map_err(encode_error)?,
+    }
+    write_file(path, &bytes)
+}
+
+/// Writes one image and its label maps; returns its `index.csv` row and its occurrences.
+fn write_one(root: &Path, config: &Config, index: usize) -> Result<(String, Occurrences)> {
+    let r = render(config, index);
+    let size = config.image_size;
+    let label_size = size / 2;
+    let stem = format!("synth/{index:06}");
+    let images = root.join("images");
+    write_image(
+        &images.join(format!("{stem}.{}", config.format.extension())),
+        config.format,
+        &r.rgb,
+    )?;
+    let mut occ = Occurrences::new();
+    let mut cells: Vec<String> = vec![String::new(); CATEGORIES.len()];
+    let layers: [(usize, &str, &[u16]); 5] = [
+        (COLOR, "color", &r.color),
+        (OBJECT, "object", &r.object),
+        (PART, "part_1", &r.part),
+        (PART, "part_2", &r.overlay_part),
+        (MATERIAL, "material", &r.material),
+    ];
+    for (category, suffix, pixels) in layers {
+        // Like Broden, a category without labels in an image has no map for it.
+        if category != COLOR && pixels.iter().all(|&p| p == 0) {
+            continue;
+        }
+        let name = format!("{stem}_{suffix}.png");
+        write_label_png(&images.join(&name), label_size, pixels)?;
+        occurrences(category, pixels, &mut occ);
+        if !cells[category].is_empty() {
+            cells[category].push(';');
+        }
+        cells[category].push_str(&name);
+    }
+    let scene = scene_label(r.scene);
+    cells[SCENE] = scene.to_string();
+    occ.push((SCENE, scene, 1.0));
+    cells[TEXTURE] = if r.textures.is_empty() {
+        "0".to_owned()
+    } else {
+        let numbers: Vec<String> = r
+            .textures
+            .iter()
+            .map(|&t| {
+                occ.push((TEXTURE, texture_label(t), 1.0));
+                texture_label(t).to_string()
+            })
+            .collect();
+        numbers.join(";")
+    };
+    let split = if r.val { "val" } else { "train" };
+    let row = format!(
+        "{stem}.{},{split},{size},{size},{label_size},{label_size},{}\n",
+        config.format.extension(),
+        cells.join(",")
+    );
+    Ok((row, occ))
+}
+
+/// Writes a dataset into `out`, which must not exist yet. The dataset appears there
+/// complete or not at all: it is written next to it and renamed into place.
+pub fn generate(out: &Path, config: &Config) -> Result<Summary> {
+    if config.images == 0 {
+        return Err(Error::Config("images must be at least 1".into()));
+    }
+    if config.image_size < 8 {
+        return Err(Error::Config(format!(
+            "image size {} is too small (at least 8, label maps are half of it)",
+            config.image_size
+        )));
+    }
+    if !(0.0..=1.0).contains(&config.val_fraction) {
+        return Err(Error::Config("val fraction must be between 0 and 1".into()));
+    }
+    if out.exists() {
+        return Err(Error::Config(format!(
+            "{} already exists; choose a new directory",
+            out.display()
+        )));
+    }
+    let name = out
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| Error::Config(format!("{} is not a directory name", out.display())))?;
+    let tmp = out.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let result = write_all(&tmp, config).and_then(|summary| {
+        std::fs::rename(&tmp, out).map_err(|source| Error::Io {
+            path: out.to_owned(),
+            source,
+        })?;
+        Ok(summary)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
+fn write_all(root: &Path, config: &Config) -> Result<Summary> {
+    let synth = root.join("images/synth");
+    std::fs::create_dir_all(&synth).map_err(|source| Error::Io {
+        path: synth.clone(),
+        source,
+    })?;
+    let rows: Vec<(String, Occurrences)> = (0..config.images)
+        .into_par_iter()
+        .map(|i| write_one(root, config, i))
+        .collect::<Result<_>>()?;
+
+    let mut index = String::from("image,split,ih,iw,sh,sw,");
+    index.push_str(&CATEGORIES.join(","));
+    index.push('\n');
+    // Counted in image order so the float sums, and the files, are the same every time.
+    let n_cat = CATEGORIES.len();
+    let mut freq = vec![vec![0u64; N_LABELS]; n_cat];
+    let mut cov = vec![vec![0.0f64; N_LABELS]; n_cat];
+    let mut freq_any = vec![0u64; N_LABELS];
+    let mut cov_any = vec![0.0f64; N_LABELS];
+    let mut category_images = vec![0u64; n_cat];
+    for (row, occ) in &rows {
+        index.push_str(row);
+        let mut best = vec![0.0f64; N_LABELS];
+        let mut seen_category = vec![false; n_cat];
+        for &(category, label, fraction) in occ {
+            freq[category][label as usize] += 1;
+            cov[category][label as usize] += fraction;
+            best[label as usize] = best[label as usize].max(fraction);
+            seen_category[category] = true;
+        }
+        for (label, &fraction) in best.iter().enumerate() {
+            if fraction > 0.0 {
+                freq_any[label] += 1;
+                cov_any[label] += fraction;
+            }
+        }
+        for (count, seen) in category_images.iter_mut().zip(seen_category) {
+            *count += u64::from(seen);
+        }
+    }
+    let mean = |sum: f64, n: u64| if n == 0 { 0.0 } else { sum / n as f64 };
+
+    let mut labels = String::from("number,name,category,frequency,coverage,syns\n");
+    for number in 1..N_LABELS as u16 {
+        let cats: Vec<String> = label_categories(number)
+            .iter()
+            .map(|&c| format!("{}({})", CATEGORIES[c], freq[c][number as usize]))
+            .collect();
+        let _ = writeln!(
+            labels,
+            "{number},{},{},{},{:.6},",
+            label_name(number),
+            cats.join(";"),
+            freq_any[number as usize],
+            mean(cov_any[number as usize], freq_any[number as usize])
+        );
+    }
+    let mut categories = String::from("name,first,last,count,frequency\n");
+    for (c, name) in CATEGORIES.iter().enumerate() {
+        let members: Vec<u16> = (1..N_LABELS as u16)
+            .filter(|&n| label_categories(n).contains(&c))
+            .collect();
+        let _ = writeln!(
+            categories,
+            "{name},{},{},{},{}",
+            members.first().copied().unwrap_or(0),
+            members.last().copied().unwrap_or(0),
+            members.len(),
+            category_images[c]
+        );
+        let mut codes = String::from("code,number,name,frequency,coverage\n");
+        for (code, &n) in members.iter().enumerate() {
+            let _ = writeln!(
+                codes,
+                "{},{n},{},{},{:.6}",
+                code + 1,
+                label_name(n),
+                freq[c][n as usize],
+                mean(cov[c][n as usize], freq[c][n as usize])
+            );
+        }
+        write_file(&root.join(format!("c_{name}.csv")), codes.as_bytes())?;
+    }
+    write_file(&root.join("index.csv"), index.as_bytes())?;
+    write_file(&root.join("label.csv"), labels.as_bytes())?;
+    write_file(&root.join("category.csv"), categories.as_bytes())?;
+    Ok(Summary {
+        images: config.images,
+        labels: N_LABELS - 1,
+        label_size: config.image_size / 2,
+    })
+}
+
+#[cfg(test)]
+mod tests;
