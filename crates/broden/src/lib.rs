@@ -30,6 +30,7 @@
 
 mod dataset;
 mod error;
+mod jpeg;
 mod maps;
 mod table;
 

@@ -51,8 +51,13 @@ impl Dataset {
     pub fn read_image(&self, row: usize) -> Result<image::RgbImage> {
         let file = self.image_file(row);
         let bytes = self.read_referenced(row, &file)?;
-        let decoded = image::load_from_memory(&bytes)
-            .map_err(|e| self.referenced(row, &file, format!("cannot decode image: {e}")))?;
+        let decoded = match image::guess_format(&bytes) {
+            Ok(image::ImageFormat::Jpeg) => crate::jpeg::decode(&bytes)
+                .map(image::DynamicImage::ImageRgb8)
+                .map_err(|e| self.referenced(row, &file, format!("cannot decode JPEG: {e}")))?,
+            _ => image::load_from_memory(&bytes)
+                .map_err(|e| self.referenced(row, &file, format!("cannot decode image: {e}")))?,
+        };
         let r = &self.rows[row];
         if decoded.height() != r.image_height || decoded.width() != r.image_width {
             return Err(self.referenced(

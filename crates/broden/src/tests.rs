@@ -483,3 +483,40 @@ fn non_numeric_size_names_the_column() {
         "{err}"
     );
 }
+
+fn write_jpeg(path: &Path, width: u32, height: u32) {
+    let img = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x * 37) as u8, (y * 53) as u8, ((x + y) * 11) as u8])
+    });
+    let mut bytes = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90)
+        .encode_image(&img)
+        .unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn jpeg_images_decode_and_truncation_is_an_error() {
+    let (dir, ds) = fixture();
+    let path = dir.path().join("images/a/1.jpg");
+    write_jpeg(&path, 6, 8);
+    let img = ds.read_image(0).unwrap();
+    assert_eq!(img.dimensions(), (6, 8));
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let err = ds.read_image(0).unwrap_err().to_string();
+    assert!(
+        err.starts_with(
+            "index.csv line 2: images/a/1.jpg: cannot decode JPEG: the file is truncated"
+        ),
+        "{err}"
+    );
+    std::fs::write(&path, &bytes[..40]).unwrap();
+    let err = ds.read_image(0).unwrap_err().to_string();
+    assert!(
+        err.starts_with("index.csv line 2: images/a/1.jpg: cannot decode JPEG"),
+        "{err}"
+    );
+    std::fs::write(&path, b"\xff\xd8\xff\xe0 not a jpeg at all").unwrap();
+    assert!(ds.read_image(0).is_err());
+}

@@ -1,0 +1,208 @@
+//! The extract stage: run a TorchScript model over a Broden-format dataset and store every
+//! requested layer's activations, `[image, unit, y, x]` float32, in a Zarr group, with the
+//! per-image, per-unit spatial maximum beside each.
+//!
+//! Main types: [`Config`] (what to extract and how), [`Preprocess`] (the model's input
+//! normalisation), [`run`] (through the content-addressed store: a cached artifact means no
+//! work) and [`list_layers`].
+//!
+//! The work is a three-stage pipeline so that the forward pass never waits: a decoder
+//! thread decodes and normalises the next batch (in parallel over its images) while the
+//! model runs on the current one, and a writer thread checks, reduces and compresses the
+//! previous batch's outputs into Zarr.
+//!
+//! Invariants:
+//! - the artifact key covers the model file's content, the images' content and names, the
+//!   layers, output names, preprocessing and row range; never the device, batch size,
+//!   thread count or any path;
+//! - a non-finite activation fails the stage before anything is committed.
+//!
+//! ```no_run
+//! use nd_extract::{Config, Preprocess, run};
+//! let store = nd_store::Store::open("cache".as_ref())?;
+//! let dataset = nd_broden::Dataset::open("broden1_224".as_ref(), &Default::default())?;
+//! let config = Config::new("resnet18.pt".into(), vec!["layer4".into()], Preprocess::torchvision());
+//! let outcome = run(&store, &dataset, &config)?;
+//! println!("activations in {}", outcome.artifact.dir.display());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod error;
+mod model;
+mod pipeline;
+mod preprocess;
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::PathBuf;
+
+use serde_json::json;
+
+pub use error::{Error, Result};
+pub use model::{DeviceChoice, Model, resolve_device};
+pub use pipeline::{LayerInfo, list_layers};
+pub use preprocess::{ChannelOrder, Preprocess};
+
+/// The stage's name in the store.
+pub const STAGE: &str = "extract";
+/// Bumped when the artifact's layout or meaning changes.
+pub const SCHEMA: u32 = 1;
+/// The Zarr group inside the artifact.
+pub const ACTIVATIONS_DIR: &str = "activations.zarr";
+/// The libtorch this build links (tch 0.26 accepts exactly this version).
+pub const LIBTORCH_VERSION: &str = "2.13.0";
+
+/// What to extract, and how.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// A TorchScript file whose `forward` returns the layers (a dict, or a tuple named by
+    /// `output_names`).
+    pub model: PathBuf,
+    pub layers: Vec<String>,
+    pub output_names: Option<Vec<String>>,
+    pub preprocess: Preprocess,
+    /// The rows of `index.csv` to use; `None` is all of them.
+    pub images: Option<Range<usize>>,
+    pub batch_size: usize,
+    pub device: DeviceChoice,
+    /// Worker threads for torch and decoding; 0 means one per core.
+    pub threads: usize,
+    /// Draw a progress bar on stderr (when it is a terminal).
+    pub progress: bool,
+}
+
+impl Config {
+    pub fn new(model: PathBuf, layers: Vec<String>, preprocess: Preprocess) -> Config {
+        Config {
+            model,
+            layers,
+            output_names: None,
+            preprocess,
+            images: None,
+            batch_size: 32,
+            device: DeviceChoice::Auto,
+            threads: 0,
+            progress: true,
+        }
+    }
+
+    fn validate(&self, dataset: &nd_broden::Dataset) -> Result<Range<usize>> {
+        if self.layers.is_empty() {
+            return Err(Error::Config("no layers requested".into()));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for layer in &self.layers {
+            if !seen.insert(layer) {
+                return Err(Error::Config(format!("layer `{layer}` is requested twice")));
+            }
+        }
+        if self.batch_size == 0 {
+            return Err(Error::Config("batch size must be at least 1".into()));
+        }
+        self.preprocess.validate()?;
+        let rows = self.images.clone().unwrap_or(0..dataset.len());
+        if rows.start >= rows.end || rows.end > dataset.len() {
+            return Err(Error::Config(format!(
+                "image range {}..{} is empty or beyond the dataset's {} rows",
+                rows.start,
+                rows.end,
+                dataset.len()
+            )));
+        }
+        Ok(rows)
+    }
+}
+
+/// The result of [`run`]: the artifact, and whether this call computed it.
+#[derive(Debug)]
+pub struct Outcome {
+    pub artifact: nd_store::Artifact,
+    pub computed: bool,
+}
+
+/// The store spec of an extraction: everything that determines its activations.
+pub fn spec(
+    store: &nd_store::Store,
+    dataset: &nd_broden::Dataset,
+    config: &Config,
+) -> Result<nd_store::Spec> {
+    let rows = config.validate(dataset)?;
+    let model_digest = store.file_hash(&config.model).map_err(|e| Error::Model {
+        path: config.model.clone(),
+        message: e.to_string(),
+    })?;
+    let images: Vec<String> = rows.clone().map(|row| dataset.image_file(row)).collect();
+    let images_digest = store.digest_files(dataset.root(), &images)?;
+    let mut layers = config.layers.clone();
+    layers.sort();
+    let params = json!({
+        "layers": layers,
+        "output_names": config.output_names,
+        "preprocess": config.preprocess,
+        "rows": [rows.start, rows.end],
+        "dtype": "float32",
+    });
+    Ok(nd_store::Spec::new(STAGE, SCHEMA, params)
+        .digest("model", model_digest)
+        .digest("images", images_digest))
+}
+
+/// Extracts through the store: returns the cached artifact when there is one, computes and
+/// commits it otherwise.
+pub fn run(
+    store: &nd_store::Store,
+    dataset: &nd_broden::Dataset,
+    config: &Config,
+) -> Result<Outcome> {
+    let spec = spec(store, dataset, config)?;
+    if let Some(artifact) = store.get(&spec)? {
+        return Ok(Outcome {
+            artifact,
+            computed: false,
+        });
+    }
+    let rows = config.validate(dataset)?;
+    let pending = store.begin(&spec)?;
+    let layers = pipeline::extract(
+        dataset,
+        config,
+        rows.clone(),
+        &pending.dir().join(ACTIVATIONS_DIR),
+    )?;
+    let outputs = json!({
+        "activations": ACTIVATIONS_DIR,
+        "images": rows.len(),
+        "layers": layers.iter().map(|l| json!({
+            "name": l.name,
+            "node": nd_arrays::node_name(&l.name),
+            "shape": [rows.len(), l.units, l.height, l.width],
+        })).collect::<Vec<_>>(),
+    });
+    let versions = BTreeMap::from([
+        (
+            "netdissect".to_owned(),
+            env!("CARGO_PKG_VERSION").to_owned(),
+        ),
+        ("libtorch".to_owned(), LIBTORCH_VERSION.to_owned()),
+    ]);
+    let artifact = pending.commit(versions, outputs)?;
+    Ok(Outcome {
+        artifact,
+        computed: true,
+    })
+}
+
+/// Sets torch's and rayon's worker counts (0 means one per core). Call once, early.
+pub fn set_threads(threads: usize) -> Result<()> {
+    let n = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
+    };
+    tch::set_num_threads(n as i32);
+    // The global pool may already exist (a library user built it); that is fine.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! `nd-extract`: the extract stage as a command.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use nd_extract::{ChannelOrder, Config, DeviceChoice, Preprocess};
+
+/// Runs a TorchScript model over a Broden-format dataset and stores the activations of the
+/// requested layers in the cache (Zarr). Prints the artifact's directory on stdout.
+#[derive(Parser)]
+#[command(name = "nd-extract", version)]
+struct Args {
+    /// The dataset directory (Broden layout).
+    #[arg(long)]
+    dataset: Option<PathBuf>,
+    /// The TorchScript model file.
+    #[arg(long)]
+    model: PathBuf,
+    /// Layers to extract, comma-separated, as the model's forward names them.
+    #[arg(long, value_delimiter = ',')]
+    layers: Vec<String>,
+    /// Names of the tensors of a tuple output, in order, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    output_names: Option<Vec<String>>,
+    /// Preprocessing preset: torchvision or lite-caffe.
+    #[arg(long, default_value = "torchvision")]
+    preprocess: String,
+    /// Override the preset's per-channel mean (three comma-separated numbers).
+    #[arg(long, value_delimiter = ',', num_args = 1)]
+    mean: Option<Vec<f64>>,
+    /// Override the preset's per-channel std.
+    #[arg(long, value_delimiter = ',', num_args = 1)]
+    std: Option<Vec<f64>>,
+    /// Override the preset's pixel scale (1 or 255).
+    #[arg(long)]
+    scale: Option<f64>,
+    /// Feed channels in BGR order.
+    #[arg(long)]
+    bgr: bool,
+    /// Resize images before the model: `N` or `H,W`.
+    #[arg(long, value_delimiter = ',', num_args = 1)]
+    resize: Option<Vec<u32>>,
+    /// Rows of index.csv to use, `START..END` (default: all).
+    #[arg(long)]
+    images: Option<String>,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// auto, cpu or cuda.
+    #[arg(long, default_value = "auto")]
+    device: DeviceChoice,
+    /// Worker threads (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// The cache directory.
+    #[arg(long, env = "NETDISSECT_CACHE", default_value = ".netdissect/cache")]
+    cache: PathBuf,
+    /// Say why the stage computes (or that it is fresh) on stderr.
+    #[arg(long)]
+    explain: bool,
+    /// Do not draw a progress bar.
+    #[arg(long)]
+    no_progress: bool,
+    /// List what the model's forward returns and exit.
+    #[arg(long)]
+    list_layers: bool,
+    /// Input size for --list-layers without a dataset: `N` or `H,W`.
+    #[arg(long, value_delimiter = ',', num_args = 1)]
+    input_size: Option<Vec<u32>>,
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("nd-extract: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn size_pair(values: &[u32], what: &str) -> anyhow::Result<[u32; 2]> {
+    match values {
+        [n] => Ok([*n, *n]),
+        [h, w] => Ok([*h, *w]),
+        _ => bail!("{what} takes N or H,W"),
+    }
+}
+
+fn triple(values: &[f64], what: &str) -> anyhow::Result<[f64; 3]> {
+    values.try_into().map_err(|_| {
+        anyhow::anyhow!(
+            "{what} takes three comma-separated numbers, got {}",
+            values.len()
+        )
+    })
+}
+
+fn parse_range(text: &str) -> anyhow::Result<std::ops::Range<usize>> {
+    let (a, b) = text
+        .split_once("..")
+        .with_context(|| format!("--images `{text}` is not START..END"))?;
+    Ok(a.parse().context("--images start")?..b.parse().context("--images end")?)
+}
+
+fn run() -> anyhow::Result<()> {
+    let args = Args::parse();
+    nd_extract::set_threads(args.threads)?;
+    let mut preprocess = Preprocess::preset(&args.preprocess)?;
+    if let Some(mean) = &args.mean {
+        preprocess.mean = triple(mean, "--mean")?;
+    }
+    if let Some(std) = &args.std {
+        preprocess.std = triple(std, "--std")?;
+    }
+    if let Some(scale) = args.scale {
+        preprocess.scale = scale;
+    }
+    if args.bgr {
+        preprocess.channel_order = ChannelOrder::Bgr;
+    }
+    if let Some(resize) = &args.resize {
+        preprocess.resize = Some(size_pair(resize, "--resize")?);
+    }
+    preprocess.validate()?;
+
+    let dataset = match &args.dataset {
+        Some(dir) => Some(
+            nd_broden::Dataset::open(dir, &Default::default())
+                .with_context(|| format!("cannot open the dataset {}", dir.display()))?,
+        ),
+        None => None,
+    };
+
+    if args.list_layers {
+        let size = match (&args.input_size, &preprocess.resize, &dataset) {
+            (Some(s), _, _) => size_pair(s, "--input-size")?,
+            (None, Some(r), _) => *r,
+            (None, None, Some(ds)) if !ds.is_empty() => {
+                [ds.rows()[0].image_height, ds.rows()[0].image_width]
+            }
+            _ => [224, 224],
+        };
+        let layers =
+            nd_extract::list_layers(&args.model, args.output_names.clone(), size, args.device)?;
+        println!(
+            "{} returns, for one {}×{} image:",
+            args.model.display(),
+            size[0],
+            size[1]
+        );
+        for (name, shape) in layers {
+            let shape: Vec<String> = shape.iter().skip(1).map(|d| d.to_string()).collect();
+            println!("  {name:<24} {}", shape.join(" × "));
+        }
+        return Ok(());
+    }
+
+    let Some(dataset) = dataset else {
+        bail!("--dataset is required (except with --list-layers)");
+    };
+    if args.layers.is_empty() {
+        bail!("--layers is required: name the layers to extract (see --list-layers)");
+    }
+    let config = Config {
+        model: args.model.clone(),
+        layers: args.layers.clone(),
+        output_names: args.output_names.clone(),
+        preprocess,
+        images: args.images.as_deref().map(parse_range).transpose()?,
+        batch_size: args.batch_size,
+        device: args.device,
+        threads: args.threads,
+        progress: !args.no_progress,
+    };
+    let store = nd_store::Store::open(&args.cache)
+        .with_context(|| format!("cannot open the cache {}", args.cache.display()))?;
+    if args.explain {
+        let spec = nd_extract::spec(&store, &dataset, &config)?;
+        eprintln!("{}", store.explain(&spec)?);
+    }
+    let outcome = nd_extract::run(&store, &dataset, &config)?;
+    if outcome.computed {
+        eprintln!("extract: wrote {}", outcome.artifact.key().short());
+    } else {
+        eprintln!(
+            "extract: fresh, nothing to do ({})",
+            outcome.artifact.key().short()
+        );
+    }
+    println!("{}", outcome.artifact.dir.display());
+    Ok(())
+}

@@ -1,0 +1,250 @@
+//! Loading a TorchScript model and naming what its `forward` returns.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+use tch::{CModule, Device, IValue, Tensor};
+
+use crate::error::{Error, Result};
+
+/// Where the forward pass runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// CUDA when a GPU is usable, the CPU otherwise.
+    #[default]
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<DeviceChoice> {
+        match s {
+            "auto" => Ok(DeviceChoice::Auto),
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "cuda" => Ok(DeviceChoice::Cuda),
+            other => Err(Error::Config(format!(
+                "unknown device `{other}` (use auto, cpu or cuda)"
+            ))),
+        }
+    }
+}
+
+/// Loads libtorch's CUDA half once. The linker drops `libtorch_cuda.so` from our binaries
+/// because no symbol of it is referenced directly; loading it registers the CUDA backend.
+/// On a machine without a GPU this costs nothing and CUDA simply stays unavailable.
+fn load_cuda_backend() -> std::result::Result<(), String> {
+    static LOADED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    LOADED
+        .get_or_init(|| {
+            let dir = option_env!("ND_LIBTORCH_LIB").unwrap_or("");
+            let path = Path::new(dir).join("libtorch_cuda.so");
+            if !path.exists() {
+                return Err(format!(
+                    "{} does not exist: this libtorch has no CUDA support",
+                    path.display()
+                ));
+            }
+            let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+                .map_err(|e| e.to_string())?;
+            // SAFETY: dlopen with a valid NUL-terminated path; the handle is kept for the
+            // life of the process on purpose (the library must stay loaded).
+            let handle =
+                unsafe { libc::dlopen(c_path.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+            if handle.is_null() {
+                // SAFETY: dlerror returns a thread-local C string or null.
+                let message = unsafe {
+                    let e = libc::dlerror();
+                    if e.is_null() {
+                        "unknown dlopen error".to_owned()
+                    } else {
+                        std::ffi::CStr::from_ptr(e).to_string_lossy().into_owned()
+                    }
+                };
+                return Err(format!("cannot load {}: {message}", path.display()));
+            }
+            Ok(())
+        })
+        .clone()
+}
+
+/// Resolves a device choice to a torch device.
+pub fn resolve_device(choice: DeviceChoice) -> Result<Device> {
+    match choice {
+        DeviceChoice::Cpu => Ok(Device::Cpu),
+        DeviceChoice::Auto => {
+            if load_cuda_backend().is_ok() && tch::Cuda::is_available() {
+                Ok(Device::Cuda(0))
+            } else {
+                Ok(Device::Cpu)
+            }
+        }
+        DeviceChoice::Cuda => {
+            load_cuda_backend().map_err(Error::Device)?;
+            if tch::Cuda::is_available() {
+                Ok(Device::Cuda(0))
+            } else {
+                Err(Error::Device(
+                    "--device cuda was asked for, but libtorch sees no CUDA device".into(),
+                ))
+            }
+        }
+    }
+}
+
+/// A loaded TorchScript model in evaluation mode.
+pub struct Model {
+    path: PathBuf,
+    module: CModule,
+    device: Device,
+    output_names: Option<Vec<String>>,
+}
+
+impl Model {
+    /// Loads a TorchScript file on a device. `output_names` names the elements of a tuple
+    /// or list output (a dict output names its own).
+    pub fn load(path: &Path, device: Device, output_names: Option<Vec<String>>) -> Result<Model> {
+        if !path.is_file() {
+            return Err(Error::Model {
+                path: path.to_owned(),
+                message: "no such file".into(),
+            });
+        }
+        let mut module = CModule::load_on_device(path, device).map_err(|e| Error::Model {
+            path: path.to_owned(),
+            message: format!(
+                "cannot load it as TorchScript: {}",
+                first_line(&e.to_string())
+            ),
+        })?;
+        module.set_eval();
+        Ok(Model {
+            path: path.to_owned(),
+            module,
+            device,
+            output_names,
+        })
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Runs `forward` on an input batch and returns every named tensor it gives back.
+    pub fn forward(&self, input: &Tensor) -> Result<Vec<(String, Tensor)>> {
+        let _guard = tch::no_grad_guard();
+        let output = self
+            .module
+            .forward_is(&[IValue::Tensor(input.to_device(self.device))])
+            .map_err(|e| self.error(format!("forward failed: {}", first_line(&e.to_string()))))?;
+        self.name_outputs(output)
+    }
+
+    fn name_outputs(&self, output: IValue) -> Result<Vec<(String, Tensor)>> {
+        let positional = |tensors: Vec<Tensor>, what: &str| -> Result<Vec<(String, Tensor)>> {
+            let Some(names) = &self.output_names else {
+                return Err(self.error(format!(
+                    "forward returns a {what} of {} tensors; name them (output_names / --output-names), \
+                     or export the model returning a dict",
+                    tensors.len()
+                )));
+            };
+            if names.len() != tensors.len() {
+                return Err(self.error(format!(
+                    "forward returns {} tensors but {} output names were given",
+                    tensors.len(),
+                    names.len()
+                )));
+            }
+            Ok(names.iter().cloned().zip(tensors).collect())
+        };
+        let tensor = |value: IValue, name: &str| -> Result<Tensor> {
+            match value {
+                IValue::Tensor(t) => Ok(t),
+                other => Err(self.error(format!(
+                    "output `{name}` is not a tensor ({})",
+                    ivalue_kind(&other)
+                ))),
+            }
+        };
+        match output {
+            IValue::GenericDict(items) => items
+                .into_iter()
+                .map(|(key, value)| match key {
+                    IValue::String(name) => {
+                        let t = tensor(value, &name)?;
+                        Ok((name, t))
+                    }
+                    other => Err(self.error(format!(
+                        "forward returns a dict whose keys are {}, not strings",
+                        ivalue_kind(&other)
+                    ))),
+                })
+                .collect(),
+            IValue::Tuple(values) | IValue::GenericList(values) => {
+                let tensors = values
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| tensor(v, &format!("#{i}")))
+                    .collect::<Result<Vec<_>>>()?;
+                positional(tensors, "tuple")
+            }
+            IValue::TensorList(tensors) => positional(tensors, "list"),
+            IValue::Tensor(t) => match &self.output_names {
+                Some(names) if names.len() == 1 => Ok(vec![(names[0].clone(), t)]),
+                Some(names) => Err(self.error(format!(
+                    "forward returns one tensor but {} output names were given",
+                    names.len()
+                ))),
+                None => Ok(vec![("output".to_owned(), t)]),
+            },
+            other => Err(self.error(format!(
+                "forward returns {}; expected a dict of tensors, a tuple or a tensor",
+                ivalue_kind(&other)
+            ))),
+        }
+    }
+
+    fn error(&self, message: String) -> Error {
+        Error::Model {
+            path: self.path.clone(),
+            message,
+        }
+    }
+}
+
+fn ivalue_kind(value: &IValue) -> &'static str {
+    match value {
+        IValue::None => "None",
+        IValue::Tensor(_) => "a tensor",
+        IValue::Double(_) => "a float",
+        IValue::Int(_) => "an int",
+        IValue::Bool(_) => "a bool",
+        IValue::Tuple(_) => "a tuple",
+        IValue::IntList(_) | IValue::DoubleList(_) | IValue::BoolList(_) => "a list of numbers",
+        IValue::String(_) => "a string",
+        IValue::StringList(_) => "a list of strings",
+        IValue::TensorList(_) => "a list of tensors",
+        IValue::GenericList(_) => "a list",
+        IValue::GenericDict(_) => "a dict",
+        IValue::Object(_) => "an object",
+        IValue::Device(_) => "a device",
+        _ => "an unsupported value",
+    }
+}
+
+/// Torch errors carry TorchScript tracebacks and C++ backtraces; users need the line that
+/// says what went wrong (`RuntimeError: ...`), or else the first one.
+fn first_line(text: &str) -> &str {
+    let lines = || text.lines().map(str::trim).filter(|l| !l.is_empty());
+    lines()
+        .rfind(|l| {
+            l.split_once(": ")
+                .is_some_and(|(head, _)| head.ends_with("Error") && !head.contains(' '))
+        })
+        .or_else(|| lines().next())
+        .unwrap_or(text)
+}

@@ -1,0 +1,330 @@
+//! The decode → forward → write pipeline.
+
+use std::ops::Range;
+use std::path::Path;
+
+use crossbeam_channel::bounded;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use nd_arrays::{ActivationGroup, LayerShape, LayerWriter};
+use nd_broden::Dataset;
+use rayon::prelude::*;
+use tch::{Device, Kind, Tensor};
+
+use crate::Config;
+use crate::error::{Error, Result};
+use crate::model::{DeviceChoice, Model, resolve_device};
+use crate::preprocess::Preprocess;
+
+/// A layer as the model returns it for one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerInfo {
+    pub name: String,
+    pub units: u64,
+    pub height: u64,
+    pub width: u64,
+}
+
+/// Runs the model once on a blank batch of one image of `input_size` (`[height, width]`)
+/// and lists every tensor its `forward` returns, with rank-4 shapes as units × h × w.
+pub fn list_layers(
+    model: &Path,
+    output_names: Option<Vec<String>>,
+    input_size: [u32; 2],
+    device: DeviceChoice,
+) -> Result<Vec<(String, Vec<i64>)>> {
+    let device = resolve_device(device)?;
+    let model = Model::load(model, device, output_names)?;
+    let input = Tensor::zeros(
+        [1, 3, i64::from(input_size[0]), i64::from(input_size[1])],
+        (Kind::Float, Device::Cpu),
+    );
+    Ok(model
+        .forward(&input)?
+        .into_iter()
+        .map(|(name, t)| (name, t.size()))
+        .collect())
+}
+
+/// A decoded, normalised batch: `rows.len() × 3 × height × width` float32.
+struct Batch {
+    rows: Range<usize>,
+    values: Vec<f32>,
+}
+
+/// A batch's activations, one buffer per requested layer, on their way to Zarr.
+struct WriteJob {
+    rows: Range<usize>,
+    layers: Vec<Vec<f32>>,
+}
+
+fn decode_batch(
+    dataset: &Dataset,
+    rows: Range<usize>,
+    preprocess: &Preprocess,
+    input_size: [u32; 2],
+) -> Result<Batch> {
+    let planes: Vec<Vec<f32>> = rows
+        .clone()
+        .into_par_iter()
+        .map(|row| {
+            let image = dataset.read_image(row)?;
+            let mut values = Vec::with_capacity(3 * image.as_raw().len() / 3);
+            preprocess.normalise_into(&image, &mut values);
+            let (h, w) = (image.height(), image.width());
+            match preprocess.resize {
+                Some(size) if size != [h, w] => Ok(resize(&values, [h, w], size)),
+                Some(_) => Ok(values),
+                None if [h, w] == input_size => Ok(values),
+                None => Err(Error::Image {
+                    line: dataset.rows()[row].line,
+                    path: dataset.image_file(row).into(),
+                    message: format!(
+                        "image is {h}×{w} but the first image is {}×{}; set a resize in the preprocessing \
+                         to give the model one input size",
+                        input_size[0], input_size[1]
+                    ),
+                }),
+            }
+        })
+        .collect::<Result<_>>()?;
+    Ok(Batch {
+        rows,
+        values: planes.concat(),
+    })
+}
+
+/// Antialiased bilinear resize of CHW planes, as torch's `interpolate(..., antialias=True)`.
+fn resize(values: &[f32], from: [u32; 2], to: [u32; 2]) -> Vec<f32> {
+    let _guard = tch::no_grad_guard();
+    let input = Tensor::from_slice(values).view([1, 3, i64::from(from[0]), i64::from(from[1])]);
+    let output = input.internal_upsample_bilinear2d_aa(
+        [i64::from(to[0]), i64::from(to[1])],
+        false,
+        None,
+        None,
+    );
+    tensor_values(&output)
+}
+
+fn tensor_values(t: &Tensor) -> Vec<f32> {
+    let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+    let n = t.numel();
+    let mut out = vec![0f32; n];
+    t.copy_data(&mut out, n);
+    out
+}
+
+/// Picks the requested layers from a forward's outputs, checking rank and batch size.
+fn select(
+    outputs: Vec<(String, Tensor)>,
+    layers: &[String],
+    batch: usize,
+    model: &Path,
+) -> Result<Vec<(LayerInfo, Tensor)>> {
+    let available: Vec<String> = outputs.iter().map(|(n, _)| n.clone()).collect();
+    let mut outputs: std::collections::HashMap<String, Tensor> = outputs.into_iter().collect();
+    layers
+        .iter()
+        .map(|layer| {
+            let Some(t) = outputs.remove(layer) else {
+                return Err(Error::Model {
+                    path: model.to_owned(),
+                    message: format!(
+                        "forward does not return layer `{layer}`; it returns: {}",
+                        available.join(", ")
+                    ),
+                });
+            };
+            let size = t.size();
+            if size.len() != 4 {
+                return Err(Error::Layer {
+                    layer: layer.clone(),
+                    message: format!(
+                        "the model returns shape {size:?}; a layer must be (images, units, height, width)"
+                    ),
+                });
+            }
+            if size[0] != batch as i64 {
+                return Err(Error::Layer {
+                    layer: layer.clone(),
+                    message: format!("the model returns {} maps for a batch of {batch} images", size[0]),
+                });
+            }
+            if !t.is_floating_point() {
+                return Err(Error::Layer {
+                    layer: layer.clone(),
+                    message: format!("activations are {:?}, not floating point", t.kind()),
+                });
+            }
+            let info = LayerInfo {
+                name: layer.clone(),
+                units: size[1] as u64,
+                height: size[2] as u64,
+                width: size[3] as u64,
+            };
+            Ok((info, t))
+        })
+        .collect()
+}
+
+fn progress_bar(config: &Config, n: usize) -> ProgressBar {
+    if !config.progress {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(n as u64), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("extract {bar:32} {pos}/{len} images, {per_sec}, eta {eta}")
+            .expect("a valid template"),
+    );
+    bar
+}
+
+/// Checks a batch of one layer for NaN and infinity, naming the first offending image.
+fn check_finite(
+    dataset: &Dataset,
+    info: &LayerInfo,
+    rows: &Range<usize>,
+    values: &[f32],
+) -> Result<()> {
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        let per_image = (info.units * info.height * info.width) as usize;
+        let row = rows.start + i / per_image;
+        let unit = (i % per_image) / (info.height * info.width) as usize;
+        return Err(Error::Layer {
+            layer: info.name.clone(),
+            message: format!(
+                "the model returned {} for unit {unit} on image {} (index.csv line {})",
+                values[i],
+                dataset.image_file(row),
+                dataset.rows()[row].line
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Runs the pipeline over `rows` and writes every layer into a new Zarr group at `out`.
+pub(crate) fn extract(
+    dataset: &Dataset,
+    config: &Config,
+    rows: Range<usize>,
+    out: &Path,
+) -> Result<Vec<LayerInfo>> {
+    let device = resolve_device(config.device)?;
+    let model = Model::load(&config.model, device, config.output_names.clone())?;
+    let first = &dataset.rows()[rows.start];
+    let input_size = config
+        .preprocess
+        .resize
+        .unwrap_or([first.image_height, first.image_width]);
+    let n_images = rows.len();
+    let group = ActivationGroup::create(out)?;
+    let bar = progress_bar(config, n_images);
+
+    let result = std::thread::scope(|scope| -> Result<Vec<LayerInfo>> {
+        let (batch_tx, batch_rx) = bounded::<Result<Batch>>(2);
+        let batches: Vec<Range<usize>> = rows
+            .clone()
+            .step_by(config.batch_size)
+            .map(|start| start..(start + config.batch_size).min(rows.end))
+            .collect();
+        let preprocess = &config.preprocess;
+        scope.spawn(move || {
+            for range in batches {
+                let batch = decode_batch(dataset, range, preprocess, input_size);
+                let failed = batch.is_err();
+                if batch_tx.send(batch).is_err() || failed {
+                    break;
+                }
+            }
+        });
+
+        let mut infos: Vec<LayerInfo> = Vec::new();
+        let mut write_tx = None;
+        let mut writer = None;
+        for batch in batch_rx {
+            let batch = batch?;
+            let n = batch.rows.len();
+            let input = Tensor::from_slice(&batch.values).view([
+                n as i64,
+                3,
+                i64::from(input_size[0]),
+                i64::from(input_size[1]),
+            ]);
+            let outputs = model.forward(&input)?;
+            let selected = select(outputs, &config.layers, n, &config.model)?;
+            if infos.is_empty() {
+                infos = selected.iter().map(|(info, _)| info.clone()).collect();
+                let writers: Vec<LayerWriter> = infos
+                    .iter()
+                    .map(|info| {
+                        let shape = LayerShape {
+                            images: n_images as u64,
+                            units: info.units,
+                            height: info.height,
+                            width: info.width,
+                        };
+                        group.create_layer(&info.name, shape)
+                    })
+                    .collect::<nd_arrays::Result<_>>()?;
+                let (tx, rx) = bounded::<WriteJob>(2);
+                write_tx = Some(tx);
+                let infos = infos.clone();
+                writer = Some(scope.spawn(move || -> Result<()> {
+                    let mut writers = writers;
+                    for job in rx {
+                        for ((info, writer), values) in
+                            infos.iter().zip(&mut writers).zip(&job.layers)
+                        {
+                            check_finite(dataset, info, &job.rows, values)?;
+                            writer.push(values)?;
+                        }
+                    }
+                    for writer in writers {
+                        writer.finish()?;
+                    }
+                    Ok(())
+                }));
+            }
+            for ((info, _), first) in selected.iter().zip(&infos) {
+                if info != first {
+                    return Err(Error::Layer {
+                        layer: info.name.clone(),
+                        message: format!(
+                            "shape changed between batches: {}×{}×{} after {}×{}×{}",
+                            info.units,
+                            info.height,
+                            info.width,
+                            first.units,
+                            first.height,
+                            first.width
+                        ),
+                    });
+                }
+            }
+            let layers: Vec<Vec<f32>> = selected.iter().map(|(_, t)| tensor_values(t)).collect();
+            let tx = write_tx
+                .as_ref()
+                .expect("the writer starts with the first batch");
+            if tx
+                .send(WriteJob {
+                    rows: batch.rows,
+                    layers,
+                })
+                .is_err()
+            {
+                // The writer stopped on an error; it is reported below.
+                break;
+            }
+            bar.inc(n as u64);
+        }
+        drop(write_tx);
+        match writer {
+            Some(handle) => handle.join().expect("the writer thread does not panic")?,
+            None => return Err(Error::Config("no images were extracted".into())),
+        }
+        Ok(infos)
+    });
+    bar.finish_and_clear();
+    result
+}
