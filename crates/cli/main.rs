@@ -1,0 +1,146 @@
+//! `netdissect`: the command users start from. It ties the stages together; each stage is
+//! also its own binary (`nd-extract`, ...) for Make and Snakemake.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "netdissect", version, about = "Network Dissection: label the units of a CNN with the concepts they detect")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a Broden-format dataset: every table, every referenced file, and with --deep
+    /// every image and label map decoded.
+    Check {
+        /// The dataset directory.
+        dataset: PathBuf,
+        /// Decode every image and label map (slow on the real Broden: minutes).
+        #[arg(long)]
+        deep: bool,
+        /// Load only these categories (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        categories: Option<Vec<String>>,
+    },
+    /// Write a synthetic dataset in the Broden layout (same seed, same bytes).
+    Synth {
+        /// The directory to create (it must not exist).
+        out: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        images: usize,
+        /// Image side in pixels; label maps are half of it.
+        #[arg(long, default_value_t = 224)]
+        size: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// jpg (as Broden) or png.
+        #[arg(long, default_value = "jpg", value_parser = ["jpg", "png"])]
+        format: String,
+    },
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("netdissect: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Check {
+            dataset,
+            deep,
+            categories,
+        } => check(&dataset, deep, categories),
+        Command::Synth {
+            out,
+            images,
+            size,
+            seed,
+            format,
+        } => {
+            let config = nd_synth::Config {
+                seed,
+                images,
+                image_size: size,
+                format: if format == "png" {
+                    nd_synth::ImageFormat::Png
+                } else {
+                    nd_synth::ImageFormat::Jpeg
+                },
+                ..Default::default()
+            };
+            let summary = nd_synth::generate(&out, &config)
+                .with_context(|| format!("cannot write the dataset {}", out.display()))?;
+            println!(
+                "wrote {} images and {} labels to {}",
+                summary.images,
+                summary.labels,
+                out.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn check(dir: &std::path::Path, deep: bool, categories: Option<Vec<String>>) -> anyhow::Result<()> {
+    let config = nd_broden::Config { categories };
+    let dataset = nd_broden::Dataset::open(dir, &config)
+        .with_context(|| format!("the dataset {} is not valid", dir.display()))?;
+    dataset
+        .check_files()
+        .with_context(|| format!("the dataset {} is incomplete", dir.display()))?;
+    if deep {
+        dataset
+            .validate()
+            .with_context(|| format!("the dataset {} has a bad file", dir.display()))?;
+    }
+    let rows = dataset.rows();
+    let train = rows.iter().filter(|r| r.split == "train").count();
+    let mut sizes: Vec<(u32, u32, u32, u32)> = rows
+        .iter()
+        .map(|r| (r.image_height, r.image_width, r.label_height, r.label_width))
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    println!(
+        "{}: {} images ({} train, {} other), {} labels",
+        dir.display(),
+        rows.len(),
+        train,
+        rows.len() - train,
+        (1..dataset.n_labels() as u32)
+            .filter(|&n| dataset.label(n).is_some())
+            .count()
+    );
+    for (ih, iw, sh, sw) in sizes {
+        println!("  images {ih}×{iw}, label maps {sh}×{sw}");
+    }
+    for (c, category) in dataset.categories().iter().enumerate() {
+        let primary = (1..dataset.n_labels() as u32)
+            .filter(|&n| dataset.label(n).is_some() && dataset.primary_category(n) == c)
+            .count();
+        println!(
+            "  {:<10} {:>5} labels ({} scored here), in {} images",
+            category.name,
+            dataset.category_codes(c).len(),
+            primary,
+            category.frequency
+        );
+    }
+    println!(
+        "{}",
+        if deep {
+            "every image and label map decodes and matches index.csv"
+        } else {
+            "every referenced file exists (use --deep to decode them all)"
+        }
+    );
+    Ok(())
+}

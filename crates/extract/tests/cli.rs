@@ -1,0 +1,227 @@
+//! Drives the real `nd-extract` binary on generated datasets and models.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn python(script: &str, args: &[&str]) -> Output {
+    let python = repo().join(".venv/bin/python");
+    assert!(python.exists(), "{} is missing: run scripts/setup", python.display());
+    let output = Command::new(python)
+        .arg(repo().join(script))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{script} {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn dataset(dir: &Path, name: &str, images: usize, size: u32, format: nd_synth::ImageFormat) -> PathBuf {
+    let out = dir.join(name);
+    let config = nd_synth::Config {
+        seed: 11,
+        images,
+        image_size: size,
+        format,
+        ..Default::default()
+    };
+    nd_synth::generate(&out, &config).unwrap();
+    out
+}
+
+fn tiny_model(dir: &Path, kind: &str, seed: u32) -> PathBuf {
+    let out = dir.join(format!("{kind}-{seed}.pt"));
+    python("tests/python/make_models.py", &[kind, out.to_str().unwrap(), "--seed", &seed.to_string()]);
+    out
+}
+
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+fn extract(cache: &Path, dataset: &Path, model: &Path, extra: &[&str]) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_nd-extract"))
+        .arg("--dataset")
+        .arg(dataset)
+        .arg("--model")
+        .arg(model)
+        .arg("--cache")
+        .arg(cache)
+        .arg("--no-progress")
+        .args(extra)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    Run {
+        ok: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn artifacts(cache: &Path) -> usize {
+    std::fs::read_dir(cache.join("extract")).map_or(0, |d| d.count())
+}
+
+fn assert_no_partial_artifacts(cache: &Path) {
+    let leftovers: Vec<_> = std::fs::read_dir(cache.join("tmp")).unwrap().collect();
+    assert!(leftovers.is_empty(), "temporary files left behind: {leftovers:?}");
+}
+
+/// The acceptance check: our Zarr equals what PyTorch computes directly, for a torchvision
+/// export, in both published preprocessing settings, through both image encodings.
+#[test]
+fn activations_match_pytorch() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("resnet18.pt");
+    python(
+        "python/export_torchvision.py",
+        &["resnet18", "--layers", "layer1,layer3", "--seed", "3", "--input-size", "64", "--out", model.to_str().unwrap()],
+    );
+    let cache = dir.path().join("cache");
+    for (name, format, preprocess) in [
+        ("png", nd_synth::ImageFormat::Png, "torchvision"),
+        ("jpg", nd_synth::ImageFormat::Jpeg, "lite-caffe"),
+    ] {
+        // 70 images in batches of 16: more than one row of chunks and a ragged last batch.
+        let data = dataset(dir.path(), name, 70, 64, format);
+        let run = extract(&cache, &data, &model, &["--layers", "layer1,layer3", "--batch-size", "16", "--preprocess", preprocess]);
+        assert!(run.ok, "{}", run.stderr);
+        let report = python(
+            "tests/python/check_extract.py",
+            &[
+                "--dataset", data.to_str().unwrap(),
+                "--artifact", &run.stdout,
+                "--arch", "resnet18",
+                "--seed", "3",
+                "--layers", "layer1,layer3",
+                "--preprocess", preprocess,
+            ],
+        );
+        let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+        eprintln!("{name} {preprocess}: {report}");
+        assert!(report["layer3"]["max_abs_activation"].as_f64().unwrap() > 0.1, "a dead layer proves nothing");
+    }
+}
+
+#[test]
+fn second_run_does_no_work_and_only_content_changes_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path(), "d", 12, 32, nd_synth::ImageFormat::Jpeg);
+    let model = tiny_model(dir.path(), "tiny", 1);
+    let cache = dir.path().join("cache");
+    let layers = ["--layers", "conv1,conv2"];
+
+    let first = extract(&cache, &data, &model, &layers);
+    assert!(first.ok, "{}", first.stderr);
+    assert!(first.stderr.contains("extract: wrote"), "{}", first.stderr);
+    let manifest = std::fs::read(Path::new(&first.stdout).join("manifest.json")).unwrap();
+
+    // Thread count, batch size and layer order are not part of the key.
+    let again = extract(&cache, &data, &model, &["--layers", "conv2,conv1", "--threads", "1", "--batch-size", "5", "--explain"]);
+    assert!(again.ok, "{}", again.stderr);
+    assert_eq!(again.stdout, first.stdout);
+    assert!(again.stderr.contains("extract: fresh"), "{}", again.stderr);
+    assert_eq!(std::fs::read(Path::new(&first.stdout).join("manifest.json")).unwrap(), manifest);
+    assert_eq!(artifacts(&cache), 1);
+
+    // The preprocessing is.
+    let caffe = extract(&cache, &data, &model, &[layers[0], layers[1], "--preprocess", "lite-caffe", "--explain"]);
+    assert!(caffe.ok, "{}", caffe.stderr);
+    assert_ne!(caffe.stdout, first.stdout);
+    assert!(caffe.stderr.contains("params.preprocess.scale: 1.0 -> 255.0"), "{}", caffe.stderr);
+    assert_eq!(artifacts(&cache), 2);
+
+    // So is the model file's content, at the same path.
+    python("tests/python/make_models.py", &["tiny", model.to_str().unwrap(), "--seed", "2"]);
+    let retrained = extract(&cache, &data, &model, &[layers[0], layers[1], "--explain"]);
+    assert!(retrained.ok, "{}", retrained.stderr);
+    assert!(retrained.stderr.contains("digest of model"), "{}", retrained.stderr);
+    assert!(![first.stdout.as_str(), caffe.stdout.as_str()].contains(&retrained.stdout.as_str()));
+    assert_eq!(artifacts(&cache), 3);
+
+    // And so is an image.
+    let image = data.join("images/synth/000004.jpg");
+    let bytes = std::fs::read(&image).unwrap();
+    std::fs::copy(data.join("images/synth/000005.jpg"), &image).unwrap();
+    let edited = extract(&cache, &data, &model, &layers);
+    assert!(edited.ok, "{}", edited.stderr);
+    assert_eq!(artifacts(&cache), 4);
+    std::fs::write(&image, bytes).unwrap();
+    assert_eq!(extract(&cache, &data, &model, &layers).stdout, retrained.stdout);
+}
+
+#[test]
+fn list_layers_shows_what_forward_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), "tiny", 1);
+    let output = Command::new(env!("CARGO_BIN_EXE_nd-extract"))
+        .args(["--list-layers", "--input-size", "32", "--model"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("conv1                    4 × 16 × 16"), "{stdout}");
+    assert!(stdout.contains("conv2                    6 × 8 × 8"), "{stdout}");
+}
+
+#[test]
+fn bad_models_are_clear_errors_and_leave_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path(), "d", 6, 32, nd_synth::ImageFormat::Jpeg);
+    let cache = dir.path().join("cache");
+    let cases: [(&str, &[&str], &str); 5] = [
+        ("tiny", &["--layers", "conv1,conv9"], "forward does not return layer `conv9`; it returns: conv1, conv2"),
+        ("nan", &["--layers", "conv1"], "layer `conv1`: the model returned NaN for unit 0 on image images/synth/000000.jpg (index.csv line 2)"),
+        ("flat", &["--layers", "pooled"], "layer `pooled`: the model returns shape [6, 4]; a layer must be (images, units, height, width)"),
+        ("tuple", &["--layers", "conv1"], "forward returns a tuple of 2 tensors; name them"),
+        ("tiny", &["--layers", "conv1", "--images", "4..9"], "image range 4..9 is empty or beyond the dataset's 6 rows"),
+    ];
+    for (kind, args, message) in cases {
+        let model = tiny_model(dir.path(), kind, 1);
+        let run = extract(&cache, &data, &model, args);
+        assert!(!run.ok, "{kind} {args:?} succeeded");
+        assert!(run.stderr.contains(message), "{kind}: {}", run.stderr);
+        assert!(run.stderr.starts_with("nd-extract: error: "), "{}", run.stderr);
+        assert_eq!(artifacts(&cache), 0);
+        assert_no_partial_artifacts(&cache);
+    }
+    // Named, the tuple works.
+    let model = tiny_model(dir.path(), "tuple", 1);
+    let named = extract(&cache, &data, &model, &["--layers", "b", "--output-names", "a,b"]);
+    assert!(named.ok, "{}", named.stderr);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(Path::new(&named.stdout).join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["outputs"]["layers"][0]["shape"], serde_json::json!([6, 6, 8, 8]));
+}
+
+#[test]
+fn a_truncated_image_names_its_row_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path(), "d", 8, 32, nd_synth::ImageFormat::Jpeg);
+    let model = tiny_model(dir.path(), "tiny", 1);
+    let image = data.join("images/synth/000006.jpg");
+    let bytes = std::fs::read(&image).unwrap();
+    std::fs::write(&image, &bytes[..bytes.len() / 2]).unwrap();
+    let cache = dir.path().join("cache");
+    let run = extract(&cache, &data, &model, &["--layers", "conv1", "--batch-size", "3"]);
+    assert!(!run.ok);
+    assert!(
+        run.stderr.contains("index.csv line 8: images/synth/000006.jpg: cannot decode JPEG: the file is truncated"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(artifacts(&cache), 0);
+    assert_no_partial_artifacts(&cache);
+}
