@@ -7,7 +7,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "netdissect", version, about = "Network Dissection: label the units of a CNN with the concepts they detect")]
+#[command(
+    name = "netdissect",
+    version,
+    about = "Network Dissection: label the units of a CNN with the concepts they detect"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

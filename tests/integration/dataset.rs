@@ -1,7 +1,10 @@
 use std::process::Command;
 
 fn netdissect(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_netdissect")).args(args).output().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_netdissect"))
+        .args(args)
+        .output()
+        .unwrap();
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -20,8 +23,14 @@ fn synth_then_check_deep() {
     let (ok, stdout, stderr) = netdissect(&["check", data, "--deep"]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("30 images"), "{stdout}");
-    assert!(stdout.contains("images 40×40, label maps 20×20"), "{stdout}");
-    assert!(stdout.contains("every image and label map decodes"), "{stdout}");
+    assert!(
+        stdout.contains("images 40×40, label maps 20×20"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("every image and label map decodes"),
+        "{stdout}"
+    );
     for category in ["color", "object", "part", "material", "scene", "texture"] {
         assert!(stdout.contains(&format!("  {category} ")), "{stdout}");
     }
@@ -31,10 +40,20 @@ fn synth_then_check_deep() {
 fn check_names_the_missing_file() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("synth");
-    let (ok, _, stderr) = netdissect(&["synth", data.to_str().unwrap(), "--images", "5", "--size", "16"]);
+    let (ok, _, stderr) = netdissect(&[
+        "synth",
+        data.to_str().unwrap(),
+        "--images",
+        "5",
+        "--size",
+        "16",
+    ]);
     assert!(ok, "{stderr}");
     std::fs::remove_file(data.join("images/synth/000003_color.png")).unwrap();
     let (ok, _, stderr) = netdissect(&["check", data.to_str().unwrap()]);
     assert!(!ok);
-    assert!(stderr.contains("is incomplete: index.csv line 5: images/synth/000003_color.png"), "{stderr}");
+    assert!(
+        stderr.contains("is incomplete: index.csv line 5: images/synth/000003_color.png"),
+        "{stderr}"
+    );
 }

@@ -29,6 +29,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod masks;
+
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -109,6 +111,9 @@ pub fn node_name(layer: &str) -> String {
     out
 }
 
+/// The directory of the activation group inside an extract artifact.
+pub const ACTIVATIONS_DIR: &str = "activations.zarr";
+
 /// An activation group on disk.
 pub struct ActivationGroup {
     path: PathBuf,
@@ -139,6 +144,35 @@ impl ActivationGroup {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Records the layers of the group, in the order they were requested, in the root
+    /// group's `layers` attribute.
+    pub fn set_layers(&self, layers: &[String]) -> Result<()> {
+        let mut group = GroupBuilder::new()
+            .build(self.store.clone(), "/")
+            .map_err(|e| store_error(&self.path, e))?;
+        group
+            .attributes_mut()
+            .insert("layers".into(), serde_json::json!(layers));
+        group
+            .store_metadata()
+            .map_err(|e| store_error(&self.path, e))
+    }
+
+    /// The layers of the group, as [`ActivationGroup::set_layers`] recorded them.
+    pub fn layers(&self) -> Result<Vec<String>> {
+        let group = zarrs::group::Group::open(self.store.clone(), "/")
+            .map_err(|e| store_error(&self.path, e))?;
+        let names = group
+            .attributes()
+            .get("layers")
+            .and_then(|v| serde_json::from_value::<Vec<String>>(v.clone()).ok())
+            .ok_or_else(|| Error::Store {
+                path: self.path.clone(),
+                message: "the group has no `layers` attribute (not written by nd-extract?)".into(),
+            })?;
+        Ok(names)
     }
 
     /// Creates a layer's arrays and returns a writer that expects images in order.
@@ -354,12 +388,11 @@ impl LayerReader {
     /// The `[images, units]` extent of a chunk: read in multiples of it to avoid decoding
     /// a chunk twice.
     pub fn chunk_extent(&self) -> (u64, u64) {
-        let chunks = self.activations.chunk_grid_shape();
-        let div = |n: u64, k: u64| n.div_ceil(k.max(1)).max(1);
-        (
-            div(self.shape.images, chunks[0]),
-            div(self.shape.units, chunks[1]),
-        )
+        match self.activations.chunk_shape(&[0, 0, 0, 0]) {
+            Ok(shape) => (shape[0].get(), shape[1].get()),
+            // An empty array has no chunk; any extent reads it.
+            Err(_) => (self.shape.images.max(1), self.shape.units.max(1)),
+        }
     }
 
     /// The values of `images × units × height × width`, row-major.
@@ -459,6 +492,9 @@ mod tests {
         writer.finish().unwrap();
         let reader = group.open_layer("layer4.1/conv").unwrap();
         assert_eq!(reader.shape(), shape);
+        assert_eq!(reader.chunk_extent(), (64, 5));
+        group.set_layers(&["layer4.1/conv".to_owned()]).unwrap();
+        assert_eq!(group.layers().unwrap(), ["layer4.1/conv"]);
         let all = reader.read(0..70, 0..5).unwrap();
         assert_eq!(
             all.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),

@@ -47,8 +47,7 @@ pub use preprocess::{ChannelOrder, Preprocess};
 pub const STAGE: &str = "extract";
 /// Bumped when the artifact's layout or meaning changes.
 pub const SCHEMA: u32 = 1;
-/// The Zarr group inside the artifact.
-pub const ACTIVATIONS_DIR: &str = "activations.zarr";
+pub use nd_arrays::ACTIVATIONS_DIR;
 /// The libtorch this build links (tch 0.26 accepts exactly this version).
 pub const LIBTORCH_VERSION: &str = "2.13.0";
 

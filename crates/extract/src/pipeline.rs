@@ -323,6 +323,7 @@ pub(crate) fn extract(
             Some(handle) => handle.join().expect("the writer thread does not panic")?,
             None => return Err(Error::Config("no images were extracted".into())),
         }
+        group.set_layers(&config.layers)?;
         Ok(infos)
     });
     bar.finish_and_clear();

@@ -4,12 +4,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 fn python(script: &str, args: &[&str]) -> Output {
     let python = repo().join(".venv/bin/python");
-    assert!(python.exists(), "{} is missing: run scripts/setup", python.display());
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup",
+        python.display()
+    );
     let output = Command::new(python)
         .arg(repo().join(script))
         .args(args)
@@ -24,7 +31,13 @@ fn python(script: &str, args: &[&str]) -> Output {
     output
 }
 
-fn dataset(dir: &Path, name: &str, images: usize, size: u32, format: nd_synth::ImageFormat) -> PathBuf {
+fn dataset(
+    dir: &Path,
+    name: &str,
+    images: usize,
+    size: u32,
+    format: nd_synth::ImageFormat,
+) -> PathBuf {
     let out = dir.join(name);
     let config = nd_synth::Config {
         seed: 11,
@@ -39,7 +52,10 @@ fn dataset(dir: &Path, name: &str, images: usize, size: u32, format: nd_synth::I
 
 fn tiny_model(dir: &Path, kind: &str, seed: u32) -> PathBuf {
     let out = dir.join(format!("{kind}-{seed}.pt"));
-    python("tests/python/make_models.py", &[kind, out.to_str().unwrap(), "--seed", &seed.to_string()]);
+    python(
+        "tests/python/make_models.py",
+        &[kind, out.to_str().unwrap(), "--seed", &seed.to_string()],
+    );
     out
 }
 
@@ -75,7 +91,10 @@ fn artifacts(cache: &Path) -> usize {
 
 fn assert_no_partial_artifacts(cache: &Path) {
     let leftovers: Vec<_> = std::fs::read_dir(cache.join("tmp")).unwrap().collect();
-    assert!(leftovers.is_empty(), "temporary files left behind: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "temporary files left behind: {leftovers:?}"
+    );
 }
 
 /// The acceptance check: our Zarr equals what PyTorch computes directly, for a torchvision
@@ -86,7 +105,17 @@ fn activations_match_pytorch() {
     let model = dir.path().join("resnet18.pt");
     python(
         "python/export_torchvision.py",
-        &["resnet18", "--layers", "layer1,layer3", "--seed", "3", "--input-size", "64", "--out", model.to_str().unwrap()],
+        &[
+            "resnet18",
+            "--layers",
+            "layer1,layer3",
+            "--seed",
+            "3",
+            "--input-size",
+            "64",
+            "--out",
+            model.to_str().unwrap(),
+        ],
     );
     let cache = dir.path().join("cache");
     for (name, format, preprocess) in [
@@ -95,22 +124,43 @@ fn activations_match_pytorch() {
     ] {
         // 70 images in batches of 16: more than one row of chunks and a ragged last batch.
         let data = dataset(dir.path(), name, 70, 64, format);
-        let run = extract(&cache, &data, &model, &["--layers", "layer1,layer3", "--batch-size", "16", "--preprocess", preprocess]);
+        let run = extract(
+            &cache,
+            &data,
+            &model,
+            &[
+                "--layers",
+                "layer1,layer3",
+                "--batch-size",
+                "16",
+                "--preprocess",
+                preprocess,
+            ],
+        );
         assert!(run.ok, "{}", run.stderr);
         let report = python(
             "tests/python/check_extract.py",
             &[
-                "--dataset", data.to_str().unwrap(),
-                "--artifact", &run.stdout,
-                "--arch", "resnet18",
-                "--seed", "3",
-                "--layers", "layer1,layer3",
-                "--preprocess", preprocess,
+                "--dataset",
+                data.to_str().unwrap(),
+                "--artifact",
+                &run.stdout,
+                "--arch",
+                "resnet18",
+                "--seed",
+                "3",
+                "--layers",
+                "layer1,layer3",
+                "--preprocess",
+                preprocess,
             ],
         );
         let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
         eprintln!("{name} {preprocess}: {report}");
-        assert!(report["layer3"]["max_abs_activation"].as_f64().unwrap() > 0.1, "a dead layer proves nothing");
+        assert!(
+            report["layer3"]["max_abs_activation"].as_f64().unwrap() > 0.1,
+            "a dead layer proves nothing"
+        );
     }
 }
 
@@ -128,25 +178,65 @@ fn second_run_does_no_work_and_only_content_changes_the_key() {
     let manifest = std::fs::read(Path::new(&first.stdout).join("manifest.json")).unwrap();
 
     // Thread count, batch size and layer order are not part of the key.
-    let again = extract(&cache, &data, &model, &["--layers", "conv2,conv1", "--threads", "1", "--batch-size", "5", "--explain"]);
+    let again = extract(
+        &cache,
+        &data,
+        &model,
+        &[
+            "--layers",
+            "conv2,conv1",
+            "--threads",
+            "1",
+            "--batch-size",
+            "5",
+            "--explain",
+        ],
+    );
     assert!(again.ok, "{}", again.stderr);
     assert_eq!(again.stdout, first.stdout);
     assert!(again.stderr.contains("extract: fresh"), "{}", again.stderr);
-    assert_eq!(std::fs::read(Path::new(&first.stdout).join("manifest.json")).unwrap(), manifest);
+    assert_eq!(
+        std::fs::read(Path::new(&first.stdout).join("manifest.json")).unwrap(),
+        manifest
+    );
     assert_eq!(artifacts(&cache), 1);
 
     // The preprocessing is.
-    let caffe = extract(&cache, &data, &model, &[layers[0], layers[1], "--preprocess", "lite-caffe", "--explain"]);
+    let caffe = extract(
+        &cache,
+        &data,
+        &model,
+        &[
+            layers[0],
+            layers[1],
+            "--preprocess",
+            "lite-caffe",
+            "--explain",
+        ],
+    );
     assert!(caffe.ok, "{}", caffe.stderr);
     assert_ne!(caffe.stdout, first.stdout);
-    assert!(caffe.stderr.contains("params.preprocess.scale: 1.0 -> 255.0"), "{}", caffe.stderr);
+    assert!(
+        caffe
+            .stderr
+            .contains("params.preprocess.scale: 1.0 -> 255.0"),
+        "{}",
+        caffe.stderr
+    );
     assert_eq!(artifacts(&cache), 2);
 
     // So is the model file's content, at the same path.
-    python("tests/python/make_models.py", &["tiny", model.to_str().unwrap(), "--seed", "2"]);
+    python(
+        "tests/python/make_models.py",
+        &["tiny", model.to_str().unwrap(), "--seed", "2"],
+    );
     let retrained = extract(&cache, &data, &model, &[layers[0], layers[1], "--explain"]);
     assert!(retrained.ok, "{}", retrained.stderr);
-    assert!(retrained.stderr.contains("digest of model"), "{}", retrained.stderr);
+    assert!(
+        retrained.stderr.contains("digest of model"),
+        "{}",
+        retrained.stderr
+    );
     assert!(![first.stdout.as_str(), caffe.stdout.as_str()].contains(&retrained.stdout.as_str()));
     assert_eq!(artifacts(&cache), 3);
 
@@ -158,7 +248,10 @@ fn second_run_does_no_work_and_only_content_changes_the_key() {
     assert!(edited.ok, "{}", edited.stderr);
     assert_eq!(artifacts(&cache), 4);
     std::fs::write(&image, bytes).unwrap();
-    assert_eq!(extract(&cache, &data, &model, &layers).stdout, retrained.stdout);
+    assert_eq!(
+        extract(&cache, &data, &model, &layers).stdout,
+        retrained.stdout
+    );
 }
 
 #[test]
@@ -171,9 +264,19 @@ fn list_layers_shows_what_forward_returns() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("conv1                    4 × 16 × 16"), "{stdout}");
-    assert!(stdout.contains("conv2                    6 × 8 × 8"), "{stdout}");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("conv1                    4 × 16 × 16"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("conv2                    6 × 8 × 8"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -182,28 +285,62 @@ fn bad_models_are_clear_errors_and_leave_nothing() {
     let data = dataset(dir.path(), "d", 6, 32, nd_synth::ImageFormat::Jpeg);
     let cache = dir.path().join("cache");
     let cases: [(&str, &[&str], &str); 5] = [
-        ("tiny", &["--layers", "conv1,conv9"], "forward does not return layer `conv9`; it returns: conv1, conv2"),
-        ("nan", &["--layers", "conv1"], "layer `conv1`: the model returned NaN for unit 0 on image images/synth/000000.jpg (index.csv line 2)"),
-        ("flat", &["--layers", "pooled"], "layer `pooled`: the model returns shape [6, 4]; a layer must be (images, units, height, width)"),
-        ("tuple", &["--layers", "conv1"], "forward returns a tuple of 2 tensors; name them"),
-        ("tiny", &["--layers", "conv1", "--images", "4..9"], "image range 4..9 is empty or beyond the dataset's 6 rows"),
+        (
+            "tiny",
+            &["--layers", "conv1,conv9"],
+            "forward does not return layer `conv9`; it returns: conv1, conv2",
+        ),
+        (
+            "nan",
+            &["--layers", "conv1"],
+            "layer `conv1`: the model returned NaN for unit 0 on image images/synth/000000.jpg (index.csv line 2)",
+        ),
+        (
+            "flat",
+            &["--layers", "pooled"],
+            "layer `pooled`: the model returns shape [6, 4]; a layer must be (images, units, height, width)",
+        ),
+        (
+            "tuple",
+            &["--layers", "conv1"],
+            "forward returns a tuple of 2 tensors; name them",
+        ),
+        (
+            "tiny",
+            &["--layers", "conv1", "--images", "4..9"],
+            "image range 4..9 is empty or beyond the dataset's 6 rows",
+        ),
     ];
     for (kind, args, message) in cases {
         let model = tiny_model(dir.path(), kind, 1);
         let run = extract(&cache, &data, &model, args);
         assert!(!run.ok, "{kind} {args:?} succeeded");
         assert!(run.stderr.contains(message), "{kind}: {}", run.stderr);
-        assert!(run.stderr.starts_with("nd-extract: error: "), "{}", run.stderr);
+        assert!(
+            run.stderr.starts_with("nd-extract: error: "),
+            "{}",
+            run.stderr
+        );
         assert_eq!(artifacts(&cache), 0);
         assert_no_partial_artifacts(&cache);
     }
     // Named, the tuple works.
     let model = tiny_model(dir.path(), "tuple", 1);
-    let named = extract(&cache, &data, &model, &["--layers", "b", "--output-names", "a,b"]);
+    let named = extract(
+        &cache,
+        &data,
+        &model,
+        &["--layers", "b", "--output-names", "a,b"],
+    );
     assert!(named.ok, "{}", named.stderr);
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(Path::new(&named.stdout).join("manifest.json")).unwrap()).unwrap();
-    assert_eq!(manifest["outputs"]["layers"][0]["shape"], serde_json::json!([6, 6, 8, 8]));
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(Path::new(&named.stdout).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        manifest["outputs"]["layers"][0]["shape"],
+        serde_json::json!([6, 6, 8, 8])
+    );
 }
 
 #[test]
@@ -215,10 +352,17 @@ fn a_truncated_image_names_its_row_and_leaves_nothing() {
     let bytes = std::fs::read(&image).unwrap();
     std::fs::write(&image, &bytes[..bytes.len() / 2]).unwrap();
     let cache = dir.path().join("cache");
-    let run = extract(&cache, &data, &model, &["--layers", "conv1", "--batch-size", "3"]);
+    let run = extract(
+        &cache,
+        &data,
+        &model,
+        &["--layers", "conv1", "--batch-size", "3"],
+    );
     assert!(!run.ok);
     assert!(
-        run.stderr.contains("index.csv line 8: images/synth/000006.jpg: cannot decode JPEG: the file is truncated"),
+        run.stderr.contains(
+            "index.csv line 8: images/synth/000006.jpg: cannot decode JPEG: the file is truncated"
+        ),
         "{}",
         run.stderr
     );

@@ -161,6 +161,40 @@ pub struct Artifact {
 }
 
 impl Artifact {
+    /// Opens the artifact in a directory (`<cache>/<stage>/<key>/`), as a stage binary
+    /// given its input on the command line does.
+    pub fn open(dir: &Path) -> Result<Artifact> {
+        let path = dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::Corrupt {
+            path: dir.to_owned(),
+            message: format!("not a complete artifact: cannot read its {MANIFEST_FILE} ({e})"),
+        })?;
+        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| Error::Corrupt {
+            path: path.clone(),
+            message: format!("unreadable manifest ({e})"),
+        })?;
+        let dir = dir.canonicalize().map_err(io("resolve", dir))?;
+        Ok(Artifact { dir, manifest })
+    }
+
+    /// The cache an artifact lives in: `<cache>/<stage>/<key>/` → `<cache>`.
+    pub fn cache_root(&self) -> Option<&Path> {
+        self.dir.parent()?.parent()
+    }
+
+    /// Fails unless the artifact was written by the given stage.
+    pub fn expect_stage(&self, stage: &str) -> Result<()> {
+        if self.manifest.stage == stage {
+            Ok(())
+        } else {
+            Err(Error::Invalid(format!(
+                "{} is a {} artifact, expected a {stage} artifact",
+                self.dir.display(),
+                self.manifest.stage
+            )))
+        }
+    }
+
     pub fn key(&self) -> Key {
         self.manifest.key
     }

@@ -1,0 +1,432 @@
+//! Zarr v3 storage of binary unit masks, run-length encoded.
+//!
+//! A unit's mask covers about 0.5 % of an image's label pixels, and most image/unit pairs
+//! have none, so masks are stored sparsely, per layer, as five 1-D arrays in CSR style:
+//!
+//! ```text
+//! <layer>/image_pairs   [images + 1] uint64   pairs of image i: image_pairs[i]..image_pairs[i+1]
+//! <layer>/unit          [pairs]      uint32   the unit of each pair (ascending within an image)
+//! <layer>/pair_runs     [pairs + 1]  uint64   runs of pair p: pair_runs[p]..pair_runs[p+1]
+//! <layer>/run_start     [runs]       uint32   first pixel of a run, as y · width + x
+//! <layer>/run_length    [runs]       uint32   pixels in the run (runs may wrap rows)
+//! ```
+//!
+//! A pair exists only for a non-empty mask. Pixel indices are row-major over the image's
+//! label map, whose size the dataset's `index.csv` gives.
+
+// One-dimensional array subsets are written `&[a..b]`: one range per dimension, not a
+// vector of the range's elements.
+#![allow(clippy::single_range_in_vec_init)]
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use zarrs::array::codec::{BloscCodec, BloscCompressionLevel, BloscCompressor, BloscShuffleMode};
+use zarrs::array::{Array, ArrayBuilder, DataType, Element, ElementOwned, data_type};
+use zarrs::filesystem::FilesystemStore;
+use zarrs::group::GroupBuilder;
+
+use crate::{Error, Result, node_name};
+
+/// The directory of the mask group inside a segment artifact.
+pub const MASKS_DIR: &str = "masks.zarr";
+
+/// Elements per chunk of the 1-D arrays (4 MiB of `u32`).
+const CHUNK: u64 = 1 << 20;
+
+/// A run of mask pixels: `start .. start + length` in row-major label-map order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    pub start: u32,
+    pub length: u32,
+}
+
+/// The non-empty masks of one image: `(unit, runs)`, units ascending.
+pub type ImageMasks = Vec<(u32, Vec<Run>)>;
+
+/// Appends run-length encoded pixels of a boolean row-major mask to `runs`.
+pub fn encode_runs(mask: impl IntoIterator<Item = bool>, runs: &mut Vec<Run>) {
+    let mut open: Option<Run> = None;
+    for (i, on) in mask.into_iter().enumerate() {
+        match (on, open.as_mut()) {
+            (true, Some(run)) => run.length += 1,
+            (true, None) => {
+                open = Some(Run {
+                    start: i as u32,
+                    length: 1,
+                })
+            }
+            (false, Some(_)) => runs.push(open.take().expect("open run")),
+            (false, None) => {}
+        }
+    }
+    runs.extend(open);
+}
+
+fn blosc(typesize: usize) -> Result<Arc<BloscCodec>> {
+    BloscCodec::new(
+        BloscCompressor::Zstd,
+        BloscCompressionLevel::try_from(5u8).expect("valid level"),
+        None,
+        BloscShuffleMode::Shuffle,
+        Some(typesize),
+    )
+    .map(Arc::new)
+    .map_err(|e| Error::Layer {
+        layer: String::new(),
+        message: e.to_string(),
+    })
+}
+
+/// A 1-D array written front to back in whole chunks, whose length is known at the end.
+struct Growing<T: Element + Copy> {
+    array: Array<FilesystemStore>,
+    buffer: Vec<T>,
+    written: u64,
+}
+
+impl<T: Element + Copy> Growing<T> {
+    fn create(
+        store: &Arc<FilesystemStore>,
+        path: &str,
+        data_type: DataType,
+        typesize: usize,
+        fill: impl Into<zarrs::array::builder::ArrayBuilderFillValue>,
+    ) -> Result<Self> {
+        let array = ArrayBuilder::new(vec![0u64], vec![CHUNK], data_type, fill)
+            .bytes_to_bytes_codecs(vec![blosc(typesize)?])
+            .build(store.clone(), path)
+            .map_err(|e| layer_error(path, e))?;
+        Ok(Growing {
+            array,
+            buffer: Vec::with_capacity(CHUNK as usize),
+            written: 0,
+        })
+    }
+
+    fn push(&mut self, values: &[T]) -> Result<()> {
+        for chunk in values.chunks(CHUNK as usize) {
+            let room = CHUNK as usize - self.buffer.len();
+            let (now, rest) = chunk.split_at(room.min(chunk.len()));
+            self.buffer.extend_from_slice(now);
+            if self.buffer.len() == CHUNK as usize {
+                self.flush()?;
+            }
+            self.buffer.extend_from_slice(rest);
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let end = self.written + self.buffer.len() as u64;
+        let path = self.array.path().as_str().to_owned();
+        self.array
+            .set_shape(vec![self.written + CHUNK])
+            .map_err(|e| layer_error(&path, e))?;
+        self.array
+            .store_array_subset(&[self.written..end], self.buffer.as_slice())
+            .map_err(|e| layer_error(&path, e))?;
+        self.written = end;
+        self.buffer.clear();
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<u64> {
+        self.flush()?;
+        let path = self.array.path().as_str().to_owned();
+        self.array
+            .set_shape(vec![self.written])
+            .map_err(|e| layer_error(&path, e))?;
+        self.array
+            .store_metadata()
+            .map_err(|e| layer_error(&path, e))?;
+        Ok(self.written)
+    }
+}
+
+fn layer_error(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Layer {
+        layer: what.trim_start_matches('/').to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// Totals of a written layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MaskTotals {
+    pub images: u64,
+    pub pairs: u64,
+    pub runs: u64,
+    pub pixels: u64,
+}
+
+/// Writes the masks of one layer, image after image.
+pub struct MaskWriter {
+    image_pairs: Growing<u64>,
+    unit: Growing<u32>,
+    pair_runs: Growing<u64>,
+    run_start: Growing<u32>,
+    run_length: Growing<u32>,
+    totals: MaskTotals,
+}
+
+impl MaskWriter {
+    /// Appends the masks of the next image.
+    pub fn push(&mut self, masks: &ImageMasks) -> Result<()> {
+        for (unit, runs) in masks {
+            self.unit.push(&[*unit])?;
+            self.run_start
+                .push(&runs.iter().map(|r| r.start).collect::<Vec<_>>())?;
+            self.run_length
+                .push(&runs.iter().map(|r| r.length).collect::<Vec<_>>())?;
+            self.totals.runs += runs.len() as u64;
+            self.totals.pixels += runs.iter().map(|r| u64::from(r.length)).sum::<u64>();
+            self.pair_runs.push(&[self.totals.runs])?;
+        }
+        self.totals.pairs += masks.len() as u64;
+        self.totals.images += 1;
+        self.image_pairs.push(&[self.totals.pairs])
+    }
+
+    pub fn finish(self) -> Result<MaskTotals> {
+        self.image_pairs.finish()?;
+        self.unit.finish()?;
+        self.pair_runs.finish()?;
+        self.run_start.finish()?;
+        self.run_length.finish()?;
+        Ok(self.totals)
+    }
+}
+
+/// A group of per-layer masks.
+pub struct MaskGroup {
+    path: PathBuf,
+    store: Arc<FilesystemStore>,
+}
+
+impl MaskGroup {
+    pub fn create(path: &Path) -> Result<MaskGroup> {
+        std::fs::create_dir_all(path).map_err(|e| store_error(path, e))?;
+        let group = Self::open(path)?;
+        GroupBuilder::new()
+            .build(group.store.clone(), "/")
+            .map_err(|e| store_error(path, e))?
+            .store_metadata()
+            .map_err(|e| store_error(path, e))?;
+        Ok(group)
+    }
+
+    pub fn open(path: &Path) -> Result<MaskGroup> {
+        let store = FilesystemStore::new(path).map_err(|e| store_error(path, e))?;
+        Ok(MaskGroup {
+            path: path.to_owned(),
+            store: Arc::new(store),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn create_layer(&self, layer: &str) -> Result<MaskWriter> {
+        let node = format!("/{}", node_name(layer));
+        let mut group = GroupBuilder::new()
+            .build(self.store.clone(), &node)
+            .map_err(|e| layer_error(layer, e))?;
+        group
+            .attributes_mut()
+            .insert("layer".into(), serde_json::Value::String(layer.to_owned()));
+        group.store_metadata().map_err(|e| layer_error(layer, e))?;
+        let wide = |name: &str| {
+            Growing::<u64>::create(
+                &self.store,
+                &format!("{node}/{name}"),
+                data_type::uint64(),
+                8,
+                0u64,
+            )
+        };
+        let narrow = |name: &str| {
+            Growing::<u32>::create(
+                &self.store,
+                &format!("{node}/{name}"),
+                data_type::uint32(),
+                4,
+                0u32,
+            )
+        };
+        let (mut image_pairs, mut pair_runs) = (wide("image_pairs")?, wide("pair_runs")?);
+        // Both offset arrays start with 0.
+        image_pairs.push(&[0])?;
+        pair_runs.push(&[0])?;
+        Ok(MaskWriter {
+            image_pairs,
+            unit: narrow("unit")?,
+            pair_runs,
+            run_start: narrow("run_start")?,
+            run_length: narrow("run_length")?,
+            totals: MaskTotals::default(),
+        })
+    }
+
+    pub fn open_layer(&self, layer: &str) -> Result<MaskReader> {
+        let node = format!("/{}", node_name(layer));
+        let open = |name: &str| {
+            Array::open(self.store.clone(), &format!("{node}/{name}"))
+                .map_err(|e| layer_error(layer, e))
+        };
+        let reader = MaskReader {
+            layer: layer.to_owned(),
+            image_pairs: open("image_pairs")?,
+            unit: open("unit")?,
+            pair_runs: open("pair_runs")?,
+            run_start: open("run_start")?,
+            run_length: open("run_length")?,
+        };
+        Ok(reader)
+    }
+}
+
+fn store_error(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Store {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// Reads the masks of one layer.
+pub struct MaskReader {
+    layer: String,
+    image_pairs: Array<FilesystemStore>,
+    unit: Array<FilesystemStore>,
+    pair_runs: Array<FilesystemStore>,
+    run_start: Array<FilesystemStore>,
+    run_length: Array<FilesystemStore>,
+}
+
+impl MaskReader {
+    /// The number of images the layer has masks for.
+    pub fn images(&self) -> u64 {
+        self.image_pairs.shape()[0].saturating_sub(1)
+    }
+
+    fn read<T: ElementOwned>(
+        &self,
+        array: &Array<FilesystemStore>,
+        range: Range<u64>,
+    ) -> Result<Vec<T>> {
+        if range.is_empty() {
+            return Ok(Vec::new());
+        }
+        array
+            .retrieve_array_subset::<Vec<T>>(&[range])
+            .map_err(|e| Error::Layer {
+                layer: self.layer.clone(),
+                message: e.to_string(),
+            })
+    }
+
+    /// The masks of a block of images, one entry per image.
+    pub fn read_images(&self, images: Range<u64>) -> Result<Vec<ImageMasks>> {
+        let n = images.end - images.start;
+        let pair_bounds: Vec<u64> = self.read(&self.image_pairs, images.start..images.end + 1)?;
+        let pairs = pair_bounds[0]..pair_bounds[n as usize];
+        let units: Vec<u32> = self.read(&self.unit, pairs.clone())?;
+        let run_bounds: Vec<u64> = self.read(&self.pair_runs, pairs.start..pairs.end + 1)?;
+        let runs = run_bounds[0]..run_bounds[units.len()];
+        let starts: Vec<u32> = self.read(&self.run_start, runs.clone())?;
+        let lengths: Vec<u32> = self.read(&self.run_length, runs.clone())?;
+        let mut out = Vec::with_capacity(n as usize);
+        for i in 0..n as usize {
+            let mut masks = ImageMasks::new();
+            for p in
+                (pair_bounds[i] - pairs.start) as usize..(pair_bounds[i + 1] - pairs.start) as usize
+            {
+                let (r0, r1) = (
+                    (run_bounds[p] - runs.start) as usize,
+                    (run_bounds[p + 1] - runs.start) as usize,
+                );
+                let runs = (r0..r1)
+                    .map(|r| Run {
+                        start: starts[r],
+                        length: lengths[r],
+                    })
+                    .collect();
+                masks.push((units[p], runs));
+            }
+            out.push(masks);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_encode_a_mask() {
+        let mut runs = Vec::new();
+        encode_runs([false, true, true, false, true, true, true], &mut runs);
+        assert_eq!(
+            runs,
+            [
+                Run {
+                    start: 1,
+                    length: 2
+                },
+                Run {
+                    start: 4,
+                    length: 3
+                }
+            ]
+        );
+        runs.clear();
+        encode_runs([false; 4], &mut runs);
+        assert!(runs.is_empty());
+    }
+
+    #[test]
+    fn round_trip_with_empty_images_and_many_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let group = MaskGroup::create(&dir.path().join(MASKS_DIR)).unwrap();
+        let mut writer = group.create_layer("layer4").unwrap();
+        let mut images: Vec<ImageMasks> = Vec::new();
+        for i in 0..40u32 {
+            let masks: ImageMasks = if i % 3 == 0 {
+                Vec::new()
+            } else {
+                (0..i % 5)
+                    .map(|u| {
+                        (
+                            u * 2,
+                            (0..(i * 7919 + u) % 60_000)
+                                .map(|r| Run {
+                                    start: r * 3,
+                                    length: 1 + r % 2,
+                                })
+                                .collect(),
+                        )
+                    })
+                    .collect()
+            };
+            writer.push(&masks).unwrap();
+            images.push(masks);
+        }
+        let totals = writer.finish().unwrap();
+        assert_eq!(totals.images, 40);
+        assert!(
+            totals.runs > CHUNK,
+            "the test should span chunks: {totals:?}"
+        );
+        let reader = group.open_layer("layer4").unwrap();
+        assert_eq!(reader.images(), 40);
+        assert_eq!(reader.read_images(0..40).unwrap(), images);
+        assert_eq!(reader.read_images(17..23).unwrap(), images[17..23]);
+        assert_eq!(reader.read_images(5..5).unwrap(), Vec::<ImageMasks>::new());
+    }
+}

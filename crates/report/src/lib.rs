@@ -1,0 +1,594 @@
+//! The report stage: label every unit with its best concept per category and overall, and
+//! summarise each layer's interpretability (detectors, unique detectors by both published
+//! rules, per category).
+//!
+//! Outputs, in the report artifact: `units.parquet` (a unit's label), `unit_categories.parquet`
+//! (a unit's best label in each category, with its counts), `layers.parquet` and
+//! `layer_categories.parquet` (the per-layer figures), `summary.json`, and one
+//! `tally-<layer>.csv` per layer in NetDissect-Lite's format. [`tally::read`] reads
+//! published files of that format, in any column order, for [`summarize`].
+//!
+//! ```no_run
+//! let (categories, rows) = nd_report::tally::read("resnet18-places365-layer4.csv".as_ref())?;
+//! let units: Vec<_> = rows.iter().map(|r| r.labels()).collect();
+//! let summary = nd_report::summarize("layer4", &units, &categories, 0.04);
+//! println!("{} detectors, {} unique", summary.detectors, summary.unique_top_label);
+//! # Ok::<(), nd_report::Error>(())
+//! ```
+
+pub mod summary;
+pub mod tally;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray, Float64Array, UInt32Array, UInt64Array};
+use arrow::record_batch::RecordBatch;
+use nd_tables::dictionary;
+use serde_json::json;
+
+pub use summary::{Best, CategorySummary, LayerSummary, UnitLabels, summarize};
+use tally::{TallyCategory, TallyRow};
+
+pub const STAGE: &str = "report";
+pub const SCHEMA: u32 = 1;
+pub const SUMMARY_FILE: &str = "summary.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] nd_store::Error),
+    #[error(transparent)]
+    Tables(#[from] nd_tables::Error),
+    #[error("{}: line {line}: {message}", path.display())]
+    Tally {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Input(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<arrow::error::ArrowError> for Error {
+    fn from(e: arrow::error::ArrowError) -> Error {
+        Error::Tables(nd_tables::Error::Arrow(e))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// A unit is a detector when its best IoU reaches this.
+    pub iou_threshold: f64,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            iou_threshold: 0.04,
+        }
+    }
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<()> {
+        if !(self.iou_threshold.is_finite() && self.iou_threshold >= 0.0) {
+            return Err(Error::Input(format!(
+                "the IoU threshold must be a number ≥ 0, got {}",
+                self.iou_threshold
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A unit's best label in one category, with its counts, from the score table.
+#[derive(Debug, Clone)]
+struct Choice {
+    label: u32,
+    row: nd_tables::scores::Row,
+}
+
+/// A layer's units, each with its best label per category (`None` for a category
+/// without labels).
+type LayerChoices = (String, Vec<Vec<Option<Choice>>>);
+
+/// Every unit of every layer of a score artifact: its best label per category.
+fn choices(scores: &nd_store::Artifact) -> Result<(Vec<String>, Vec<LayerChoices>)> {
+    let categories: Vec<String> =
+        serde_json::from_value(scores.manifest.outputs["categories"].clone()).map_err(|_| {
+            Error::Input(format!(
+                "{}: not a score artifact (no categories)",
+                scores.dir.display()
+            ))
+        })?;
+    let layers: Vec<(String, usize)> = scores.manifest.outputs["layers"]
+        .as_array()
+        .map(|ls| {
+            ls.iter()
+                .filter_map(|l| {
+                    Some((
+                        l["name"].as_str()?.to_owned(),
+                        l["units"].as_u64()? as usize,
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let rows = nd_tables::scores::read_rows(&scores.dir.join(nd_tables::scores::FILE))?;
+    let mut out: Vec<LayerChoices> = layers
+        .iter()
+        .map(|(name, units)| (name.clone(), vec![vec![None; categories.len()]; *units]))
+        .collect();
+    let layer_index: BTreeMap<&str, usize> = layers
+        .iter()
+        .enumerate()
+        .map(|(i, (n, _))| (n.as_str(), i))
+        .collect();
+    for row in rows {
+        let (Some(&l), Some(c)) = (
+            layer_index.get(row.layer.as_str()),
+            categories.iter().position(|c| *c == row.category),
+        ) else {
+            return Err(Error::Input(format!(
+                "{}: row for layer `{}` category `{}` not in the manifest",
+                scores.dir.display(),
+                row.layer,
+                row.category
+            )));
+        };
+        let slot = &mut out[l].1[row.unit as usize][c];
+        // Highest IoU, the smallest label number on ties (the score stage's rule).
+        let better = match slot {
+            None => true,
+            Some(current) => {
+                row.iou > current.row.iou
+                    || (row.iou == current.row.iou && row.label < current.label)
+            }
+        };
+        if better {
+            *slot = Some(Choice {
+                label: row.label,
+                row,
+            });
+        }
+    }
+    Ok((categories, out))
+}
+
+fn tally_rows(units: &[Vec<Option<Choice>>]) -> Vec<TallyRow> {
+    units
+        .iter()
+        .enumerate()
+        .map(|(unit, per)| {
+            let categories: Vec<TallyCategory> = per
+                .iter()
+                .flatten()
+                .map(|c| TallyCategory {
+                    category: c.row.category.clone(),
+                    label: c.row.name.clone(),
+                    truth: c.row.truth,
+                    activation: c.row.activation,
+                    intersect: c.row.intersect,
+                    iou: c.row.iou,
+                })
+                .collect();
+            let labels = UnitLabels {
+                unit: unit as u32 + 1,
+                categories: categories
+                    .iter()
+                    .map(|c| Best {
+                        category: c.category.clone(),
+                        label: c.label.clone(),
+                        iou: c.iou,
+                    })
+                    .collect(),
+            };
+            let top = labels.top().cloned().unwrap_or(Best {
+                category: String::new(),
+                label: String::new(),
+                iou: 0.0,
+            });
+            TallyRow {
+                unit: unit as u32 + 1,
+                category: top.category,
+                label: top.label,
+                score: top.iou,
+                categories,
+            }
+        })
+        .collect()
+}
+
+/// File names from layer names: `/` would make a directory.
+pub fn file_stem(layer: &str) -> String {
+    layer.replace(['/', '\\'], "_")
+}
+
+pub fn spec(scores: &nd_store::Artifact, config: &Config) -> Result<nd_store::Spec> {
+    config.validate()?;
+    Ok(nd_store::Spec::new(
+        STAGE,
+        SCHEMA,
+        json!({ "iou_threshold": config.iou_threshold }),
+    )
+    .input("scores", scores.key()))
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub artifact: nd_store::Artifact,
+    pub computed: bool,
+}
+
+/// Writes the report of a score artifact through the store.
+pub fn run(
+    store: &nd_store::Store,
+    scores: &nd_store::Artifact,
+    config: &Config,
+) -> Result<Outcome> {
+    let spec = spec(scores, config)?;
+    if let Some(artifact) = store.get(&spec)? {
+        return Ok(Outcome {
+            artifact,
+            computed: false,
+        });
+    }
+    let (categories, layers) = choices(scores)?;
+    let pending = store.begin(&spec)?;
+    let dir = pending.dir().to_owned();
+    let metadata = vec![
+        ("netdissect.stage".to_owned(), STAGE.to_owned()),
+        ("netdissect.key".to_owned(), pending.key().to_string()),
+        (
+            "netdissect.params".to_owned(),
+            nd_store::canonical::to_compact(&spec.params),
+        ),
+    ];
+    let mut summaries = Vec::new();
+    let mut units_rows: Vec<(String, u32, Option<&Choice>, f64, bool)> = Vec::new();
+    let mut category_rows: Vec<(String, u32, &Choice)> = Vec::new();
+    let mut tallies = Vec::new();
+    for (layer, units) in &layers {
+        let rows = tally_rows(units);
+        let labels: Vec<UnitLabels> = rows.iter().map(TallyRow::labels).collect();
+        summaries.push(summarize(layer, &labels, &categories, config.iou_threshold));
+        for (unit, (per, row)) in units.iter().zip(&rows).enumerate() {
+            let top = per
+                .iter()
+                .flatten()
+                .find(|c| c.row.category == row.category && c.row.name == row.label);
+            units_rows.push((
+                layer.clone(),
+                unit as u32,
+                top,
+                row.score,
+                row.score >= config.iou_threshold,
+            ));
+            for choice in per.iter().flatten() {
+                category_rows.push((layer.clone(), unit as u32, choice));
+            }
+        }
+        let file = format!("tally-{}.csv", file_stem(layer));
+        tally::write(&dir.join(&file), &categories, &rows)?;
+        tallies.push(json!({ "layer": layer, "file": file }));
+    }
+
+    let units_batch = RecordBatch::try_from_iter([
+        ("layer", dictionary(units_rows.iter().map(|r| r.0.as_str()))),
+        (
+            "unit",
+            Arc::new(UInt32Array::from_iter_values(
+                units_rows.iter().map(|r| r.1),
+            )) as ArrayRef,
+        ),
+        (
+            "label",
+            Arc::new(UInt32Array::from_iter(
+                units_rows.iter().map(|r| r.2.map(|c| c.label)),
+            )),
+        ),
+        (
+            "name",
+            dictionary(
+                units_rows
+                    .iter()
+                    .map(|r| r.2.map_or("", |c| c.row.name.as_str())),
+            ),
+        ),
+        (
+            "category",
+            dictionary(
+                units_rows
+                    .iter()
+                    .map(|r| r.2.map_or("", |c| c.row.category.as_str())),
+            ),
+        ),
+        (
+            "iou",
+            Arc::new(Float64Array::from_iter_values(
+                units_rows.iter().map(|r| r.3),
+            )),
+        ),
+        (
+            "detector",
+            Arc::new(BooleanArray::from_iter(
+                units_rows.iter().map(|r| Some(r.4)),
+            )),
+        ),
+    ])?;
+    nd_tables::write(&dir.join("units.parquet"), &units_batch, &metadata)?;
+    let category_batch = RecordBatch::try_from_iter([
+        (
+            "layer",
+            dictionary(category_rows.iter().map(|r| r.0.as_str())),
+        ),
+        (
+            "unit",
+            Arc::new(UInt32Array::from_iter_values(
+                category_rows.iter().map(|r| r.1),
+            )) as ArrayRef,
+        ),
+        (
+            "category",
+            dictionary(category_rows.iter().map(|r| r.2.row.category.as_str())),
+        ),
+        (
+            "label",
+            Arc::new(UInt32Array::from_iter_values(
+                category_rows.iter().map(|r| r.2.label),
+            )),
+        ),
+        (
+            "name",
+            dictionary(category_rows.iter().map(|r| r.2.row.name.as_str())),
+        ),
+        (
+            "truth",
+            Arc::new(UInt64Array::from_iter_values(
+                category_rows.iter().map(|r| r.2.row.truth),
+            )),
+        ),
+        (
+            "activation",
+            Arc::new(UInt64Array::from_iter_values(
+                category_rows.iter().map(|r| r.2.row.activation),
+            )),
+        ),
+        (
+            "intersect",
+            Arc::new(UInt64Array::from_iter_values(
+                category_rows.iter().map(|r| r.2.row.intersect),
+            )),
+        ),
+        (
+            "iou",
+            Arc::new(Float64Array::from_iter_values(
+                category_rows.iter().map(|r| r.2.row.iou),
+            )),
+        ),
+    ])?;
+    nd_tables::write(
+        &dir.join("unit_categories.parquet"),
+        &category_batch,
+        &metadata,
+    )?;
+    write_layer_tables(
+        &dir,
+        &summaries,
+        &categories,
+        config.iou_threshold,
+        &metadata,
+    )?;
+    let summary = json!({ "iou_threshold": config.iou_threshold, "categories": categories, "layers": summaries });
+    let path = dir.join(SUMMARY_FILE);
+    std::fs::write(&path, nd_store::canonical::to_pretty(&summary))
+        .map_err(|source| Error::Io { path, source })?;
+    let outputs = json!({
+        "summary": SUMMARY_FILE,
+        "units": "units.parquet",
+        "unit_categories": "unit_categories.parquet",
+        "layers": "layers.parquet",
+        "layer_categories": "layer_categories.parquet",
+        "tallies": tallies,
+    });
+    let versions = BTreeMap::from([(
+        "netdissect".to_owned(),
+        env!("CARGO_PKG_VERSION").to_owned(),
+    )]);
+    let artifact = pending.commit(versions, outputs)?;
+    Ok(Outcome {
+        artifact,
+        computed: true,
+    })
+}
+
+fn write_layer_tables(
+    dir: &std::path::Path,
+    summaries: &[LayerSummary],
+    categories: &[String],
+    threshold: f64,
+    metadata: &[(String, String)],
+) -> Result<()> {
+    let batch = RecordBatch::try_from_iter([
+        (
+            "layer",
+            dictionary(summaries.iter().map(|s| s.layer.as_str())),
+        ),
+        (
+            "units",
+            Arc::new(UInt32Array::from_iter_values(
+                summaries.iter().map(|s| s.units as u32),
+            )) as ArrayRef,
+        ),
+        (
+            "detectors",
+            Arc::new(UInt32Array::from_iter_values(
+                summaries.iter().map(|s| s.detectors as u32),
+            )),
+        ),
+        (
+            "unique_top_label",
+            Arc::new(UInt32Array::from_iter_values(
+                summaries.iter().map(|s| s.unique_top_label as u32),
+            )),
+        ),
+        (
+            "unique_per_category",
+            Arc::new(UInt32Array::from_iter_values(
+                summaries.iter().map(|s| s.unique_per_category as u32),
+            )),
+        ),
+        (
+            "iou_threshold",
+            Arc::new(Float64Array::from_iter_values(
+                summaries.iter().map(|_| threshold),
+            )),
+        ),
+    ])?;
+    nd_tables::write(&dir.join("layers.parquet"), &batch, metadata)?;
+    let pairs: Vec<(&LayerSummary, &String)> = summaries
+        .iter()
+        .flat_map(|s| categories.iter().map(move |c| (s, c)))
+        .collect();
+    let get = |s: &LayerSummary, c: &str, f: fn(&CategorySummary) -> usize| {
+        s.categories.get(c).map_or(0, f) as u32
+    };
+    let batch = RecordBatch::try_from_iter([
+        (
+            "layer",
+            dictionary(pairs.iter().map(|(s, _)| s.layer.as_str())),
+        ),
+        (
+            "category",
+            dictionary(pairs.iter().map(|(_, c)| c.as_str())),
+        ),
+        (
+            "detectors",
+            Arc::new(UInt32Array::from_iter_values(
+                pairs.iter().map(|(s, c)| get(s, c, |x| x.detectors)),
+            )) as ArrayRef,
+        ),
+        (
+            "unique_top_label",
+            Arc::new(UInt32Array::from_iter_values(
+                pairs.iter().map(|(s, c)| get(s, c, |x| x.unique_top_label)),
+            )),
+        ),
+        (
+            "category_detectors",
+            Arc::new(UInt32Array::from_iter_values(
+                pairs
+                    .iter()
+                    .map(|(s, c)| get(s, c, |x| x.category_detectors)),
+            )),
+        ),
+        (
+            "unique_per_category",
+            Arc::new(UInt32Array::from_iter_values(
+                pairs
+                    .iter()
+                    .map(|(s, c)| get(s, c, |x| x.unique_per_category)),
+            )),
+        ),
+    ])?;
+    Ok(nd_tables::write(
+        &dir.join("layer_categories.parquet"),
+        &batch,
+        metadata,
+    )?)
+}
+
+/// The per-layer summaries a report artifact holds.
+pub fn read_summaries(report: &nd_store::Artifact) -> Result<(Vec<String>, Vec<LayerSummary>)> {
+    let path = report.dir.join(SUMMARY_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+    let categories: Vec<String> =
+        serde_json::from_value(value["categories"].clone()).unwrap_or_default();
+    let layers = value["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| LayerSummary {
+            layer: l["layer"].as_str().unwrap_or_default().to_owned(),
+            units: l["units"].as_u64().unwrap_or(0) as usize,
+            detectors: l["detectors"].as_u64().unwrap_or(0) as usize,
+            unique_top_label: l["unique_top_label"].as_u64().unwrap_or(0) as usize,
+            unique_per_category: l["unique_per_category"].as_u64().unwrap_or(0) as usize,
+            categories: l["categories"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(name, c)| {
+                    let n = |f: &str| c[f].as_u64().unwrap_or(0) as usize;
+                    (
+                        name.clone(),
+                        CategorySummary {
+                            detectors: n("detectors"),
+                            unique_top_label: n("unique_top_label"),
+                            category_detectors: n("category_detectors"),
+                            unique_per_category: n("unique_per_category"),
+                        },
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    Ok((categories, layers))
+}
+
+/// A readable table: one line per layer, with the unique detectors per category by the
+/// per-category rule.
+pub fn format_table(summaries: &[LayerSummary], categories: &[String], threshold: f64) -> String {
+    let width = summaries
+        .iter()
+        .map(|s| s.layer.chars().count())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "{:<width$}  {:>5}  {:>9}  {:>10}  {:>12}",
+        "layer", "units", "detectors", "unique top", "unique p.c."
+    );
+    for c in categories {
+        let _ = write!(out, "  {:>8}", c);
+    }
+    out.push('\n');
+    for s in summaries {
+        let _ = write!(
+            out,
+            "{:<width$}  {:>5}  {:>9}  {:>10}  {:>12}",
+            s.layer, s.units, s.detectors, s.unique_top_label, s.unique_per_category
+        );
+        for c in categories {
+            let _ = write!(
+                out,
+                "  {:>8}",
+                s.categories.get(c).map_or(0, |x| x.unique_per_category)
+            );
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "detectors: units with best IoU ≥ {threshold}; unique top: distinct labels of detectors; \
+         unique p.c.: distinct best labels with IoU > {threshold}, per category (columns), summed"
+    );
+    out
+}

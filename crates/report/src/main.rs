@@ -1,0 +1,113 @@
+//! `nd-report`: the report stage as a command, and `summarize` for published result files.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+/// Labels every unit and summarises each layer from a score artifact; prints the table and
+/// the report artifact's directory. `nd-report summarize FILE...` summarises published
+/// NetDissect result files (tally.csv / <layer>-result.csv) instead.
+#[derive(Parser)]
+#[command(name = "nd-report", version, args_conflicts_with_subcommands = true)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// The score artifact (a directory `<cache>/score/<key>`).
+    #[arg(long)]
+    scores: Option<PathBuf>,
+    /// A unit is a detector when its best IoU reaches this.
+    #[arg(long, default_value_t = 0.04)]
+    iou_threshold: f64,
+    /// The cache directory (default: the one holding the input artifact).
+    #[arg(long, env = "NETDISSECT_CACHE")]
+    cache: Option<PathBuf>,
+    /// Say why the stage computes (or that it is fresh) on stderr.
+    #[arg(long)]
+    explain: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Per-layer statistics of published result files (any column order).
+    Summarize {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long, default_value_t = 0.04)]
+        iou_threshold: f64,
+    },
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("nd-report: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if let Some(Command::Summarize {
+        files,
+        iou_threshold,
+    }) = args.command
+    {
+        return summarize(&files, iou_threshold);
+    }
+    let scores = args
+        .scores
+        .context("--scores is required (or use `nd-report summarize FILE...`)")?;
+    let scores = nd_store::Artifact::open(&scores)?;
+    scores.expect_stage("score")?;
+    let cache = match &args.cache {
+        Some(dir) => dir.clone(),
+        None => scores
+            .cache_root()
+            .context("the input artifact is not inside a cache")?
+            .to_owned(),
+    };
+    let store = nd_store::Store::open(&cache)
+        .with_context(|| format!("cannot open the cache {}", cache.display()))?;
+    let config = nd_report::Config {
+        iou_threshold: args.iou_threshold,
+    };
+    if args.explain {
+        eprintln!("{}", store.explain(&nd_report::spec(&scores, &config)?)?);
+    }
+    let outcome = nd_report::run(&store, &scores, &config)?;
+    let (categories, summaries) = nd_report::read_summaries(&outcome.artifact)?;
+    eprint!(
+        "{}",
+        nd_report::format_table(&summaries, &categories, config.iou_threshold)
+    );
+    println!("{}", outcome.artifact.dir.display());
+    Ok(())
+}
+
+fn summarize(files: &[PathBuf], threshold: f64) -> anyhow::Result<()> {
+    nd_report::Config {
+        iou_threshold: threshold,
+    }
+    .validate()?;
+    let mut summaries = Vec::new();
+    let mut all_categories: Vec<String> = Vec::new();
+    for file in files {
+        let (categories, rows) = nd_report::tally::read(file)?;
+        for c in &categories {
+            if !all_categories.contains(c) {
+                all_categories.push(c.clone());
+            }
+        }
+        let units: Vec<_> = rows.iter().map(|r| r.labels()).collect();
+        let name = file.file_stem().map_or_else(
+            || file.display().to_string(),
+            |s| s.to_string_lossy().into_owned(),
+        );
+        summaries.push(nd_report::summarize(&name, &units, &categories, threshold));
+    }
+    print!(
+        "{}",
+        nd_report::format_table(&summaries, &all_categories, threshold)
+    );
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! `nd-segment`: the segment stage as a command.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+
+/// Upsamples every unit's maps to the label resolution and keeps the pixels above the
+/// unit's threshold. Prints the segment artifact's directory on stdout.
+#[derive(Parser)]
+#[command(name = "nd-segment", version)]
+struct Args {
+    /// The dataset directory the activations were extracted from (for the label sizes).
+    #[arg(long)]
+    dataset: PathBuf,
+    /// The extract artifact.
+    #[arg(long)]
+    activations: PathBuf,
+    /// The quantile artifact.
+    #[arg(long)]
+    thresholds: PathBuf,
+    /// bilinear (NetDissect-Lite) or receptive-field (the original NetDissect).
+    #[arg(long, default_value = "bilinear")]
+    upsample: nd_segment::Upsample,
+    /// The cache directory (default: the one holding the input artifacts).
+    #[arg(long, env = "NETDISSECT_CACHE")]
+    cache: Option<PathBuf>,
+    /// Say why the stage computes (or that it is fresh) on stderr.
+    #[arg(long)]
+    explain: bool,
+    /// Worker threads (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("nd-segment: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.threads > 0 {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(args.threads)
+            .build_global()?;
+    }
+    let activations = nd_store::Artifact::open(&args.activations)?;
+    activations.expect_stage("extract")?;
+    let thresholds = nd_store::Artifact::open(&args.thresholds)?;
+    thresholds.expect_stage("quantile")?;
+    let dataset = nd_broden::Dataset::open(&args.dataset, &Default::default())
+        .with_context(|| format!("cannot open the dataset {}", args.dataset.display()))?;
+    let cache = match &args.cache {
+        Some(dir) => dir.clone(),
+        None => activations
+            .cache_root()
+            .context("the input artifact is not inside a cache")?
+            .to_owned(),
+    };
+    let store = nd_store::Store::open(&cache)
+        .with_context(|| format!("cannot open the cache {}", cache.display()))?;
+    let config = nd_segment::Config {
+        upsample: args.upsample,
+    };
+    if args.explain {
+        eprintln!(
+            "{}",
+            store.explain(&nd_segment::spec(
+                &dataset,
+                &activations,
+                &thresholds,
+                &config
+            )?)?
+        );
+    }
+    let outcome = nd_segment::run(&store, &dataset, &activations, &thresholds, &config)?;
+    eprintln!(
+        "segment: {} {}",
+        if outcome.computed {
+            "wrote"
+        } else {
+            "fresh, nothing to do"
+        },
+        outcome.artifact.key().short()
+    );
+    println!("{}", outcome.artifact.dir.display());
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! Parquet I/O shared by the stages, so every table is written the same way: zstd
+//! compression, dictionary-encoded string columns, the stage's parameters and artifact key
+//! in the file's key-value metadata, and nothing that varies between runs (the writer's
+//! `created_by` is fixed), so equal tables are equal bytes.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use arrow::array::{ArrayRef, UInt32Array};
+//! use arrow::record_batch::RecordBatch;
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("t.parquet");
+//! let batch = RecordBatch::try_from_iter([
+//!     ("layer", nd_tables::dictionary(["conv5", "conv5"])),
+//!     ("unit", Arc::new(UInt32Array::from(vec![0, 1])) as ArrayRef),
+//! ])?;
+//! nd_tables::write(&path, &batch, &[("top".into(), "0.005".into())])?;
+//! let table = nd_tables::read(&path)?;
+//! assert_eq!(table.num_rows(), 2);
+//! assert_eq!(nd_tables::strings(&table, "layer")?, ["conv5", "conv5"]);
+//! assert_eq!(nd_tables::metadata(&path)?["top"], "0.005");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod scores;
+pub mod thresholds;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, DictionaryArray, StringArray};
+use arrow::datatypes::{ArrowPrimitiveType, DataType, Int32Type};
+use arrow::record_batch::{RecordBatch, RecordBatchReader};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: {message}", path.display())]
+    File { path: PathBuf, message: String },
+    #[error("table has no column `{0}` of the expected type")]
+    Column(String),
+    #[error("table: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn file_error(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::File {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// A dictionary-encoded string column (what pandas reads as a categorical).
+pub fn dictionary<'a>(values: impl IntoIterator<Item = &'a str>) -> ArrayRef {
+    let array: DictionaryArray<Int32Type> = values.into_iter().collect();
+    Arc::new(array)
+}
+
+/// Writes one batch as a Parquet file with the given key-value metadata.
+pub fn write(path: &Path, batch: &RecordBatch, metadata: &[(String, String)]) -> Result<()> {
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid level"),
+        ))
+        .set_created_by("netdissect".to_owned())
+        .set_key_value_metadata(Some(
+            metadata
+                .iter()
+                .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+                .collect(),
+        ))
+        .build();
+    let file = std::fs::File::create(path).map_err(|e| file_error(path, e))?;
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(properties))
+        .map_err(|e| file_error(path, e))?;
+    writer.write(batch).map_err(|e| file_error(path, e))?;
+    writer.close().map_err(|e| file_error(path, e))?;
+    Ok(())
+}
+
+/// Reads a whole Parquet file into one batch.
+pub fn read(path: &Path) -> Result<RecordBatch> {
+    let file = std::fs::File::open(path).map_err(|e| file_error(path, e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| file_error(path, e))?
+        .build()
+        .map_err(|e| file_error(path, e))?;
+    let schema = reader.schema();
+    let batches: Vec<RecordBatch> = reader
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| file_error(path, e))?;
+    arrow::compute::concat_batches(&schema, &batches).map_err(|e| file_error(path, e))
+}
+
+/// The key-value metadata of a Parquet file.
+pub fn metadata(path: &Path) -> Result<BTreeMap<String, String>> {
+    let file = std::fs::File::open(path).map_err(|e| file_error(path, e))?;
+    let reader = SerializedFileReader::new(file).map_err(|e| file_error(path, e))?;
+    Ok(reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .into_iter()
+        .flatten()
+        .filter_map(|kv| Some((kv.key.clone(), kv.value.clone()?)))
+        .collect())
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| Error::Column(name.to_owned()))
+}
+
+/// A primitive column's values.
+pub fn values<T: ArrowPrimitiveType>(batch: &RecordBatch, name: &str) -> Result<Vec<T::Native>> {
+    let array = column(batch, name)?;
+    let array = array
+        .as_primitive_opt::<T>()
+        .ok_or_else(|| Error::Column(name.to_owned()))?;
+    if array.null_count() > 0 {
+        return Err(Error::Column(format!("{name} (it has nulls)")));
+    }
+    Ok(array.values().to_vec())
+}
+
+/// A string column's values, whether plain or dictionary-encoded.
+pub fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<String>> {
+    let array = column(batch, name)?;
+    let plain;
+    let array: &StringArray = match array.data_type() {
+        DataType::Utf8 => array.as_string::<i32>(),
+        DataType::Dictionary(_, _) => {
+            plain = arrow::compute::cast(array, &DataType::Utf8)?;
+            plain.as_string::<i32>()
+        }
+        _ => return Err(Error::Column(name.to_owned())),
+    };
+    Ok(array
+        .iter()
+        .map(|v| v.unwrap_or_default().to_owned())
+        .collect())
+}
