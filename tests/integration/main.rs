@@ -1,3 +1,4 @@
 //! End-to-end tests of the `netdissect` command.
 
 mod dataset;
+mod fixture;

@@ -35,6 +35,9 @@ enum Command {
         files: Vec<PathBuf>,
         #[arg(long, default_value_t = 0.04)]
         iou_threshold: f64,
+        /// Print the summaries as JSON (one object per file) instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -50,9 +53,10 @@ fn run() -> anyhow::Result<()> {
     if let Some(Command::Summarize {
         files,
         iou_threshold,
+        json,
     }) = args.command
     {
-        return summarize(&files, iou_threshold);
+        return summarize(&files, iou_threshold, json);
     }
     let scores = args
         .scores
@@ -84,7 +88,7 @@ fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn summarize(files: &[PathBuf], threshold: f64) -> anyhow::Result<()> {
+fn summarize(files: &[PathBuf], threshold: f64, json: bool) -> anyhow::Result<()> {
     nd_report::Config {
         iou_threshold: threshold,
     }
@@ -105,9 +109,13 @@ fn summarize(files: &[PathBuf], threshold: f64) -> anyhow::Result<()> {
         );
         summaries.push(nd_report::summarize(&name, &units, &categories, threshold));
     }
-    print!(
-        "{}",
-        nd_report::format_table(&summaries, &all_categories, threshold)
-    );
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summaries)?);
+    } else {
+        print!(
+            "{}",
+            nd_report::format_table(&summaries, &all_categories, threshold)
+        );
+    }
     Ok(())
 }

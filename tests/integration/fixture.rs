@@ -1,0 +1,376 @@
+//! A dataset and activation cube small enough to work out every threshold, mask, count and
+//! IoU by hand, run through quantile, segment, score and report as libraries, for both
+//! upsampling modes and both denominators.
+//!
+//! Dataset: two images with 4×4 label maps; categories color, object, texture (last).
+//! Labels: 1 red-c, 2 blue-c (color), 3 car (object), 4 striped (texture).
+//!   image 0: colour red in columns 0–1 and blue in columns 2–3; car on the top-left 2×2;
+//!            image-level texture `striped`.
+//!   image 1: colour all blue; car on pixel (0, 0); image-level texture `0`.
+//!   truth: red 8, blue 24, car 5, striped 16, label 0 16.
+//! Activations: one layer `conv` of 2 units with 2×2 maps (upsampled ×2):
+//!   unit 0: image 0 [[9, 0], [0, 0]], image 1 all 0;
+//!   unit 1: image 0 all 0, image 1 [[0, 0], [0, 8]].
+//!   top = 0.125 over 8 values: pos = 0.875 · 7 = 6.125, so T0 = 0.125 · 9 = 1.125 and
+//!   T1 = 0.125 · 8 = 1.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use nd_arrays::masks::{MASKS_DIR, MaskGroup, Run};
+use nd_arrays::{ActivationGroup, LayerShape};
+use nd_score::Denominator;
+use nd_segment::Upsample;
+use serde_json::json;
+
+fn label_png(path: &Path, labels: [u16; 16]) {
+    let img = image::RgbImage::from_fn(4, 4, |x, y| {
+        let l = labels[(y * 4 + x) as usize];
+        image::Rgb([(l & 0xff) as u8, (l >> 8) as u8, 0])
+    });
+    img.save(path).unwrap();
+}
+
+fn dataset(root: &Path) -> nd_broden::Dataset {
+    std::fs::create_dir_all(root.join("images")).unwrap();
+    let files = [
+        (
+            "category.csv",
+            "name,first,last,count,frequency\ncolor,1,2,2,2\nobject,3,3,1,2\ntexture,4,4,1,1\n",
+        ),
+        (
+            "label.csv",
+            "number,name,category,frequency,coverage,syns\n1,red-c,color(1),1,0.5,\n2,blue-c,color(2),2,0.75,\n3,car,object(2),2,0.15,\n4,striped,texture(1),1,1.0,\n",
+        ),
+        (
+            "c_color.csv",
+            "code,number,name,frequency,coverage\n1,1,red-c,1,0.5\n2,2,blue-c,2,0.75\n",
+        ),
+        (
+            "c_object.csv",
+            "code,number,name,frequency,coverage\n1,3,car,2,0.15\n",
+        ),
+        (
+            "c_texture.csv",
+            "code,number,name,frequency,coverage\n1,4,striped,1,1.0\n",
+        ),
+        (
+            "index.csv",
+            "image,split,ih,iw,sh,sw,color,object,texture\n\
+             0.png,train,8,8,4,4,0_color.png,0_object.png,4\n\
+             1.png,val,8,8,4,4,1_color.png,1_object.png,0\n",
+        ),
+    ];
+    for (name, text) in files {
+        std::fs::write(root.join(name), text).unwrap();
+    }
+    let images = root.join("images");
+    for i in 0..2 {
+        image::RgbImage::new(8, 8)
+            .save(images.join(format!("{i}.png")))
+            .unwrap();
+    }
+    label_png(
+        &images.join("0_color.png"),
+        [1, 1, 2, 2, 1, 1, 2, 2, 1, 1, 2, 2, 1, 1, 2, 2],
+    );
+    label_png(
+        &images.join("0_object.png"),
+        [3, 3, 0, 0, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    );
+    label_png(&images.join("1_color.png"), [2; 16]);
+    let mut car = [0; 16];
+    car[0] = 3;
+    label_png(&images.join("1_object.png"), car);
+    nd_broden::Dataset::open(root, &Default::default()).unwrap()
+}
+
+fn activations(store: &nd_store::Store) -> nd_store::Artifact {
+    let spec = nd_store::Spec::new(
+        "extract",
+        1,
+        json!({ "rows": [0, 2], "fixture": "by hand" }),
+    );
+    let pending = store.begin(&spec).unwrap();
+    let group = ActivationGroup::create(&pending.dir().join(nd_arrays::ACTIVATIONS_DIR)).unwrap();
+    let shape = LayerShape {
+        images: 2,
+        units: 2,
+        height: 2,
+        width: 2,
+    };
+    let mut writer = group.create_layer("conv", shape).unwrap();
+    #[rustfmt::skip]
+    writer.push(&[
+        9.0, 0.0, 0.0, 0.0,   0.0, 0.0, 0.0, 0.0,
+        0.0, 0.0, 0.0, 0.0,   0.0, 0.0, 0.0, 8.0,
+    ]).unwrap();
+    writer.finish().unwrap();
+    group.set_layers(&["conv".to_owned()]).unwrap();
+    pending.commit(BTreeMap::new(), json!({})).unwrap()
+}
+
+/// Pixels (y, x) of a 4×4 mask as runs.
+fn runs(pixels: &[(u32, u32)]) -> Vec<Run> {
+    let mut mask = [false; 16];
+    for &(y, x) in pixels {
+        mask[(y * 4 + x) as usize] = true;
+    }
+    let mut out = Vec::new();
+    nd_arrays::masks::encode_runs(mask, &mut out);
+    out
+}
+
+struct Pipeline {
+    _dir: tempfile::TempDir,
+    store: nd_store::Store,
+    dataset: nd_broden::Dataset,
+    activations: nd_store::Artifact,
+    thresholds: nd_store::Artifact,
+}
+
+fn pipeline() -> Pipeline {
+    let dir = tempfile::tempdir().unwrap();
+    let store = nd_store::Store::open(&dir.path().join("cache")).unwrap();
+    let dataset = dataset(&dir.path().join("data"));
+    let activations = activations(&store);
+    let thresholds = nd_quantile::run(&store, &activations, &nd_quantile::Config { top: 0.125 })
+        .unwrap()
+        .artifact;
+    Pipeline {
+        _dir: dir,
+        store,
+        dataset,
+        activations,
+        thresholds,
+    }
+}
+
+#[test]
+fn thresholds_by_hand() {
+    let p = pipeline();
+    let rows =
+        nd_tables::thresholds::read_rows(&p.thresholds.dir.join(nd_tables::thresholds::FILE))
+            .unwrap();
+    let t: Vec<f64> = rows.iter().map(|r| r.threshold).collect();
+    assert_eq!(t, [1.125, 1.0]);
+}
+
+fn masks(
+    p: &Pipeline,
+    upsample: Upsample,
+) -> (nd_store::Artifact, Vec<nd_arrays::masks::ImageMasks>) {
+    let artifact = nd_segment::run(
+        &p.store,
+        &p.dataset,
+        &p.activations,
+        &p.thresholds,
+        &nd_segment::Config { upsample },
+    )
+    .unwrap()
+    .artifact;
+    let group = MaskGroup::open(&artifact.dir.join(MASKS_DIR)).unwrap();
+    let read = group.open_layer("conv").unwrap().read_images(0..2).unwrap();
+    (artifact, read)
+}
+
+#[test]
+fn bilinear_masks_by_hand() {
+    // Unit 0, image 0: row 0 of the input blends to 9, 6.75, 2.25, 0 across; output rows
+    // take it at weights 1, 0.75, 0.25, 0. Above 1.125: 3 + 3 + 2 pixels.
+    // Unit 1, image 1: the mirror image, above 1.0.
+    let p = pipeline();
+    let (_, read) = masks(&p, Upsample::Bilinear);
+    assert_eq!(
+        read[0],
+        [(
+            0,
+            runs(&[
+                (0, 0),
+                (0, 1),
+                (0, 2),
+                (1, 0),
+                (1, 1),
+                (1, 2),
+                (2, 0),
+                (2, 1)
+            ])
+        )]
+    );
+    assert_eq!(
+        read[1],
+        [(
+            1,
+            runs(&[
+                (1, 2),
+                (1, 3),
+                (2, 1),
+                (2, 2),
+                (2, 3),
+                (3, 1),
+                (3, 2),
+                (3, 3)
+            ])
+        )]
+    );
+}
+
+#[test]
+fn receptive_field_masks_by_hand() {
+    // Cell centres at label pixels 1 and 3: pixels 0–1 copy cell 0, pixel 2 is the mean,
+    // pixel 3 copies cell 1. Unit 0: 9, 9, 4.5, 0 across and down; unit 1: 4 and 8 in the
+    // bottom-right 2×2 only.
+    let p = pipeline();
+    let (_, read) = masks(&p, Upsample::ReceptiveField);
+    assert_eq!(
+        read[0],
+        [(
+            0,
+            runs(&[
+                (0, 0),
+                (0, 1),
+                (0, 2),
+                (1, 0),
+                (1, 1),
+                (1, 2),
+                (2, 0),
+                (2, 1),
+                (2, 2)
+            ])
+        )]
+    );
+    assert_eq!(read[1], [(1, runs(&[(2, 2), (2, 3), (3, 2), (3, 3)]))]);
+}
+
+/// (unit, label) → (truth, activation, intersect, iou) of the score table.
+fn scores(
+    p: &Pipeline,
+    upsample: Upsample,
+    denominator: Denominator,
+) -> BTreeMap<(u32, u32), (u64, u64, u64, f64)> {
+    let (masks, _) = masks(p, upsample);
+    let artifact = nd_score::run(
+        &p.store,
+        &p.dataset,
+        &masks,
+        &nd_score::Config { denominator },
+    )
+    .unwrap()
+    .artifact;
+    let rows = nd_tables::scores::read_rows(&artifact.dir.join(nd_tables::scores::FILE)).unwrap();
+    rows.iter()
+        .map(|r| {
+            (
+                (r.unit, r.label),
+                (r.truth, r.activation, r.intersect, r.iou),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn lite_scores_by_hand() {
+    let s = scores(&pipeline(), Upsample::Bilinear, Denominator::Lite);
+    // Unit 0's 8-pixel mask in image 0: 6 red, 2 blue, 4 car, and striped everywhere; it
+    // overlaps color, object and texture, so each category's activation is 8.
+    assert_eq!(s[&(0, 1)], (8, 8, 6, 6.0 / 10.0));
+    assert_eq!(s[&(0, 2)], (24, 8, 2, 2.0 / 30.0));
+    assert_eq!(s[&(0, 3)], (5, 8, 4, 4.0 / 9.0));
+    assert_eq!(s[&(0, 4)], (16, 8, 8, 8.0 / 16.0));
+    // Unit 1's mask in image 1: all blue, and the image-level label 0, which in lite marks
+    // its category (texture, the last) as present; object is not overlapped.
+    assert_eq!(s[&(1, 2)], (24, 8, 8, 8.0 / 24.0));
+    assert_eq!(s[&(1, 0)], (16, 8, 8, 8.0 / 16.0));
+    // Best-of-category rows with no intersection: car for object (the only one).
+    assert_eq!(s[&(1, 3)], (5, 0, 0, 0.0));
+    // Red does not intersect unit 1 and is not its best color label: no row.
+    assert!(!s.contains_key(&(1, 1)));
+    // Label 0 is in texture; striped intersects unit 0 more, so no row for (0, 0).
+    assert!(!s.contains_key(&(0, 0)));
+}
+
+#[test]
+fn original_scores_by_hand() {
+    let s = scores(&pipeline(), Upsample::Bilinear, Denominator::Original);
+    // Image 0 carries color, object and texture labels: unit 0 as in lite.
+    assert_eq!(s[&(0, 1)], (8, 8, 6, 0.6));
+    assert_eq!(s[&(0, 3)], (5, 8, 4, 4.0 / 9.0));
+    // Image 1 carries color and object labels (car at a pixel the mask misses) but label 0
+    // never marks texture: object's activation is 8, texture's is 0.
+    assert_eq!(s[&(1, 3)], (5, 8, 0, 0.0));
+    assert_eq!(s[&(1, 0)], (16, 0, 8, 8.0 / 8.0));
+    assert_eq!(s[&(1, 2)], (24, 8, 8, 8.0 / 24.0));
+}
+
+#[test]
+fn receptive_field_scores_by_hand() {
+    let s = scores(&pipeline(), Upsample::ReceptiveField, Denominator::Lite);
+    // Unit 0: 9 pixels, 6 red, 3 blue, 4 car, 9 striped.
+    assert_eq!(s[&(0, 1)], (8, 9, 6, 6.0 / 11.0));
+    assert_eq!(s[&(0, 2)], (24, 9, 3, 3.0 / 30.0));
+    assert_eq!(s[&(0, 3)], (5, 9, 4, 4.0 / 10.0));
+    assert_eq!(s[&(0, 4)], (16, 9, 9, 9.0 / 16.0));
+    // Unit 1: 4 pixels, all blue, label 0 over all of them.
+    assert_eq!(s[&(1, 2)], (24, 4, 4, 4.0 / 24.0));
+    assert_eq!(s[&(1, 0)], (16, 4, 4, 4.0 / 16.0));
+}
+
+#[test]
+fn report_by_hand() {
+    let p = pipeline();
+    let (masks, _) = masks(&p, Upsample::Bilinear);
+    let scores = nd_score::run(&p.store, &p.dataset, &masks, &Default::default())
+        .unwrap()
+        .artifact;
+    // Unit 0: red-c 0.6 (color), car 0.44 (object), striped 0.5 (texture) → red-c.
+    // Unit 1: blue-c 0.33, car 0, label 0 (empty name) 0.5 → the empty label, texture.
+    let report = nd_report::run(
+        &p.store,
+        &scores,
+        &nd_report::Config {
+            iou_threshold: 0.45,
+        },
+    )
+    .unwrap()
+    .artifact;
+    let (categories, layers) = nd_report::read_summaries(&report).unwrap();
+    assert_eq!(categories, ["color", "object", "texture"]);
+    let conv = &layers[0];
+    assert_eq!(
+        (conv.units, conv.detectors, conv.unique_top_label),
+        (2, 2, 2)
+    );
+    // Per category, IoU > 0.45: color {red-c}, texture {striped (unit 0), "" (unit 1)}.
+    assert_eq!(conv.unique_per_category, 3);
+    assert_eq!(conv.categories["texture"].unique_per_category, 2);
+    assert_eq!(conv.categories["object"].unique_per_category, 0);
+    let tally = std::fs::read_to_string(report.dir.join("tally-conv.csv")).unwrap();
+    let lines: Vec<&str> = tally.lines().collect();
+    assert_eq!(
+        lines[0],
+        "unit,category,label,score,color-label,color-truth,color-activation,color-intersect,color-iou,\
+         object-label,object-truth,object-activation,object-intersect,object-iou,\
+         texture-label,texture-truth,texture-activation,texture-intersect,texture-iou"
+    );
+    assert_eq!(
+        lines[1],
+        "1,color,red-c,0.6,red-c,8,8,6,0.6,car,5,8,4,0.4444444444444444,striped,16,8,8,0.5"
+    );
+    assert_eq!(
+        lines[2],
+        "2,texture,,0.5,blue-c,24,8,8,0.3333333333333333,car,5,0,0,0,,16,8,8,0.5"
+    );
+    // The tally reads back and gives the same summary.
+    let path = report.dir.join("tally-conv.csv");
+    let (cats, rows) = nd_report::tally::read(&path).unwrap();
+    let units: Vec<_> = rows.iter().map(|r| r.labels()).collect();
+    let again = nd_report::summarize("conv", &units, &cats, 0.45);
+    assert_eq!(
+        (
+            again.detectors,
+            again.unique_top_label,
+            again.unique_per_category
+        ),
+        (2, 2, 3)
+    );
+}
