@@ -1,6 +1,9 @@
 //! `netdissect`: the command users start from. It ties the stages together; each stage is
 //! also its own binary (`nd-extract`, ...) for Make and Snakemake.
 
+mod pipeline;
+mod run;
+
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -19,6 +22,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run every stage for every model of a pipeline file, through the cache: a stage runs
+    /// only when its result is not cached already.
+    Run {
+        /// The pipeline file.
+        #[arg(default_value = "pipeline.toml")]
+        pipeline: PathBuf,
+        /// Say why each stage computes (or that it is fresh) on stderr.
+        #[arg(long)]
+        explain: bool,
+        /// Worker threads (default: one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Do not draw progress bars.
+        #[arg(long)]
+        no_progress: bool,
+    },
     /// Check a Broden-format dataset: every table, every referenced file, and with --deep
     /// every image and label map decoded.
     Check {
@@ -57,6 +76,33 @@ fn main() {
 
 fn run() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Run {
+            pipeline,
+            explain,
+            threads,
+            no_progress,
+        } => {
+            let options = run::Options {
+                explain,
+                threads,
+                progress: !no_progress,
+            };
+            let result = run::run(&pipeline, &options)?;
+            for (model, report) in &result.reports {
+                let (categories, summaries) = nd_report::read_summaries(report)?;
+                let threshold = report.manifest.params["iou_threshold"]
+                    .as_f64()
+                    .unwrap_or(0.04);
+                println!("{model}");
+                print!(
+                    "{}",
+                    nd_report::format_table(&summaries, &categories, threshold)
+                );
+                println!("report: {}", report.dir.display());
+                println!();
+            }
+            Ok(())
+        }
         Command::Check {
             dataset,
             deep,

@@ -7,12 +7,22 @@ tiny:   dict {"conv1", "conv2"} of rank-4 maps (the well-behaved case)
 nan:    dict {"conv1"} that is NaN everywhere
 flat:   dict {"conv1", "pooled"} where pooled is (N, C), not a map
 tuple:  a tuple (conv1, conv2) without names
+planted: dict {"colors"} whose unit i fires exactly where the synthetic dataset names a
+         pixel with colour i (its label maps name each 2×2 block by the nearest of Broden's
+         eleven colours); it expects torchvision-normalised input at twice the label size
 """
 
 import argparse
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+# The synthetic dataset's colour prototypes, in label order (crates/synth/src/vocab.rs).
+COLORS = [
+    (20, 20, 20), (40, 70, 200), (120, 70, 30), (128, 128, 128), (50, 160, 60), (240, 140, 30),
+    (240, 150, 190), (130, 50, 160), (210, 30, 30), (235, 235, 235), (240, 220, 40),
+]
 
 
 class Tiny(nn.Module):
@@ -45,14 +55,32 @@ class Pair(Tiny):
         return a, torch.relu(self.conv2(a))
 
 
+class Planted(nn.Module):
+    """Unit i: 1 + closeness to colour i where colour i is the nearest, 0 elsewhere."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        self.register_buffer("prototypes", torch.tensor(COLORS, dtype=torch.float32).view(1, 11, 3, 1, 1))
+
+    def forward(self, x):
+        rgb = (x * self.std + self.mean) * 255.0
+        cells = F.avg_pool2d(rgb, 2)
+        distance = ((cells.unsqueeze(1) - self.prototypes) ** 2).sum(dim=2)
+        nearest = F.one_hot(distance.argmin(dim=1), 11).permute(0, 3, 1, 2).to(x.dtype)
+        closeness = 1.0 - distance / (distance.amax(dim=(1, 2, 3), keepdim=True) + 1.0)
+        return {"colors": nearest * (1.0 + closeness)}
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=["tiny", "nan", "flat", "tuple"])
+    parser.add_argument("kind", choices=["tiny", "nan", "flat", "tuple", "planted"])
     parser.add_argument("out")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.manual_seed(args.seed)
-    model = {"tiny": Tiny, "nan": Nan, "flat": Flat, "tuple": Pair}[args.kind]().eval()
+    model = {"tiny": Tiny, "nan": Nan, "flat": Flat, "tuple": Pair, "planted": Planted}[args.kind]().eval()
     torch.jit.save(torch.jit.script(model), args.out)
 
 

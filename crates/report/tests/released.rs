@@ -8,9 +8,12 @@ fn released() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/released")
 }
 
-/// The README's table: file → (units, detectors, unique top-label, unique per-category,
-/// per category in the order the README gives).
-fn expected() -> Vec<(String, [u64; 4], Vec<(String, u64)>)> {
+/// A README row: file, (units, detectors, unique top-label, unique per-category), and the
+/// per-category counts in the order the README gives.
+type Expected = (String, [u64; 4], Vec<(String, u64)>);
+
+/// The README's table.
+fn expected() -> Vec<Expected> {
     let readme =
         std::fs::read_to_string(released().join("README.md")).expect("the released README");
     let header = readme

@@ -34,9 +34,7 @@ use arrow::record_batch::{RecordBatch, RecordBatchReader};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
-use parquet::file::reader::{FileReader, SerializedFileReader};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -63,24 +61,26 @@ pub fn dictionary<'a>(values: impl IntoIterator<Item = &'a str>) -> ArrayRef {
     Arc::new(array)
 }
 
-/// Writes one batch as a Parquet file with the given key-value metadata.
+/// Writes one batch as a Parquet file with the given key-value metadata, which goes into
+/// the Arrow schema (where pyarrow and polars show it) and so into the file's footer too.
 pub fn write(path: &Path, batch: &RecordBatch, metadata: &[(String, String)]) -> Result<()> {
     let properties = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("valid level"),
         ))
         .set_created_by("netdissect".to_owned())
-        .set_key_value_metadata(Some(
-            metadata
-                .iter()
-                .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
-                .collect(),
-        ))
         .build();
+    let schema = batch.schema().as_ref().clone().with_metadata(
+        metadata
+            .iter()
+            .cloned()
+            .collect::<std::collections::HashMap<_, _>>(),
+    );
+    let batch = batch.clone().with_schema(Arc::new(schema))?;
     let file = std::fs::File::create(path).map_err(|e| file_error(path, e))?;
     let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(properties))
         .map_err(|e| file_error(path, e))?;
-    writer.write(batch).map_err(|e| file_error(path, e))?;
+    writer.write(&batch).map_err(|e| file_error(path, e))?;
     writer.close().map_err(|e| file_error(path, e))?;
     Ok(())
 }
@@ -99,17 +99,16 @@ pub fn read(path: &Path) -> Result<RecordBatch> {
     arrow::compute::concat_batches(&schema, &batches).map_err(|e| file_error(path, e))
 }
 
-/// The key-value metadata of a Parquet file.
+/// The key-value metadata of a table written by [`write`] (its Arrow schema's metadata).
 pub fn metadata(path: &Path) -> Result<BTreeMap<String, String>> {
     let file = std::fs::File::open(path).map_err(|e| file_error(path, e))?;
-    let reader = SerializedFileReader::new(file).map_err(|e| file_error(path, e))?;
-    Ok(reader
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| file_error(path, e))?;
+    Ok(builder
+        .schema()
         .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .into_iter()
-        .flatten()
-        .filter_map(|kv| Some((kv.key.clone(), kv.value.clone()?)))
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
         .collect())
 }
 

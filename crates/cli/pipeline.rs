@@ -1,0 +1,340 @@
+//! `pipeline.toml`: what `netdissect run` dissects and with which parameters.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use nd_extract::{ChannelOrder, DeviceChoice, Preprocess};
+use nd_score::Denominator;
+use nd_segment::Upsample;
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    pub dataset: DatasetSection,
+    #[serde(default)]
+    pub cache: CacheSection,
+    #[serde(rename = "model")]
+    pub models: Vec<ModelSection>,
+    #[serde(default)]
+    pub quantile: QuantileSection,
+    #[serde(default)]
+    pub segment: SegmentSection,
+    #[serde(default)]
+    pub score: ScoreSection,
+    #[serde(default)]
+    pub report: ReportSection,
+    #[serde(default)]
+    pub output: OutputSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSection {
+    /// A Broden-format directory.
+    pub path: Option<PathBuf>,
+    /// A synthetic dataset, generated into the cache once.
+    pub synth: Option<SynthSection>,
+    /// Load only these categories.
+    pub categories: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SynthSection {
+    pub images: usize,
+    #[serde(default = "default_synth_size")]
+    pub size: u32,
+    #[serde(default = "default_synth_seed")]
+    pub seed: u64,
+    /// `jpg` (as Broden) or `png` (lossless).
+    #[serde(default = "default_synth_format")]
+    pub format: String,
+}
+
+fn default_synth_format() -> String {
+    "jpg".into()
+}
+
+fn default_synth_size() -> u32 {
+    224
+}
+
+fn default_synth_seed() -> u64 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSection {
+    #[serde(default = "default_cache")]
+    pub dir: PathBuf,
+}
+
+fn default_cache() -> PathBuf {
+    PathBuf::from(".netdissect/cache")
+}
+
+impl Default for CacheSection {
+    fn default() -> Self {
+        CacheSection {
+            dir: default_cache(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    pub name: String,
+    /// A TorchScript file whose forward returns the layers.
+    pub file: PathBuf,
+    pub layers: Spanned<Vec<String>>,
+    #[serde(default)]
+    pub preprocess: PreprocessSpec,
+    pub output_names: Option<Vec<String>>,
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    #[serde(default)]
+    pub device: DeviceChoice,
+}
+
+fn default_batch() -> usize {
+    32
+}
+
+/// A preset name, or a table of settings over an optional preset.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum PreprocessSpec {
+    Preset(String),
+    Table(PreprocessTable),
+}
+
+impl Default for PreprocessSpec {
+    fn default() -> Self {
+        PreprocessSpec::Preset("torchvision".into())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreprocessTable {
+    pub preset: Option<String>,
+    pub scale: Option<f64>,
+    pub mean: Option<[f64; 3]>,
+    pub std: Option<[f64; 3]>,
+    pub channel_order: Option<ChannelOrder>,
+    pub resize: Option<[u32; 2]>,
+}
+
+impl PreprocessSpec {
+    pub fn resolve(&self) -> anyhow::Result<Preprocess> {
+        let p = match self {
+            PreprocessSpec::Preset(name) => Preprocess::preset(name)?,
+            PreprocessSpec::Table(t) => {
+                let mut p = Preprocess::preset(t.preset.as_deref().unwrap_or("torchvision"))?;
+                if let Some(v) = t.scale {
+                    p.scale = v;
+                }
+                if let Some(v) = t.mean {
+                    p.mean = v;
+                }
+                if let Some(v) = t.std {
+                    p.std = v;
+                }
+                if let Some(v) = t.channel_order {
+                    p.channel_order = v;
+                }
+                if t.resize.is_some() {
+                    p.resize = t.resize;
+                }
+                p
+            }
+        };
+        p.validate()?;
+        Ok(p)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuantileSection {
+    #[serde(default = "default_top")]
+    pub top: Spanned<f64>,
+}
+
+fn default_top() -> Spanned<f64> {
+    Spanned::new(0..0, 0.005)
+}
+
+impl Default for QuantileSection {
+    fn default() -> Self {
+        QuantileSection { top: default_top() }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentSection {
+    #[serde(default)]
+    pub upsample: Upsample,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreSection {
+    #[serde(default)]
+    pub denominator: Denominator,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSection {
+    #[serde(default = "default_iou")]
+    pub iou_threshold: Spanned<f64>,
+}
+
+fn default_iou() -> Spanned<f64> {
+    Spanned::new(0..0, 0.04)
+}
+
+impl Default for ReportSection {
+    fn default() -> Self {
+        ReportSection {
+            iou_threshold: default_iou(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSection {
+    /// Where to copy each model's report (`<dir>/<model>/`), for stable paths.
+    pub dir: Option<PathBuf>,
+}
+
+/// A pipeline file read and checked, with paths resolved against its directory.
+pub struct Loaded {
+    pub path: PathBuf,
+    pub text: String,
+    pub pipeline: Pipeline,
+    pub base: PathBuf,
+}
+
+impl Loaded {
+    /// `file:line:column` of a byte offset in the pipeline file.
+    pub fn location(&self, span: std::ops::Range<usize>) -> String {
+        let before = &self.text[..span.start.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        format!("{}:{line}:{column}", self.path.display())
+    }
+
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.base.join(path)
+        }
+    }
+}
+
+pub fn load(path: &Path) -> anyhow::Result<Loaded> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let pipeline: Pipeline = toml::from_str(&text).map_err(|e| {
+        let at = e
+            .span()
+            .map(|s| {
+                let before = &text[..s.start.min(text.len())];
+                format!(":{}", before.matches('\n').count() + 1)
+            })
+            .unwrap_or_default();
+        anyhow::anyhow!("{}{at}: {}", path.display(), e.message())
+    })?;
+    let base = path
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_owned);
+    let base = if base.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base
+    };
+    let loaded = Loaded {
+        path: path.to_owned(),
+        text,
+        pipeline,
+        base,
+    };
+    check(&loaded)?;
+    Ok(loaded)
+}
+
+fn check(l: &Loaded) -> anyhow::Result<()> {
+    let p = &l.pipeline;
+    if let Some(synth) = &p.dataset.synth
+        && !["jpg", "png"].contains(&synth.format.as_str())
+    {
+        bail!(
+            "{}: dataset.synth.format must be jpg or png, got `{}`",
+            l.path.display(),
+            synth.format
+        );
+    }
+    match (&p.dataset.path, &p.dataset.synth) {
+        (Some(_), None) | (None, Some(_)) => {}
+        _ => bail!(
+            "{}: [dataset] needs exactly one of `path` and `synth`",
+            l.path.display()
+        ),
+    }
+    if p.models.is_empty() {
+        bail!("{}: no [[model]] to dissect", l.path.display());
+    }
+    for (i, m) in p.models.iter().enumerate() {
+        if m.name.is_empty() || m.name.contains(['/', '\\']) {
+            bail!(
+                "{}: model[{i}].name `{}` must be a non-empty name without slashes",
+                l.path.display(),
+                m.name
+            );
+        }
+        if p.models[..i].iter().any(|o| o.name == m.name) {
+            bail!("{}: two models are named `{}`", l.path.display(), m.name);
+        }
+        if m.layers.get_ref().is_empty() {
+            bail!(
+                "{}: model `{}`: layers is empty",
+                l.location(m.layers.span()),
+                m.name
+            );
+        }
+        if m.batch_size == 0 {
+            bail!(
+                "{}: model `{}`: batch_size must be at least 1",
+                l.path.display(),
+                m.name
+            );
+        }
+        m.preprocess
+            .resolve()
+            .with_context(|| format!("{}: model `{}`: preprocess", l.path.display(), m.name))?;
+    }
+    let top = *p.quantile.top.get_ref();
+    if !(top > 0.0 && top < 1.0) {
+        bail!(
+            "{}: quantile.top must be between 0 and 1 (exclusive), got {top}",
+            l.location(p.quantile.top.span())
+        );
+    }
+    let iou = *p.report.iou_threshold.get_ref();
+    if !(iou.is_finite() && iou >= 0.0) {
+        bail!(
+            "{}: report.iou_threshold must be a number ≥ 0, got {iou}",
+            l.location(p.report.iou_threshold.span())
+        );
+    }
+    Ok(())
+}

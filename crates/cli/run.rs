@@ -1,0 +1,294 @@
+//! `netdissect run`: every stage for every model, through the store.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use nd_store::{Artifact, Store};
+use serde_json::json;
+
+use crate::pipeline::{self, Loaded, ModelSection};
+
+pub struct Options {
+    pub explain: bool,
+    pub threads: usize,
+    pub progress: bool,
+}
+
+/// What one stage did, printed as `stage <stage> <model> computed|fresh <key> <seconds>`
+/// on stderr: a fixed shape that scripts and tests read.
+fn log(stage: &str, model: &str, artifact: &Artifact, computed: bool, started: Instant) {
+    eprintln!(
+        "stage {stage:<8} {model} {} {} {:.2}s",
+        if computed { "computed" } else { "fresh" },
+        artifact.key().short(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn explain(
+    options: &Options,
+    store: &Store,
+    spec: anyhow::Result<nd_store::Spec>,
+) -> anyhow::Result<()> {
+    if options.explain {
+        eprintln!("{}", store.explain(&spec?)?);
+    }
+    Ok(())
+}
+
+/// The dataset: a directory, or a synthetic one generated into the cache once.
+fn dataset(loaded: &Loaded, store: &Store) -> anyhow::Result<(PathBuf, nd_broden::Dataset)> {
+    let section = &loaded.pipeline.dataset;
+    let config = nd_broden::Config {
+        categories: section.categories.clone(),
+    };
+    let dir = match (&section.path, &section.synth) {
+        (Some(path), _) => loaded.resolve(path),
+        (None, Some(synth)) => {
+            let started = Instant::now();
+            let spec = nd_store::Spec::new(
+                "synth",
+                1,
+                json!({ "images": synth.images, "size": synth.size, "seed": synth.seed, "format": synth.format }),
+            );
+            let (artifact, computed) = match store.get(&spec)? {
+                Some(a) => (a, false),
+                None => {
+                    let pending = store.begin(&spec)?;
+                    let config = nd_synth::Config {
+                        seed: synth.seed,
+                        images: synth.images,
+                        image_size: synth.size,
+                        format: if synth.format == "png" {
+                            nd_synth::ImageFormat::Png
+                        } else {
+                            nd_synth::ImageFormat::Jpeg
+                        },
+                        ..Default::default()
+                    };
+                    nd_synth::generate(&pending.dir().join("dataset"), &config)?;
+                    let versions = BTreeMap::from([(
+                        "netdissect".to_owned(),
+                        env!("CARGO_PKG_VERSION").to_owned(),
+                    )]);
+                    (
+                        pending.commit(versions, json!({ "dataset": "dataset" }))?,
+                        true,
+                    )
+                }
+            };
+            log("synth", "-", &artifact, computed, started);
+            artifact.dir.join("dataset")
+        }
+        (None, None) => unreachable!("checked when loading"),
+    };
+    let dataset = nd_broden::Dataset::open(&dir, &config).with_context(|| {
+        format!(
+            "{}: cannot open the dataset {}",
+            loaded.path.display(),
+            dir.display()
+        )
+    })?;
+    Ok((dir, dataset))
+}
+
+/// The report artifacts of every model, in pipeline order.
+pub struct RunResult {
+    pub reports: Vec<(String, Artifact)>,
+}
+
+pub fn run(path: &Path, options: &Options) -> anyhow::Result<RunResult> {
+    let loaded = pipeline::load(path)?;
+    let p = &loaded.pipeline;
+    nd_extract::set_threads(options.threads)?;
+    let cache = loaded.resolve(&p.cache.dir);
+    let store = Store::open(&cache)
+        .with_context(|| format!("cannot open the cache {}", cache.display()))?;
+    let (_, dataset) = dataset(&loaded, &store)?;
+    let mut reports = Vec::new();
+    for model in &p.models {
+        let report = run_model(&loaded, &store, &dataset, model, options)
+            .with_context(|| format!("model `{}`", model.name))?;
+        reports.push((model.name.clone(), report));
+    }
+    if let Some(dir) = &p.output.dir {
+        let dir = loaded.resolve(dir);
+        for (name, report) in &reports {
+            copy_report(report, &dir.join(name))?;
+        }
+    }
+    Ok(RunResult { reports })
+}
+
+fn run_model(
+    loaded: &Loaded,
+    store: &Store,
+    dataset: &nd_broden::Dataset,
+    model: &ModelSection,
+    options: &Options,
+) -> anyhow::Result<Artifact> {
+    let p = &loaded.pipeline;
+    let name = model.name.as_str();
+    let mut config = nd_extract::Config::new(
+        loaded.resolve(&model.file),
+        model.layers.get_ref().clone(),
+        model.preprocess.resolve()?,
+    );
+    config.output_names = model.output_names.clone();
+    config.batch_size = model.batch_size;
+    config.device = model.device;
+    config.threads = options.threads;
+    config.progress = options.progress;
+
+    let started = Instant::now();
+    let spec = nd_extract::spec(store, dataset, &config)?;
+    explain(options, store, Ok(spec.clone()))?;
+    let activations = match store.get(&spec)? {
+        Some(artifact) => {
+            log("extract", name, &artifact, false, started);
+            artifact
+        }
+        None => {
+            check_layers(loaded, dataset, model, &config)?;
+            let outcome = nd_extract::run(store, dataset, &config)?;
+            log(
+                "extract",
+                name,
+                &outcome.artifact,
+                outcome.computed,
+                started,
+            );
+            outcome.artifact
+        }
+    };
+
+    let started = Instant::now();
+    let quantile = nd_quantile::Config {
+        top: *p.quantile.top.get_ref(),
+    };
+    explain(
+        options,
+        store,
+        nd_quantile::spec(&activations, &quantile).map_err(Into::into),
+    )?;
+    let outcome = nd_quantile::run(store, &activations, &quantile)?;
+    log(
+        "quantile",
+        name,
+        &outcome.artifact,
+        outcome.computed,
+        started,
+    );
+    let thresholds = outcome.artifact;
+
+    let started = Instant::now();
+    let segment = nd_segment::Config {
+        upsample: p.segment.upsample,
+    };
+    explain(
+        options,
+        store,
+        nd_segment::spec(dataset, &activations, &thresholds, &segment).map_err(Into::into),
+    )?;
+    let outcome = nd_segment::run(store, dataset, &activations, &thresholds, &segment)?;
+    log(
+        "segment",
+        name,
+        &outcome.artifact,
+        outcome.computed,
+        started,
+    );
+    let masks = outcome.artifact;
+
+    let started = Instant::now();
+    let score = nd_score::Config {
+        denominator: p.score.denominator,
+    };
+    explain(
+        options,
+        store,
+        nd_score::spec(store, dataset, &masks, &score).map_err(Into::into),
+    )?;
+    let outcome = nd_score::run(store, dataset, &masks, &score)?;
+    log("score", name, &outcome.artifact, outcome.computed, started);
+    let scores = outcome.artifact;
+
+    let started = Instant::now();
+    let report = nd_report::Config {
+        iou_threshold: *p.report.iou_threshold.get_ref(),
+    };
+    explain(
+        options,
+        store,
+        nd_report::spec(&scores, &report).map_err(Into::into),
+    )?;
+    let outcome = nd_report::run(store, &scores, &report)?;
+    log("report", name, &outcome.artifact, outcome.computed, started);
+    Ok(outcome.artifact)
+}
+
+/// Before a long extraction, checks that the model returns every requested layer, so a
+/// typo in pipeline.toml is reported against its line.
+fn check_layers(
+    loaded: &Loaded,
+    dataset: &nd_broden::Dataset,
+    model: &ModelSection,
+    config: &nd_extract::Config,
+) -> anyhow::Result<()> {
+    let Some(first) = dataset.rows().first() else {
+        anyhow::bail!("the dataset has no images");
+    };
+    let size = config
+        .preprocess
+        .resize
+        .unwrap_or([first.image_height, first.image_width]);
+    let returned = nd_extract::list_layers(
+        &config.model,
+        config.output_names.clone(),
+        size,
+        config.device,
+    )?;
+    let names: Vec<&str> = returned.iter().map(|(n, _)| n.as_str()).collect();
+    for layer in model.layers.get_ref() {
+        if !names.contains(&layer.as_str()) {
+            anyhow::bail!(
+                "{}: layer `{layer}` is not returned by {} (it returns {})",
+                loaded.location(model.layers.span()),
+                config.model.display(),
+                names.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Copies a report artifact's files to a stable directory, replacing what was there.
+fn copy_report(report: &Artifact, to: &Path) -> anyhow::Result<()> {
+    let parent = to.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
+    let tmp = parent.join(format!(
+        ".{}.tmp-{}",
+        to.file_name().and_then(|n| n.to_str()).unwrap_or("report"),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    for entry in std::fs::read_dir(&report.dir)? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), tmp.join(entry.file_name())).with_context(|| {
+            format!(
+                "cannot copy {} to {}",
+                entry.path().display(),
+                tmp.display()
+            )
+        })?;
+    }
+    if to.exists() {
+        std::fs::remove_dir_all(to).with_context(|| format!("cannot replace {}", to.display()))?;
+    }
+    std::fs::rename(&tmp, to).with_context(|| format!("cannot write {}", to.display()))?;
+    Ok(())
+}

@@ -1,0 +1,324 @@
+//! `netdissect run` end to end: what reruns after a change, how bad pipelines fail, a
+//! planted model whose units must get their planted labels, and the Parquet outputs read
+//! back with pyarrow and polars.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn python(args: &[&str]) -> String {
+    let output = Command::new(repo().join(".venv/bin/python"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "python {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn model(dir: &Path, kind: &str) -> PathBuf {
+    let out = dir.join(format!("{kind}.pt"));
+    python(&["tests/python/make_models.py", kind, out.to_str().unwrap()]);
+    out
+}
+
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+fn netdissect(pipeline: &Path, extra: &[&str]) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_netdissect"))
+        .arg("run")
+        .arg(pipeline)
+        .arg("--no-progress")
+        .args(extra)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    Run {
+        ok: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// `stage <stage> <model> computed|fresh <key> <seconds>` lines → stage → what happened.
+fn stages(run: &Run) -> BTreeMap<String, String> {
+    assert!(run.ok, "netdissect run failed:\n{}", run.stderr);
+    run.stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("stage "))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0].to_owned(), f[2].to_owned())
+        })
+        .collect()
+}
+
+fn expect(run: &Run, computed: &[&str]) {
+    let got = stages(run);
+    for stage in ["extract", "quantile", "segment", "score", "report"] {
+        let want = if computed.contains(&stage) {
+            "computed"
+        } else {
+            "fresh"
+        };
+        assert_eq!(
+            got.get(stage).map(String::as_str),
+            Some(want),
+            "{stage}: {got:?}\n{}",
+            run.stderr
+        );
+    }
+}
+
+const PIPELINE: &str = r#"
+[dataset]
+synth = { images = 40, size = 32, seed = 3 }
+
+[cache]
+dir = "cache"
+
+[[model]]
+name = "tiny"
+file = "tiny.pt"
+layers = ["conv1", "conv2"]
+
+[quantile]
+top = 0.05
+
+[report]
+iou_threshold = 0.04
+
+[output]
+dir = "results"
+"#;
+
+#[test]
+fn a_stage_reruns_only_when_its_inputs_change() {
+    let dir = tempfile::tempdir().unwrap();
+    model(dir.path(), "tiny");
+    let pipeline = dir.path().join("pipeline.toml");
+    std::fs::write(&pipeline, PIPELINE).unwrap();
+
+    let first = netdissect(&pipeline, &[]);
+    expect(
+        &first,
+        &["extract", "quantile", "segment", "score", "report"],
+    );
+    assert_eq!(stages(&first)["synth"], "computed");
+    assert!(first.stdout.contains("tiny\nlayer"), "{}", first.stdout);
+    let summary = dir.path().join("results/tiny/summary.json");
+    assert!(summary.exists());
+    assert!(dir.path().join("results/tiny/tally-conv2.csv").exists());
+
+    // Nothing changed: nothing runs.
+    let again = netdissect(&pipeline, &["--explain"]);
+    expect(&again, &[]);
+    assert_eq!(stages(&again)["synth"], "fresh");
+    assert!(again.stderr.contains("report: fresh"), "{}", again.stderr);
+
+    // Only the IoU threshold: only the report.
+    std::fs::write(
+        &pipeline,
+        PIPELINE.replace("iou_threshold = 0.04", "iou_threshold = 0.02"),
+    )
+    .unwrap();
+    let threshold = netdissect(&pipeline, &["--explain"]);
+    expect(&threshold, &["report"]);
+    assert!(
+        threshold
+            .stderr
+            .contains("params.iou_threshold: 0.04 -> 0.02"),
+        "{}",
+        threshold.stderr
+    );
+
+    // Only top: everything after extract.
+    std::fs::write(&pipeline, PIPELINE.replace("top = 0.05", "top = 0.02")).unwrap();
+    expect(
+        &netdissect(&pipeline, &[]),
+        &["quantile", "segment", "score", "report"],
+    );
+
+    // The upsampling mode: segment onwards. The denominator: score onwards.
+    std::fs::write(
+        &pipeline,
+        format!("{PIPELINE}\n[segment]\nupsample = \"receptive-field\"\n"),
+    )
+    .unwrap();
+    expect(&netdissect(&pipeline, &[]), &["segment", "score", "report"]);
+    std::fs::write(
+        &pipeline,
+        format!("{PIPELINE}\n[score]\ndenominator = \"original\"\n"),
+    )
+    .unwrap();
+    expect(&netdissect(&pipeline, &[]), &["score", "report"]);
+
+    // Back to the first settings: all cached, and the same report.
+    std::fs::write(&pipeline, PIPELINE).unwrap();
+    expect(&netdissect(&pipeline, &[]), &[]);
+    assert!(dir.path().join("results/tiny/summary.json").exists());
+
+    // Thread count is not a result parameter.
+    expect(&netdissect(&pipeline, &["--threads", "1"]), &[]);
+}
+
+fn failure(pipeline_text: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    model(dir.path(), "tiny");
+    let pipeline = dir.path().join("pipeline.toml");
+    std::fs::write(&pipeline, pipeline_text).unwrap();
+    let run = netdissect(&pipeline, &[]);
+    assert!(!run.ok, "expected a failure:\n{pipeline_text}");
+    let last = run.stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("netdissect: error: "), "{}", run.stderr);
+    assert!(!dir.path().join("results").exists());
+    run.stderr
+}
+
+#[test]
+fn bad_pipelines_name_the_key_and_its_line() {
+    let err = failure(&PIPELINE.replace("top = 0.05", "top = 0.05\ntopp = 0.1"));
+    assert!(
+        err.contains("pipeline.toml:15: unknown field `topp`"),
+        "{err}"
+    );
+    let err = failure(&PIPELINE.replace("top = 0.05", "top = 1.5"));
+    assert!(
+        err.contains(
+            "pipeline.toml:14:7: quantile.top must be between 0 and 1 (exclusive), got 1.5"
+        ),
+        "{err}"
+    );
+    let err = failure(&PIPELINE.replace("top = 0.05", "top = 0"));
+    assert!(
+        err.contains("quantile.top must be between 0 and 1"),
+        "{err}"
+    );
+    let err = failure(&PIPELINE.replace("iou_threshold = 0.04", "iou_threshold = -0.1"));
+    assert!(
+        err.contains("pipeline.toml:17:17: report.iou_threshold must be a number ≥ 0, got -0.1"),
+        "{err}"
+    );
+    let err = failure(&PIPELINE.replace(r#"["conv1", "conv2"]"#, r#"["conv1", "conv9"]"#));
+    assert!(err.contains("error: model `tiny`: "), "{err}");
+    assert!(
+        err.contains("pipeline.toml:11:10: layer `conv9` is not returned by"),
+        "{err}"
+    );
+    assert!(err.contains("(it returns conv1, conv2)"), "{err}");
+    let err = failure(&PIPELINE.replace(r#"file = "tiny.pt""#, r#"file = "missing.pt""#));
+    assert!(err.contains("missing.pt"), "{err}");
+}
+
+/// The planted model's unit i fires where the dataset names colour i. With `top` at least
+/// the largest colour's share of pixels, each unit's threshold falls among its zeros and its
+/// mask is its colour's region, so each must be labelled with its colour (IoU ≥ 0.5).
+#[test]
+fn planted_units_get_their_planted_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    model(dir.path(), "planted");
+    let data = dir.path().join("data");
+    let config = nd_synth::Config {
+        seed: 5,
+        images: 60,
+        image_size: 64,
+        format: nd_synth::ImageFormat::Png,
+        ..Default::default()
+    };
+    nd_synth::generate(&data, &config).unwrap();
+    let dataset = nd_broden::Dataset::open(&data, &Default::default()).unwrap();
+    let color = dataset.category_index("color").unwrap();
+    let mut pixels = [0u64; 12];
+    let mut total = 0u64;
+    for row in 0..dataset.len() {
+        for map in dataset
+            .read_labels(row)
+            .unwrap()
+            .maps
+            .iter()
+            .filter(|m| m.category == color)
+        {
+            for &p in &map.pixels {
+                pixels[p as usize] += 1;
+                total += 1;
+            }
+        }
+    }
+    let largest_share = pixels
+        .iter()
+        .map(|&p| p as f64 / total as f64)
+        .fold(0.0, f64::max);
+    let top = (largest_share + 0.01).min(0.5);
+    let pipeline = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "[dataset]\npath = \"data\"\n[cache]\ndir = \"cache\"\n[[model]]\nname = \"planted\"\nfile = \"planted.pt\"\n\
+             layers = [\"colors\"]\n[quantile]\ntop = {top}\n[output]\ndir = \"results\"\n"
+        ),
+    )
+    .unwrap();
+    let run = netdissect(&pipeline, &[]);
+    expect(&run, &["extract", "quantile", "segment", "score", "report"]);
+    let (_, rows) =
+        nd_report::tally::read(&dir.path().join("results/planted/tally-colors.csv")).unwrap();
+    let mut checked = 0;
+    for unit in 1..=11u32 {
+        let expected = dataset.label_name(unit);
+        if pixels[unit as usize] == 0 {
+            continue;
+        }
+        let row = rows.iter().find(|r| r.unit == unit).unwrap();
+        let best = row
+            .categories
+            .iter()
+            .find(|c| c.category == "color")
+            .unwrap();
+        assert_eq!(best.label, expected, "unit {unit}");
+        assert!(
+            best.iou >= 0.5,
+            "unit {unit} ({expected}): IoU {}",
+            best.iou
+        );
+        assert_eq!(
+            (row.label.as_str(), row.category.as_str()),
+            (expected, "color"),
+            "unit {unit}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 9, "only {checked} colours appear in the dataset");
+
+    // The Parquet tables, read back by pyarrow and polars with the documented schema.
+    let artifact = |stage: &str| {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir.path().join("cache").join(stage))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(dirs.len(), 1, "{stage}");
+        dirs.remove(0).to_string_lossy().into_owned()
+    };
+    let report = python(&[
+        "tests/python/check_parquet.py",
+        &artifact("quantile"),
+        &artifact("score"),
+        &artifact("report"),
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["scores.parquet"]["stage"], "score");
+    assert_eq!(report["thresholds.parquet"]["rows"], 11);
+    assert_eq!(report["units.parquet"]["rows"], 11);
+}
