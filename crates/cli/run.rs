@@ -116,7 +116,7 @@ pub fn run(path: &Path, options: &Options) -> anyhow::Result<RunResult> {
     if let Some(dir) = &p.output.dir {
         let dir = loaded.resolve(dir);
         for (name, report) in &reports {
-            copy_report(report, &dir.join(name))?;
+            nd_report::export(report, &dir.join(name))?;
         }
     }
     Ok(RunResult { reports })
@@ -261,34 +261,5 @@ fn check_layers(
             );
         }
     }
-    Ok(())
-}
-
-/// Copies a report artifact's files to a stable directory, replacing what was there.
-fn copy_report(report: &Artifact, to: &Path) -> anyhow::Result<()> {
-    let parent = to.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)
-        .with_context(|| format!("cannot create {}", parent.display()))?;
-    let tmp = parent.join(format!(
-        ".{}.tmp-{}",
-        to.file_name().and_then(|n| n.to_str()).unwrap_or("report"),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    for entry in std::fs::read_dir(&report.dir)? {
-        let entry = entry?;
-        std::fs::copy(entry.path(), tmp.join(entry.file_name())).with_context(|| {
-            format!(
-                "cannot copy {} to {}",
-                entry.path().display(),
-                tmp.display()
-            )
-        })?;
-    }
-    if to.exists() {
-        std::fs::remove_dir_all(to).with_context(|| format!("cannot replace {}", to.display()))?;
-    }
-    std::fs::rename(&tmp, to).with_context(|| format!("cannot write {}", to.display()))?;
     Ok(())
 }

@@ -322,3 +322,103 @@ fn planted_units_get_their_planted_labels() {
     assert_eq!(report["thresholds.parquet"]["rows"], 11);
     assert_eq!(report["units.parquet"]["rows"], 11);
 }
+
+/// The stage binaries, as a Makefile chains them, give the very artifacts `netdissect run`
+/// gives: run after them on the same cache, every stage is fresh.
+#[test]
+fn stage_binaries_chain_to_the_same_artifacts() {
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_netdissect"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let bin = |name: &str| {
+        let path = bin_dir.join(name);
+        assert!(
+            path.exists(),
+            "{} is missing: build the workspace first (make test does)",
+            path.display()
+        );
+        path
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let model = model(dir.path(), "tiny");
+    let data = dir.path().join("data");
+    nd_synth::generate(
+        &data,
+        &nd_synth::Config {
+            seed: 9,
+            images: 30,
+            image_size: 32,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let cache = dir.path().join("cache");
+    let step = |name: &str, args: &[&std::ffi::OsStr]| -> String {
+        let output = Command::new(bin(name))
+            .args(args)
+            .arg("--explain")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let a = step(
+        "nd-extract",
+        &[
+            &os("--dataset"),
+            data.as_os_str(),
+            &os("--model"),
+            model.as_os_str(),
+            &os("--layers"),
+            &os("conv1,conv2"),
+            &os("--cache"),
+            cache.as_os_str(),
+            &os("--no-progress"),
+        ],
+    );
+    let t = step(
+        "nd-quantile",
+        &[&os("--activations"), &os(&a), &os("--top"), &os("0.05")],
+    );
+    let m = step(
+        "nd-segment",
+        &[
+            &os("--dataset"),
+            data.as_os_str(),
+            &os("--activations"),
+            &os(&a),
+            &os("--thresholds"),
+            &os(&t),
+        ],
+    );
+    let s = step(
+        "nd-score",
+        &[&os("--dataset"), data.as_os_str(), &os("--masks"), &os(&m)],
+    );
+    let out = dir.path().join("by-hand");
+    let table = step(
+        "nd-report",
+        &[&os("--scores"), &os(&s), &os("--out"), out.as_os_str()],
+    );
+    assert!(table.starts_with("layer"), "{table}");
+    assert!(out.join("summary.json").exists());
+
+    let pipeline = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &pipeline,
+        "[dataset]\npath = \"data\"\n[cache]\ndir = \"cache\"\n[[model]]\nname = \"tiny\"\nfile = \"tiny.pt\"\n\
+         layers = [\"conv1\", \"conv2\"]\n[quantile]\ntop = 0.05\n[output]\ndir = \"results\"\n",
+    )
+    .unwrap();
+    expect(&netdissect(&pipeline, &[]), &[]);
+    assert_eq!(
+        std::fs::read(out.join("summary.json")).unwrap(),
+        std::fs::read(dir.path().join("results/tiny/summary.json")).unwrap()
+    );
+}

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-/// Labels every unit and summarises each layer from a score artifact; prints the table and
-/// the report artifact's directory. `nd-report summarize FILE...` summarises published
-/// NetDissect result files (tally.csv / <layer>-result.csv) instead.
+/// Labels every unit and summarises each layer from a score artifact; prints the per-layer
+/// table on stdout and the report artifact's directory on stderr, and with --out copies the
+/// report there. `nd-report summarize FILE...` summarises published NetDissect result files
+/// (tally.csv / <layer>-result.csv) instead.
 #[derive(Parser)]
 #[command(name = "nd-report", version, args_conflicts_with_subcommands = true)]
 struct Args {
@@ -25,6 +26,9 @@ struct Args {
     /// Say why the stage computes (or that it is fresh) on stderr.
     #[arg(long)]
     explain: bool,
+    /// Copy the report's files (tables, summary.json, tally CSVs) to this directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -80,11 +84,24 @@ fn run() -> anyhow::Result<()> {
     }
     let outcome = nd_report::run(&store, &scores, &config)?;
     let (categories, summaries) = nd_report::read_summaries(&outcome.artifact)?;
-    eprint!(
+    eprintln!(
+        "report: {} {} in {}",
+        if outcome.computed {
+            "wrote"
+        } else {
+            "fresh, nothing to do"
+        },
+        outcome.artifact.key().short(),
+        outcome.artifact.dir.display()
+    );
+    if let Some(out) = &args.out {
+        nd_report::export(&outcome.artifact, out)?;
+        eprintln!("report: copied to {}", out.display());
+    }
+    print!(
         "{}",
         nd_report::format_table(&summaries, &categories, config.iou_threshold)
     );
-    println!("{}", outcome.artifact.dir.display());
     Ok(())
 }
 

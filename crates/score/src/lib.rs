@@ -137,17 +137,20 @@ pub fn count(
     let mut counts = Counts::new(dataset.n_labels(), n_categories, &units);
     for block in (0..rows.len()).step_by(BLOCK) {
         let images = block as u64..(block + BLOCK).min(rows.len()) as u64;
-        let layer_masks: Vec<Vec<ImageMasks>> = readers
-            .iter()
-            .map(|r| r.read_images(images.clone()))
-            .collect::<nd_arrays::Result<_>>()?;
-        let per_image: Vec<counts::ImageCounts> = images
-            .clone()
+        // Read layer by layer (one column of arrays at a time), then regroup by image.
+        let mut by_image: Vec<Vec<ImageMasks>> =
+            (images.start..images.end).map(|_| Vec::new()).collect();
+        for reader in &readers {
+            for (slot, masks) in by_image.iter_mut().zip(reader.read_images(images.clone())?) {
+                slot.push(masks);
+            }
+        }
+        let per_image: Vec<counts::ImageCounts> = by_image
             .into_par_iter()
-            .map(|image| {
-                let i = (image - images.start) as usize;
+            .enumerate()
+            .map(|(i, masks)| {
+                let image = images.start + i as u64;
                 let labels = dataset.read_labels(rows.start + image as usize)?;
-                let masks: Vec<ImageMasks> = layer_masks.iter().map(|l| l[i].clone()).collect();
                 check_sizes(
                     &labels,
                     &masks,

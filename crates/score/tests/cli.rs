@@ -1,0 +1,62 @@
+//! `nd-score` refuses inputs it cannot use, naming them.
+
+use std::process::Command;
+
+fn artifact(cache: &std::path::Path, stage: &str) -> std::path::PathBuf {
+    let store = nd_store::Store::open(cache).unwrap();
+    let spec = nd_store::Spec::new(stage, 1, serde_json::json!({}));
+    store
+        .begin(&spec)
+        .unwrap()
+        .commit(Default::default(), serde_json::json!({}))
+        .unwrap()
+        .dir
+}
+
+#[test]
+fn wrong_inputs_and_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    nd_synth::generate(
+        &data,
+        &nd_synth::Config {
+            images: 3,
+            image_size: 16,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let cache = dir.path().join("cache");
+    let run = |masks: &std::path::Path, extra: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_nd-score"))
+            .arg("--dataset")
+            .arg(&data)
+            .arg("--masks")
+            .arg(masks)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let quantile = artifact(&cache, "quantile");
+    let err = run(&quantile, &["--denominator", "mean"]);
+    assert!(
+        err.contains("unknown denominator `mean` (use lite or original)"),
+        "{err}"
+    );
+    let err = run(&quantile, &[]);
+    assert!(
+        err.contains("is a quantile artifact, expected a segment artifact"),
+        "{err}"
+    );
+    let segment = artifact(&cache, "segment");
+    let err = run(&segment, &["--categories", "color,smell"]);
+    assert!(
+        err.contains("category `smell` is not in category.csv"),
+        "{err}"
+    );
+    let err = run(&segment, &[]);
+    assert!(err.contains("not a segment artifact (no rows)"), "{err}");
+    assert!(!cache.join("score").exists());
+}
