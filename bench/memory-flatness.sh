@@ -21,25 +21,26 @@ mkdir -p "$work"
 model=$work/resnet18-seed0.pt
 [ -f "$model" ] || .venv/bin/python python/export_torchvision.py resnet18 --layers layer2,layer3,layer4 --seed 0 --out "$model" >/dev/null
 
-peak() { # prints the max RSS in MiB of a command, its stdout kept in $out
+peak() { # runs a command; sets $mib to its max RSS in MiB and $out to its stdout
   local log
   log=$(mktemp)
   out=$(/usr/bin/time -f '%M' -o "$log" "$@")
-  echo $(( $(tail -1 "$log") / 1024 ))
+  mib=$(( $(tail -1 "$log") / 1024 ))
   rm -f "$log"
 }
 
-printf '%-8s %8s %12s %12s %12s\n' images stage "peak MiB" "" ""
+printf '%-8s %8s %12s\n' images stage "peak MiB"
 for n in "$small" "$large"; do
   data=$work/synth-224-$n
   [ -d "$data" ] || "$bin/netdissect" synth "$data" --images "$n" --size 224 --seed 7 >/dev/null
   activations=$("$bin/nd-extract" --dataset "$data" --model "$model" --layers layer2,layer3,layer4 --cache "$cache" --no-progress 2>/dev/null)
   # Fresh artifacts each time: the quantile, segment and score keys depend on `top`.
   top=0.00$RANDOM$RANDOM
-  q=$(peak "$bin/nd-quantile" --activations "$activations" --top "$top")
-  thresholds=$out
-  s=$(peak "$bin/nd-segment" --dataset "$data" --activations "$activations" --thresholds "$thresholds")
-  masks=$out
-  c=$(peak "$bin/nd-score" --dataset "$data" --masks "$masks")
+  peak "$bin/nd-quantile" --activations "$activations" --top "$top"
+  q=$mib thresholds=$out
+  peak "$bin/nd-segment" --dataset "$data" --activations "$activations" --thresholds "$thresholds"
+  s=$mib masks=$out
+  peak "$bin/nd-score" --dataset "$data" --masks "$masks"
+  c=$mib
   printf '%-8s %8s %12s\n' "$n" quantile "$q" "$n" segment "$s" "$n" score "$c"
 done

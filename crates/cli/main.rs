@@ -88,7 +88,7 @@ fn run() -> anyhow::Result<()> {
                 progress: !no_progress,
             };
             let result = run::run(&pipeline, &options)?;
-            for (model, report) in &result.reports {
+            for (model, report, copy) in &result.reports {
                 let (categories, summaries) = nd_report::read_summaries(report)?;
                 let threshold = report.manifest.params["iou_threshold"]
                     .as_f64()
@@ -98,7 +98,14 @@ fn run() -> anyhow::Result<()> {
                     "{}",
                     nd_report::format_table(&summaries, &categories, threshold)
                 );
-                println!("report: {}", report.dir.display());
+                match copy {
+                    Some(dir) => println!(
+                        "report: {} (cached in {})",
+                        dir.display(),
+                        report.dir.display()
+                    ),
+                    None => println!("report: {}", report.dir.display()),
+                }
                 println!();
             }
             Ok(())

@@ -233,7 +233,7 @@ impl Loaded {
     }
 
     pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() {
+        if path.is_absolute() || self.base == Path::new(".") {
             path.to_owned()
         } else {
             self.base.join(path)

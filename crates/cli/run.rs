@@ -96,7 +96,8 @@ fn dataset(loaded: &Loaded, store: &Store) -> anyhow::Result<(PathBuf, nd_broden
 
 /// The report artifacts of every model, in pipeline order.
 pub struct RunResult {
-    pub reports: Vec<(String, Artifact)>,
+    /// Each model's name, report artifact, and the copy of it in `[output] dir`.
+    pub reports: Vec<(String, Artifact, Option<PathBuf>)>,
 }
 
 pub fn run(path: &Path, options: &Options) -> anyhow::Result<RunResult> {
@@ -111,13 +112,15 @@ pub fn run(path: &Path, options: &Options) -> anyhow::Result<RunResult> {
     for model in &p.models {
         let report = run_model(&loaded, &store, &dataset, model, options)
             .with_context(|| format!("model `{}`", model.name))?;
-        reports.push((model.name.clone(), report));
-    }
-    if let Some(dir) = &p.output.dir {
-        let dir = loaded.resolve(dir);
-        for (name, report) in &reports {
-            nd_report::export(report, &dir.join(name))?;
-        }
+        let copy = match &p.output.dir {
+            Some(dir) => {
+                let to = loaded.resolve(dir).join(&model.name);
+                nd_report::export(&report, &to)?;
+                Some(to)
+            }
+            None => None,
+        };
+        reports.push((model.name.clone(), report, copy));
     }
     Ok(RunResult { reports })
 }
