@@ -1,6 +1,5 @@
 //! `netdissect run`: every stage for every model, through the store.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -69,12 +68,8 @@ fn dataset(loaded: &Loaded, store: &Store) -> anyhow::Result<(PathBuf, nd_broden
                         ..Default::default()
                     };
                     nd_synth::generate(&pending.dir().join("dataset"), &config)?;
-                    let versions = BTreeMap::from([(
-                        "netdissect".to_owned(),
-                        env!("CARGO_PKG_VERSION").to_owned(),
-                    )]);
                     (
-                        pending.commit(versions, json!({ "dataset": "dataset" }))?,
+                        pending.commit(nd_store::versions(), json!({ "dataset": "dataset" }))?,
                         true,
                     )
                 }

@@ -32,7 +32,6 @@ mod model;
 mod pipeline;
 mod preprocess;
 
-use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::PathBuf;
 
@@ -112,12 +111,7 @@ impl Config {
     }
 }
 
-/// The result of [`run`]: the artifact, and whether this call computed it.
-#[derive(Debug)]
-pub struct Outcome {
-    pub artifact: nd_store::Artifact,
-    pub computed: bool,
-}
+pub use nd_store::Outcome;
 
 /// The store spec of an extraction: everything that determines its activations.
 pub fn spec(
@@ -177,13 +171,8 @@ pub fn run(
             "shape": [rows.len(), l.units, l.height, l.width],
         })).collect::<Vec<_>>(),
     });
-    let versions = BTreeMap::from([
-        (
-            "netdissect".to_owned(),
-            env!("CARGO_PKG_VERSION").to_owned(),
-        ),
-        ("libtorch".to_owned(), LIBTORCH_VERSION.to_owned()),
-    ]);
+    let mut versions = nd_store::versions();
+    versions.insert("libtorch".to_owned(), LIBTORCH_VERSION.to_owned());
     let artifact = pending.commit(versions, outputs)?;
     Ok(Outcome {
         artifact,

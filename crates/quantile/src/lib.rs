@@ -25,8 +25,6 @@
 
 pub mod select;
 
-use std::collections::BTreeMap;
-
 use nd_arrays::{ActivationGroup, LayerReader};
 use nd_tables::thresholds::{self, Row};
 use rayon::prelude::*;
@@ -140,11 +138,7 @@ pub fn spec(activations: &nd_store::Artifact, config: &Config) -> Result<nd_stor
     )
 }
 
-#[derive(Debug)]
-pub struct Outcome {
-    pub artifact: nd_store::Artifact,
-    pub computed: bool,
-}
+pub use nd_store::Outcome;
 
 /// Computes the thresholds of every layer of an extract artifact through the store.
 pub fn run(
@@ -170,20 +164,10 @@ pub fn run(
         )?);
     }
     let pending = store.begin(&spec)?;
-    let metadata = vec![
-        ("netdissect.stage".to_owned(), STAGE.to_owned()),
-        ("netdissect.key".to_owned(), pending.key().to_string()),
-        (
-            "netdissect.params".to_owned(),
-            nd_store::canonical::to_compact(&spec.params),
-        ),
-    ];
+    let metadata = pending.table_metadata();
     thresholds::write_rows(&pending.dir().join(thresholds::FILE), &rows, &metadata)?;
     let outputs = json!({ "table": thresholds::FILE, "layers": layers, "units": rows.len() });
-    let versions = BTreeMap::from([(
-        "netdissect".to_owned(),
-        env!("CARGO_PKG_VERSION").to_owned(),
-    )]);
+    let versions = nd_store::versions();
     let artifact = pending.commit(versions, outputs)?;
     Ok(Outcome {
         artifact,
@@ -285,7 +269,7 @@ mod tests {
         let spec = nd_store::Spec::new("extract", 1, json!({}));
         let pending = store.begin(&spec).unwrap();
         cube(pending.dir());
-        let activations = pending.commit(BTreeMap::new(), json!({})).unwrap();
+        let activations = pending.commit(Default::default(), json!({})).unwrap();
         let config = Config { top: 0.25 };
         let first = run(&store, &activations, &config).unwrap();
         assert!(first.computed);

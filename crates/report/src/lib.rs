@@ -224,11 +224,7 @@ pub fn spec(scores: &nd_store::Artifact, config: &Config) -> Result<nd_store::Sp
     .input("scores", scores.key()))
 }
 
-#[derive(Debug)]
-pub struct Outcome {
-    pub artifact: nd_store::Artifact,
-    pub computed: bool,
-}
+pub use nd_store::Outcome;
 
 /// Writes the report of a score artifact through the store.
 pub fn run(
@@ -246,14 +242,7 @@ pub fn run(
     let (categories, layers) = choices(scores)?;
     let pending = store.begin(&spec)?;
     let dir = pending.dir().to_owned();
-    let metadata = vec![
-        ("netdissect.stage".to_owned(), STAGE.to_owned()),
-        ("netdissect.key".to_owned(), pending.key().to_string()),
-        (
-            "netdissect.params".to_owned(),
-            nd_store::canonical::to_compact(&spec.params),
-        ),
-    ];
+    let metadata = pending.table_metadata();
     let mut summaries = Vec::new();
     let mut units_rows: Vec<(String, u32, Option<&Choice>, f64, bool)> = Vec::new();
     let mut category_rows: Vec<(String, u32, &Choice)> = Vec::new();
@@ -401,10 +390,7 @@ pub fn run(
         "layer_categories": "layer_categories.parquet",
         "tallies": tallies,
     });
-    let versions = BTreeMap::from([(
-        "netdissect".to_owned(),
-        env!("CARGO_PKG_VERSION").to_owned(),
-    )]);
+    let versions = nd_store::versions();
     let artifact = pending.commit(versions, outputs)?;
     Ok(Outcome {
         artifact,

@@ -15,8 +15,6 @@
 
 pub mod counts;
 
-use std::collections::BTreeMap;
-
 use nd_arrays::masks::{ImageMasks, MASKS_DIR, MaskGroup, MaskReader};
 use nd_tables::scores::{self, ActivationRow, Row};
 use rayon::prelude::*;
@@ -276,11 +274,7 @@ pub fn score_rows(dataset: &nd_broden::Dataset, counts: &Counts) -> Vec<Row> {
     out
 }
 
-#[derive(Debug)]
-pub struct Outcome {
-    pub artifact: nd_store::Artifact,
-    pub computed: bool,
-}
+pub use nd_store::Outcome;
 
 /// Scores a segment artifact through the store.
 pub fn run(
@@ -299,14 +293,7 @@ pub fn run(
     let counts = count(dataset, masks, config)?;
     let rows = score_rows(dataset, &counts);
     let pending = store.begin(&spec)?;
-    let metadata = vec![
-        ("netdissect.stage".to_owned(), STAGE.to_owned()),
-        ("netdissect.key".to_owned(), pending.key().to_string()),
-        (
-            "netdissect.params".to_owned(),
-            nd_store::canonical::to_compact(&spec.params),
-        ),
-    ];
+    let metadata = pending.table_metadata();
     scores::write_rows(&pending.dir().join(scores::FILE), &rows, &metadata)?;
     scores::write_truth(
         &pending.dir().join(scores::TRUTH_FILE),
@@ -345,10 +332,7 @@ pub fn run(
         "layers": counts.layers.iter().map(|l| json!({"name": l.name, "units": l.units})).collect::<Vec<_>>(),
         "categories": categories,
     });
-    let versions = BTreeMap::from([(
-        "netdissect".to_owned(),
-        env!("CARGO_PKG_VERSION").to_owned(),
-    )]);
+    let versions = nd_store::versions();
     let artifact = pending.commit(versions, outputs)?;
     Ok(Outcome {
         artifact,

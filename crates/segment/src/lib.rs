@@ -98,11 +98,7 @@ pub fn spec(
     )
 }
 
-#[derive(Debug)]
-pub struct Outcome {
-    pub artifact: nd_store::Artifact,
-    pub computed: bool,
-}
+pub use nd_store::Outcome;
 
 /// The masks of one image for every unit: `data` is the image's `units × h × w` values.
 pub fn image_masks(
@@ -250,10 +246,7 @@ pub fn run(
         "rows": [rows.start, rows.end],
         "layers": summary,
     });
-    let versions = BTreeMap::from([(
-        "netdissect".to_owned(),
-        env!("CARGO_PKG_VERSION").to_owned(),
-    )]);
+    let versions = nd_store::versions();
     let artifact = pending.commit(versions, outputs)?;
     Ok(Outcome {
         artifact,

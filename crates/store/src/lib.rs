@@ -34,7 +34,10 @@ mod error;
 mod store;
 
 pub use error::{Error, Result};
-pub use store::{Artifact, Key, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, Pending, Spec, Store};
+pub use store::{
+    Artifact, Key, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, Outcome, Pending, Spec, Store,
+    versions,
+};
 
 #[cfg(test)]
 mod tests;

@@ -153,6 +153,22 @@ impl Manifest {
     }
 }
 
+/// What a stage's `run` returns: its artifact, and whether this call computed it (`false`
+/// when it was in the cache already).
+#[derive(Debug)]
+pub struct Outcome {
+    pub artifact: Artifact,
+    pub computed: bool,
+}
+
+/// The software versions every manifest records (informative, never part of a key).
+pub fn versions() -> BTreeMap<String, String> {
+    BTreeMap::from([(
+        "netdissect".to_owned(),
+        env!("CARGO_PKG_VERSION").to_owned(),
+    )])
+}
+
 /// A complete artifact in the store.
 #[derive(Debug, Clone)]
 pub struct Artifact {
@@ -382,6 +398,19 @@ impl Pending<'_> {
 
     pub fn key(&self) -> Key {
         self.key
+    }
+
+    /// The key-value metadata a stage puts in its tables: stage, key and parameters, so a
+    /// table copied out of the cache still says where it came from.
+    pub fn table_metadata(&self) -> Vec<(String, String)> {
+        vec![
+            ("netdissect.stage".to_owned(), self.spec.stage.clone()),
+            ("netdissect.key".to_owned(), self.key.to_string()),
+            (
+                "netdissect.params".to_owned(),
+                canonical::to_compact(&self.spec.params),
+            ),
+        ]
     }
 
     /// Writes the manifest and moves the directory into place. If another process
