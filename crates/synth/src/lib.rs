@@ -1,10 +1,11 @@
 //! Writes synthetic datasets in the Broden layout, deterministically from a seed.
 //!
-//! Each image is a scene (`street-s`, `park-s`, ...) with a background colour layout, an
-//! optional background texture (image-level texture labels, sometimes two, and label 0
-//! for a plain background, like the concepts Broden's frequency filter dropped), and up to
-//! four objects from a vocabulary of fifteen, drawn at varied sizes and positions over one
-//! another. Objects carry materials (pixel labels, each with its own look), composite
+//! Each image is one of twelve scenes (`street-s`, `park-s`, ...: a background layout,
+//! the objects likely in it and where they stand) or, one time in eight, a random layout
+//! no scene names (image-level item 0); its background may carry a pattern (image-level
+//! texture labels from fourteen, sometimes two, and item 0 for a plain background, like
+//! the concepts Broden's frequency filter dropped); up to four objects from a vocabulary of
+//! fifteen are drawn at varied sizes and positions over one another. Objects carry materials (pixel labels, each with its own look), composite
 //! objects carry parts on two label layers (a door lies on a wall), and every label pixel
 //! is named by the nearest of Broden's eleven colours from the rendered RGB. `paper` is
 //! both an object and a material. Every frequency and coverage in the CSVs is counted from
@@ -107,7 +108,7 @@ struct Rendered {
     part: Vec<u16>,
     overlay_part: Vec<u16>,
     material: Vec<u16>,
-    scene: Scene,
+    scene: Option<Scene>,
     textures: Vec<Texture>,
     val: bool,
 }
@@ -267,9 +268,15 @@ fn write_one(root: &Path, config: &Config, index: usize) -> Result<(String, Occu
         }
         cells[category].push_str(&name);
     }
-    let scene = scene_label(r.scene);
-    cells[SCENE] = scene.to_string();
-    occ.push((SCENE, scene, 1.0));
+    // An image no scene describes carries the image-level item 0, as Broden's do for
+    // concepts its frequency filter dropped.
+    cells[SCENE] = match r.scene {
+        Some(scene) => {
+            occ.push((SCENE, scene_label(scene), 1.0));
+            scene_label(scene).to_string()
+        }
+        None => "0".to_owned(),
+    };
     cells[TEXTURE] = if r.textures.is_empty() {
         "0".to_owned()
     } else {

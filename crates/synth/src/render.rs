@@ -70,32 +70,107 @@ fn any_color(rng: &mut Rng) -> Rgb {
 #[derive(Debug, Clone, Copy)]
 enum Pattern {
     Plain,
-    Striped { cos: f32, sin: f32, period: f32 },
-    Chequered { period: f32 },
-    Dotted { period: f32 },
-    Zigzagged { period: f32 },
-    Grid { period: f32 },
-    Blotchy { period: f32, salt: u64 },
+    /// Parallel bands across direction `(cos, sin)`; `duty` is the share of each period on.
+    Bands {
+        cos: f32,
+        sin: f32,
+        period: f32,
+        duty: f32,
+    },
+    Chequered {
+        period: f32,
+    },
+    Dots {
+        period: f32,
+        radius: f32,
+    },
+    Zigzagged {
+        period: f32,
+    },
+    Grid {
+        period: f32,
+    },
+    Crosshatched {
+        period: f32,
+    },
+    /// Edges of the cells around lattice points (`jitter` 0: a honeycomb; larger: cracks).
+    Cells {
+        period: f32,
+        jitter: f32,
+        salt: u64,
+    },
+    Spiralled {
+        cu: f32,
+        cv: f32,
+        period: f32,
+    },
+    Noise {
+        period: f32,
+        level: f32,
+        salt: u64,
+    },
 }
 
 impl Pattern {
     fn random(rng: &mut Rng, texture: Texture) -> Pattern {
         let period = rng.range(0.06, 0.16);
-        match texture {
-            Texture::Striped => {
-                let angle = rng.range(0.0, std::f32::consts::PI);
-                Pattern::Striped {
-                    cos: angle.cos(),
-                    sin: angle.sin(),
-                    period,
-                }
+        let bands = |rng: &mut Rng, period: f32, duty: f32, any_angle: bool| {
+            let angle = if any_angle {
+                rng.range(0.0, std::f32::consts::PI)
+            } else {
+                std::f32::consts::FRAC_PI_2
+            };
+            Pattern::Bands {
+                cos: angle.cos(),
+                sin: angle.sin(),
+                period,
+                duty,
             }
+        };
+        match texture {
+            Texture::Striped => bands(rng, period, 0.5, true),
+            Texture::Banded => {
+                let wide = rng.range(0.22, 0.4);
+                bands(rng, wide, 0.5, false)
+            }
+            Texture::Lined => bands(rng, period * 0.7, 0.16, true),
             Texture::Chequered => Pattern::Chequered { period },
-            Texture::Dotted => Pattern::Dotted { period },
+            Texture::Dotted => Pattern::Dots {
+                period: period * 0.7,
+                radius: 0.25,
+            },
+            Texture::PolkaDotted => Pattern::Dots {
+                period: period * 2.2,
+                radius: 0.3,
+            },
             Texture::Zigzagged => Pattern::Zigzagged { period },
             Texture::Grid => Pattern::Grid { period },
-            Texture::Blotchy => Pattern::Blotchy {
+            Texture::Crosshatched => Pattern::Crosshatched {
+                period: period * 0.6,
+            },
+            Texture::Honeycombed => Pattern::Cells {
+                period: period * 1.2,
+                jitter: 0.0,
+                salt: 0,
+            },
+            Texture::Cracked => Pattern::Cells {
+                period: period * 1.6,
+                jitter: 0.8,
+                salt: rng.next_u64(),
+            },
+            Texture::Spiralled => Pattern::Spiralled {
+                cu: rng.range(0.2, 0.8),
+                cv: rng.range(0.2, 0.8),
+                period,
+            },
+            Texture::Flecked => Pattern::Noise {
+                period: 0.025,
+                level: 0.72,
+                salt: rng.next_u64(),
+            },
+            Texture::Blotchy => Pattern::Noise {
                 period: period * 2.0,
+                level: 0.55,
                 salt: rng.next_u64(),
             },
         }
@@ -106,22 +181,73 @@ impl Pattern {
         let frac = |x: f32| x - x.floor();
         match *self {
             Pattern::Plain => false,
-            Pattern::Striped { cos, sin, period } => frac((u * cos + v * sin) / period) < 0.5,
+            Pattern::Bands {
+                cos,
+                sin,
+                period,
+                duty,
+            } => frac((u * cos + v * sin) / period) < duty,
             Pattern::Chequered { period } => {
                 ((u / period).floor() as i64 + (v / period).floor() as i64) % 2 == 0
             }
-            Pattern::Dotted { period } => {
+            Pattern::Dots { period, radius } => {
                 let (du, dv) = (frac(u / period) - 0.5, frac(v / period) - 0.5);
-                du * du + dv * dv < 0.09
+                du * du + dv * dv < radius * radius
             }
             Pattern::Zigzagged { period } => {
                 let tri = (frac(u / period) - 0.5).abs() * 2.0;
                 frac((v + tri * period * 0.8) / period) < 0.5
             }
             Pattern::Grid { period } => frac(u / period) < 0.18 || frac(v / period) < 0.18,
-            Pattern::Blotchy { period, salt } => value_noise(u / period, v / period, salt) > 0.55,
+            Pattern::Crosshatched { period } => {
+                frac((u + v) / period) < 0.2 || frac((u - v) / period) < 0.2
+            }
+            Pattern::Cells {
+                period,
+                jitter,
+                salt,
+            } => cell_edge(u / period, v / period, jitter, salt) < 0.09,
+            Pattern::Spiralled { cu, cv, period } => {
+                let (du, dv) = (u - cu, v - cv);
+                let r = (du * du + dv * dv).sqrt();
+                let turn = dv.atan2(du) / std::f32::consts::TAU;
+                frac(r / period - turn) < 0.45
+            }
+            Pattern::Noise {
+                period,
+                level,
+                salt,
+            } => value_noise(u / period, v / period, salt) > level,
         }
     }
+}
+
+/// How far `(x, y)` is from the border between its two nearest lattice points: rows of
+/// points one apart, every other row shifted by half, rows `√3/2` apart (a hexagonal
+/// lattice, whose cells are hexagons), each point moved by up to `jitter / 2` at random.
+fn cell_edge(x: f32, y: f32, jitter: f32, salt: u64) -> f32 {
+    let row_height = 0.866;
+    let row = (y / row_height).floor() as i64;
+    let (mut d1, mut d2) = (f32::INFINITY, f32::INFINITY);
+    for r in row - 1..=row + 1 {
+        let shift = if r.rem_euclid(2) == 1 { 0.5 } else { 0.0 };
+        let col = (x - shift).floor() as i64;
+        for c in col - 1..=col + 2 {
+            let (mut px, mut py) = (c as f32 + shift, r as f32 * row_height);
+            if jitter > 0.0 {
+                px += (lattice(c, r, salt) - 0.5) * jitter;
+                py += (lattice(c, r, salt ^ 0x5555) - 0.5) * jitter;
+            }
+            let d = ((x - px).powi(2) + (y - py).powi(2)).sqrt();
+            if d < d1 {
+                d2 = d1;
+                d1 = d;
+            } else if d < d2 {
+                d2 = d;
+            }
+        }
+    }
+    (d2 - d1) / 2.0
 }
 
 fn lattice(x: i64, y: i64, salt: u64) -> f32 {
@@ -329,7 +455,8 @@ pub struct Sample {
 
 /// One composed image: its scene, textures and objects.
 pub struct Composition {
-    pub scene: Scene,
+    /// The scene label; `None` for a random layout that no scene describes (label 0).
+    pub scene: Option<Scene>,
     /// Texture labels of the background; empty for a plain one.
     pub textures: Vec<Texture>,
     background: Background,
@@ -337,57 +464,136 @@ pub struct Composition {
     size: f32,
 }
 
-fn scene_objects(scene: Scene) -> &'static [Kind] {
+/// What makes a scene: its background (top colour, bottom colour, where they meet), the
+/// objects it is likely to hold, and where they stand (the range of their centres' `v`).
+struct Layout {
+    top: &'static [&'static str],
+    bottom: &'static [&'static str],
+    split: (f32, f32),
+    objects: &'static [Kind],
+    rows: (f32, f32),
+}
+
+fn layout(scene: Scene) -> Layout {
+    use Kind::*;
+    let l = |top, bottom, split, objects, rows| Layout {
+        top,
+        bottom,
+        split,
+        objects,
+        rows,
+    };
     match scene {
-        Scene::Street => &[Kind::Car, Kind::House, Kind::Box, Kind::Cross],
-        Scene::Park => &[Kind::Tree, Kind::Ball, Kind::Flag, Kind::Kite],
-        Scene::Sky => &[Kind::Kite, Kind::Star, Kind::Moon, Kind::Flag],
-        Scene::Playroom => &[
-            Kind::Ball,
-            Kind::Box,
-            Kind::Ring,
-            Kind::Nut,
-            Kind::Egg,
-            Kind::Paper,
-            Kind::Cross,
-        ],
-        Scene::Campsite => &[Kind::Tent, Kind::Tree, Kind::Flag],
-        Scene::Beach => &[Kind::Ball, Kind::Egg, Kind::Tent, Kind::Star],
+        Scene::Street => l(
+            &["blue-c"],
+            &["grey-c"],
+            (0.3, 0.45),
+            &[Car, House, Box, Cross],
+            (0.55, 0.85),
+        ),
+        Scene::Park => l(
+            &["blue-c"],
+            &["green-c"],
+            (0.2, 0.45),
+            &[Tree, Ball, Flag, Kite],
+            (0.3, 0.85),
+        ),
+        Scene::Sky => l(
+            &["blue-c"],
+            &["blue-c"],
+            (1.0, 1.0),
+            &[Kite, Star, Moon, Flag],
+            (0.1, 0.9),
+        ),
+        Scene::Night => l(
+            &["black-c"],
+            &["black-c", "purple-c"],
+            (0.75, 0.9),
+            &[Star, Moon],
+            (0.1, 0.6),
+        ),
+        Scene::Playroom => l(
+            &["pink-c", "purple-c", "white-c", "orange-c"],
+            &["brown-c"],
+            (0.6, 0.8),
+            &[Ball, Box, Ring, Nut, Egg, Paper, Cross],
+            (0.5, 0.85),
+        ),
+        Scene::Campsite => l(
+            &["green-c"],
+            &["brown-c"],
+            (0.35, 0.6),
+            &[Tent, Tree, Flag],
+            (0.45, 0.8),
+        ),
+        Scene::Beach => l(
+            &["blue-c"],
+            &["yellow-c"],
+            (0.35, 0.55),
+            &[Ball, Egg, Tent, Star],
+            (0.55, 0.85),
+        ),
+        Scene::Desert => l(
+            &["orange-c"],
+            &["yellow-c"],
+            (0.25, 0.4),
+            &[Tent, Moon, Box],
+            (0.45, 0.8),
+        ),
+        Scene::Office => l(
+            &["white-c"],
+            &["grey-c"],
+            (0.55, 0.7),
+            &[Paper, Box, Ring, Cross],
+            (0.3, 0.8),
+        ),
+        Scene::Forest => l(&["green-c"], &["brown-c"], (0.7, 0.85), &[Tree], (0.3, 0.7)),
+        Scene::Snowfield => l(
+            &["blue-c"],
+            &["white-c"],
+            (0.3, 0.5),
+            &[Tree, House, Flag],
+            (0.45, 0.8),
+        ),
+        Scene::Garage => l(
+            &["grey-c"],
+            &["black-c"],
+            (0.6, 0.75),
+            &[Car, Box, Nut, Ring],
+            (0.5, 0.85),
+        ),
     }
 }
 
 impl Composition {
     pub fn random(rng: &mut Rng, image_size: u32) -> Composition {
-        let scene = rng.pick(&SCENES);
-        let (top, bottom, split) = match scene {
-            Scene::Street => (named(rng, "grey-c"), named(rng, "grey-c"), 1.0),
-            Scene::Park => (
-                named(rng, "blue-c"),
-                named(rng, "green-c"),
-                rng.range(0.2, 0.45),
-            ),
-            Scene::Sky => (named(rng, "blue-c"), named(rng, "blue-c"), 1.0),
-            Scene::Playroom => {
-                let wall = [COLORS[6].1, COLORS[7].1, COLORS[9].1, COLORS[5].1][rng.below(4)];
+        // One image in eight has a layout of its own that no scene names.
+        let scene = (!rng.chance(0.125)).then(|| rng.pick(&SCENES));
+        let (top, bottom, split, objects, rows) = match scene {
+            Some(scene) => {
+                let layout = layout(scene);
+                let top = rng.pick(layout.top);
+                let bottom = rng.pick(layout.bottom);
+                let split = rng.range(layout.split.0, layout.split.1);
                 (
-                    jitter(rng, wall, 14.0),
-                    named(rng, "brown-c"),
-                    rng.range(0.6, 0.8),
+                    named(rng, top),
+                    named(rng, bottom),
+                    split,
+                    layout.objects,
+                    layout.rows,
                 )
             }
-            Scene::Campsite => (
-                named(rng, "green-c"),
-                named(rng, "brown-c"),
-                rng.range(0.35, 0.6),
-            ),
-            Scene::Beach => (
-                named(rng, "blue-c"),
-                named(rng, "yellow-c"),
-                rng.range(0.35, 0.55),
+            None => (
+                any_color(rng),
+                any_color(rng),
+                rng.range(0.2, 0.8),
+                &KINDS[..],
+                (0.15, 0.85),
             ),
         };
+        // Most backgrounds are plain: each texture labels a few percent of the images.
         let mut textures = Vec::new();
-        let pattern = if rng.chance(0.8) {
+        let pattern = if rng.chance(0.45) {
             let t = rng.pick(&TEXTURES);
             textures.push(t);
             Pattern::random(rng, t)
@@ -395,7 +601,7 @@ impl Composition {
             Pattern::Plain
         };
         let overlay = if !textures.is_empty() && rng.chance(0.2) {
-            let t = rng.pick(&[Texture::Dotted, Texture::Grid, Texture::Striped]);
+            let t = rng.pick(&TEXTURES);
             if textures.contains(&t) {
                 Pattern::Plain
             } else {
@@ -417,12 +623,12 @@ impl Composition {
         let n_objects = [0, 1, 1, 2, 2, 3, 3, 4][rng.below(8)];
         let objects = (0..n_objects)
             .map(|_| {
-                let kind = if rng.chance(0.75) {
-                    rng.pick(scene_objects(scene))
+                let kind = if rng.chance(0.8) {
+                    rng.pick(objects)
                 } else {
                     rng.pick(&KINDS)
                 };
-                random_object(rng, kind)
+                random_object(rng, kind, rows)
             })
             .collect();
         Composition {
@@ -458,12 +664,16 @@ impl Composition {
     }
 }
 
-fn random_object(rng: &mut Rng, kind: Kind) -> Object {
+/// An object of `kind` at a random size and place, its centre's `v` within `rows` (and
+/// the object at least mostly inside the image).
+fn random_object(rng: &mut Rng, kind: Kind, rows: (f32, f32)) -> Object {
     let h = rng.range(0.1, 0.28);
     let aspect = rng.range(0.8, 1.25);
     let (hx, hy) = (h * aspect, h);
     let cx = rng.range(hx * 0.6, 1.0 - hx * 0.6);
-    let cy = rng.range(hy * 0.6, 1.0 - hy * 0.6);
+    let lo = rows.0.max(hy * 0.6);
+    let hi = rows.1.min(1.0 - hy * 0.6).max(lo);
+    let cy = rng.range(lo, hi);
     let fill = |rng: &mut Rng| Slot {
         color: any_color(rng),
         material: rng.pick(&FILL_MATERIALS),

@@ -223,3 +223,41 @@ fn statistics_match_the_label_maps() {
         15
     );
 }
+
+/// A unit's mask covers `q_top` = 0.5 % of all label pixels, and an image-level label all
+/// of its images' pixels, so a label on more than an eighth of the images could never
+/// reach IoU 0.04: scenes and textures must each stay well below that, and all appear.
+#[test]
+fn image_level_labels_leave_room_for_detectors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("d");
+    let images = 1500;
+    generate(
+        &out,
+        &Config {
+            images,
+            image_size: 16,
+            ..Config::default()
+        },
+    )
+    .unwrap();
+    let ds = Dataset::open(&out, &ReadConfig::default()).unwrap();
+    for name in ["scene", "texture"] {
+        let c = ds
+            .categories()
+            .iter()
+            .position(|c| c.name == name)
+            .unwrap();
+        let codes = ds.category_codes(c);
+        assert!(codes.len() >= 12, "{name}: {} labels", codes.len());
+        for code in codes {
+            let share = code.frequency as f64 / images as f64;
+            assert!(
+                (0.01..0.1).contains(&share),
+                "{name} {} labels {:.1} % of the images",
+                code.name,
+                share * 100.0
+            );
+        }
+    }
+}
