@@ -438,9 +438,22 @@ fn shade(slot: &Slot, hit: &Hit, u: f32, v: f32, size: f32, background: Rgb) -> 
             let cell = ((u * size / 2.0).floor() as i64 + (v * size / 2.0).floor() as i64) % 2;
             scale(slot.color, if cell == 0 { 0.86 } else { 1.12 })
         }
-        Material::Rubber => scale(slot.color, 0.4),
+        // Matte and dark, with a lighter hub.
+        Material::Rubber => {
+            let hub = if (hit.x.abs() - 0.55).powi(2) + (hit.y - 0.5).powi(2) < 0.02 {
+                1.0
+            } else {
+                0.6
+            };
+            scale(slot.color, hub)
+        }
         Material::Glass => mix(background, [200.0, 225.0, 245.0], 0.55),
-        Material::Paper => mix(slot.color, [245.0, 245.0, 240.0], 0.72),
+        // Pale, ruled with thin dark lines.
+        Material::Paper => {
+            let ruled = ((hit.y + 1.0) * 7.0).rem_euclid(1.0) < 0.12;
+            let pale = mix(slot.color, [245.0, 245.0, 240.0], 0.6);
+            if ruled { scale(pale, 0.55) } else { pale }
+        }
     }
 }
 
@@ -466,13 +479,25 @@ pub struct Composition {
 
 /// What makes a scene: its background (top colour, bottom colour, where they meet), the
 /// objects it is likely to hold, and where they stand (the range of their centres' `v`).
+///
+/// Backgrounds are muted, as in photographs (a pale sky, a dull lawn, a grey road), and
+/// mostly take the unsaturated colour names; saturated colours come from objects,
+/// patterns and the unnamed layouts. A colour name on most pixels of most images could
+/// not be detected at all (see [`crate::vocab::SCENES`]): this keeps each of them rarer.
 struct Layout {
-    top: &'static [&'static str],
-    bottom: &'static [&'static str],
+    top: &'static [[u8; 3]],
+    bottom: &'static [[u8; 3]],
     split: (f32, f32),
     objects: &'static [Kind],
     rows: (f32, f32),
 }
+
+const PALE_SKY: [u8; 3] = [172, 196, 228];
+const ROAD: [u8; 3] = [96, 96, 102];
+const LAWN: [u8; 3] = [108, 134, 88];
+const NIGHT: [u8; 3] = [26, 26, 44];
+const FLOOR: [u8; 3] = [142, 102, 72];
+const SAND: [u8; 3] = [178, 166, 132];
 
 fn layout(scene: Scene) -> Layout {
     use Kind::*;
@@ -485,79 +510,90 @@ fn layout(scene: Scene) -> Layout {
     };
     match scene {
         Scene::Street => l(
-            &["blue-c"],
-            &["grey-c"],
+            &[PALE_SKY],
+            &[ROAD],
             (0.3, 0.45),
             &[Car, House, Box, Cross],
             (0.55, 0.85),
         ),
         Scene::Park => l(
-            &["blue-c"],
-            &["green-c"],
+            &[PALE_SKY],
+            &[LAWN],
             (0.2, 0.45),
             &[Tree, Ball, Flag, Kite],
             (0.3, 0.85),
         ),
         Scene::Sky => l(
-            &["blue-c"],
-            &["blue-c"],
-            (1.0, 1.0),
+            &[PALE_SKY, [125, 155, 220]],
+            &[PALE_SKY],
+            (0.6, 0.9),
             &[Kite, Star, Moon, Flag],
             (0.1, 0.9),
         ),
         Scene::Night => l(
-            &["black-c"],
-            &["black-c", "purple-c"],
+            &[NIGHT],
+            &[[44, 38, 52]],
             (0.75, 0.9),
             &[Star, Moon],
             (0.1, 0.6),
         ),
         Scene::Playroom => l(
-            &["pink-c", "purple-c", "white-c", "orange-c"],
-            &["brown-c"],
+            &[
+                [232, 204, 212],
+                [216, 206, 232],
+                [236, 230, 214],
+                [236, 216, 192],
+            ],
+            &[FLOOR],
             (0.6, 0.8),
             &[Ball, Box, Ring, Nut, Egg, Paper, Cross],
             (0.5, 0.85),
         ),
         Scene::Campsite => l(
-            &["green-c"],
-            &["brown-c"],
+            &[[122, 142, 102]],
+            &[[132, 112, 82]],
             (0.35, 0.6),
             &[Tent, Tree, Flag],
             (0.45, 0.8),
         ),
         Scene::Beach => l(
-            &["blue-c"],
-            &["yellow-c"],
+            &[PALE_SKY],
+            &[SAND],
             (0.35, 0.55),
             &[Ball, Egg, Tent, Star],
             (0.55, 0.85),
         ),
         Scene::Desert => l(
-            &["orange-c"],
-            &["yellow-c"],
+            &[[214, 206, 196]],
+            &[[150, 104, 62]],
             (0.25, 0.4),
             &[Tent, Moon, Box],
             (0.45, 0.8),
         ),
         Scene::Office => l(
-            &["white-c"],
-            &["grey-c"],
+            &[[226, 226, 220]],
+            &[[150, 150, 152]],
             (0.55, 0.7),
             &[Paper, Box, Ring, Cross],
             (0.3, 0.8),
         ),
-        Scene::Forest => l(&["green-c"], &["brown-c"], (0.7, 0.85), &[Tree], (0.3, 0.7)),
+        Scene::Forest => l(
+            &[[86, 116, 80]],
+            &[[110, 90, 70]],
+            (0.7, 0.85),
+            &[Tree],
+            (0.3, 0.7),
+        ),
         Scene::Snowfield => l(
-            &["blue-c"],
-            &["white-c"],
+            &[PALE_SKY],
+            &[[240, 240, 245]],
             (0.3, 0.5),
             &[Tree, House, Flag],
             (0.45, 0.8),
         ),
         Scene::Garage => l(
-            &["grey-c"],
-            &["black-c"],
+            &[[140, 140, 146]],
+            &[[52, 52, 58]],
             (0.6, 0.75),
             &[Car, Box, Nut, Ring],
             (0.5, 0.85),
@@ -576,8 +612,8 @@ impl Composition {
                 let bottom = rng.pick(layout.bottom);
                 let split = rng.range(layout.split.0, layout.split.1);
                 (
-                    named(rng, top),
-                    named(rng, bottom),
+                    jitter(rng, top, 10.0),
+                    jitter(rng, bottom, 10.0),
                     split,
                     layout.objects,
                     layout.rows,
@@ -678,45 +714,55 @@ fn random_object(rng: &mut Rng, kind: Kind, rows: (f32, f32)) -> Object {
         color: any_color(rng),
         material: rng.pick(&FILL_MATERIALS),
     };
+    // No part has a colour of its own (wheels and crowns come in several), so that what
+    // names a part is its shape and place, not a colour a low layer could match.
+    let of = |rng: &mut Rng, names: &[&str], material: Material| {
+        let name = rng.pick(names);
+        Slot {
+            color: named(rng, name),
+            material,
+        }
+    };
     let slots = match kind {
         Kind::Paper => {
-            let color = named(rng, "white-c");
             [Slot {
-                color,
+                color: any_color(rng),
                 material: Material::Paper,
             }; 3]
         }
         Kind::Car => [
             fill(rng),
-            Slot {
-                color: named(rng, "black-c"),
-                material: Material::Rubber,
-            },
+            of(
+                rng,
+                &["black-c", "grey-c", "brown-c", "blue-c", "red-c"],
+                Material::Rubber,
+            ),
             Slot {
                 color: named(rng, "white-c"),
                 material: Material::Glass,
             },
         ],
-        Kind::Tree => [
-            Slot {
-                color: named(rng, "green-c"),
-                material: rng.pick(&[Material::Plastic, Material::Fabric]),
-            },
-            Slot {
-                color: named(rng, "brown-c"),
-                material: Material::Wood,
-            },
-            fill(rng),
-        ],
+        Kind::Tree => {
+            let crown = [
+                "green-c", "green-c", "orange-c", "yellow-c", "red-c", "brown-c",
+            ];
+            let material = rng.pick(&[Material::Plastic, Material::Fabric]);
+            [
+                of(rng, &crown, material),
+                of(rng, &["brown-c", "grey-c", "black-c"], Material::Wood),
+                fill(rng),
+            ]
+        }
         Kind::Flag => [
             Slot {
                 color: any_color(rng),
                 material: Material::Fabric,
             },
-            Slot {
-                color: named(rng, "grey-c"),
-                material: Material::Metal,
-            },
+            of(
+                rng,
+                &["grey-c", "white-c", "black-c", "yellow-c"],
+                Material::Metal,
+            ),
             fill(rng),
         ],
         _ => [fill(rng), fill(rng), fill(rng)],

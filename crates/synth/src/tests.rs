@@ -243,11 +243,7 @@ fn image_level_labels_leave_room_for_detectors() {
     .unwrap();
     let ds = Dataset::open(&out, &ReadConfig::default()).unwrap();
     for name in ["scene", "texture"] {
-        let c = ds
-            .categories()
-            .iter()
-            .position(|c| c.name == name)
-            .unwrap();
+        let c = ds.categories().iter().position(|c| c.name == name).unwrap();
         let codes = ds.category_codes(c);
         assert!(codes.len() >= 12, "{name}: {} labels", codes.len());
         for code in codes {
