@@ -88,8 +88,10 @@ fn run() -> anyhow::Result<()> {
                 progress: !no_progress,
             };
             let result = run::run(&pipeline, &options)?;
+            let mut all = Vec::new();
             for (model, report, copy) in &result.reports {
                 let (categories, summaries) = nd_report::read_summaries(report)?;
+                all.push((model.clone(), summaries.clone()));
                 let threshold = report.manifest.params["iou_threshold"]
                     .as_f64()
                     .unwrap_or(0.04);
@@ -107,6 +109,9 @@ fn run() -> anyhow::Result<()> {
                     None => println!("report: {}", report.dir.display()),
                 }
                 println!();
+            }
+            if all.len() > 1 {
+                print!("{}", nd_report::format_comparison(&all));
             }
             Ok(())
         }

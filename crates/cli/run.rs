@@ -50,7 +50,13 @@ fn dataset(loaded: &Loaded, store: &Store) -> anyhow::Result<(PathBuf, nd_broden
             let spec = nd_store::Spec::new(
                 "synth",
                 1,
-                json!({ "images": synth.images, "size": synth.size, "seed": synth.seed, "format": synth.format }),
+                json!({
+                    "images": synth.images,
+                    "size": synth.size,
+                    "seed": synth.seed,
+                    "format": synth.format,
+                    "generator": nd_synth::GENERATOR_VERSION,
+                }),
             );
             let (artifact, computed) = match store.get(&spec)? {
                 Some(a) => (a, false),

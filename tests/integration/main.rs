@@ -1,5 +1,6 @@
 //! End-to-end tests of the `netdissect` command.
 
 mod dataset;
+mod demo;
 mod fixture;
 mod run;

@@ -605,3 +605,89 @@ pub fn format_table(summaries: &[LayerSummary], categories: &[String], threshold
     );
     out
 }
+
+/// A table comparing models layer by layer (checkpoints of one training run, say): one line
+/// per model, one column per layer (in first-seen order), each cell the layer's unique
+/// detectors by the top-label rule and, in brackets, by the per-category rule; `-` where a
+/// model has no such layer.
+pub fn format_comparison(models: &[(String, Vec<LayerSummary>)]) -> String {
+    let mut layers: Vec<&str> = Vec::new();
+    for (_, summaries) in models {
+        for s in summaries {
+            if !layers.contains(&s.layer.as_str()) {
+                layers.push(&s.layer);
+            }
+        }
+    }
+    let cell = |s: Option<&LayerSummary>| match s {
+        Some(s) => format!("{} ({})", s.unique_top_label, s.unique_per_category),
+        None => "-".to_owned(),
+    };
+    let name_width = models
+        .iter()
+        .map(|(m, _)| m.chars().count())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let widths: Vec<usize> = layers
+        .iter()
+        .map(|layer| {
+            models
+                .iter()
+                .map(|(_, s)| cell(s.iter().find(|s| s.layer == *layer)).chars().count())
+                .chain([layer.chars().count()])
+                .max()
+                .unwrap_or(1)
+        })
+        .collect();
+    let mut out = String::new();
+    let _ = write!(out, "{:<name_width$}", "model");
+    for (layer, w) in layers.iter().zip(&widths) {
+        let _ = write!(out, "  {layer:>w$}");
+    }
+    out.push('\n');
+    for (model, summaries) in models {
+        let _ = write!(out, "{model:<name_width$}");
+        for (layer, w) in layers.iter().zip(&widths) {
+            let text = cell(summaries.iter().find(|s| s.layer == *layer));
+            let _ = write!(out, "  {text:>w$}");
+        }
+        out.push('\n');
+    }
+    out.push_str("unique detectors per layer: top-label rule (per-category rule in brackets)\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(name: &str, top: usize, pc: usize) -> LayerSummary {
+        LayerSummary {
+            layer: name.to_owned(),
+            units: 10,
+            detectors: top,
+            unique_top_label: top,
+            unique_per_category: pc,
+            categories: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn comparison_lines_up_layers_by_name() {
+        let text = format_comparison(&[
+            (
+                "random".into(),
+                vec![layer("conv1", 1, 2), layer("conv5", 0, 0)],
+            ),
+            (
+                "trained".into(),
+                vec![layer("conv1", 12, 15), layer("conv3", 7, 9)],
+            ),
+        ]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "model      conv1  conv5  conv3");
+        assert_eq!(lines[1], "random     1 (2)  0 (0)      -");
+        assert_eq!(lines[2], "trained  12 (15)      -  7 (9)");
+    }
+}

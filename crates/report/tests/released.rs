@@ -4,8 +4,20 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The published files: `$NETDISSECT_SHARED_DATA/released`, or the project's shared data
+/// next to the repository (`../shared/data`).
 fn released() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/released")
+    let data = std::env::var_os("NETDISSECT_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
+    let dir = data.join("released");
+    assert!(
+        dir.join("README.md").is_file(),
+        "the published result files are not in {} (set NETDISSECT_SHARED_DATA to the \
+         directory that holds released/)",
+        dir.display()
+    );
+    dir
 }
 
 /// A README row: file, (units, detectors, unique top-label, unique per-category), and the

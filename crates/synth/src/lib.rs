@@ -50,6 +50,11 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The version of what the generator writes. A cache keyed on a config must include it:
+/// bump it whenever the same config would write different bytes (the test
+/// `output_is_pinned` fails until it is bumped and its digest updated).
+pub const GENERATOR_VERSION: u32 = 2;
+
 /// How images are stored. Broden uses JPEG; PNG gives lossless images, for tests that
 /// compare decoded pixels across decoders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -438,21 +438,17 @@ fn shade(slot: &Slot, hit: &Hit, u: f32, v: f32, size: f32, background: Rgb) -> 
             let cell = ((u * size / 2.0).floor() as i64 + (v * size / 2.0).floor() as i64) % 2;
             scale(slot.color, if cell == 0 { 0.86 } else { 1.12 })
         }
-        // Matte and dark, with a lighter hub.
-        Material::Rubber => {
-            let hub = if (hit.x.abs() - 0.55).powi(2) + (hit.y - 0.5).powi(2) < 0.02 {
-                1.0
-            } else {
-                0.6
-            };
-            scale(slot.color, hub)
-        }
+        // Matte: a little darker than its colour, with no highlight.
+        Material::Rubber => scale(slot.color, 0.8),
         Material::Glass => mix(background, [200.0, 225.0, 245.0], 0.55),
-        // Pale, ruled with thin dark lines.
+        // Pale, with one corner folded over (a little darker).
         Material::Paper => {
-            let ruled = ((hit.y + 1.0) * 7.0).rem_euclid(1.0) < 0.12;
             let pale = mix(slot.color, [245.0, 245.0, 240.0], 0.6);
-            if ruled { scale(pale, 0.55) } else { pale }
+            if hit.x + hit.y > 1.0 {
+                scale(pale, 0.85)
+            } else {
+                pale
+            }
         }
     }
 }
@@ -732,11 +728,10 @@ fn random_object(rng: &mut Rng, kind: Kind, rows: (f32, f32)) -> Object {
         }
         Kind::Car => [
             fill(rng),
-            of(
-                rng,
-                &["black-c", "grey-c", "brown-c", "blue-c", "red-c"],
-                Material::Rubber,
-            ),
+            Slot {
+                color: any_color(rng),
+                material: Material::Rubber,
+            },
             Slot {
                 color: named(rng, "white-c"),
                 material: Material::Glass,

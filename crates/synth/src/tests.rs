@@ -257,3 +257,30 @@ fn image_level_labels_leave_room_for_detectors() {
         }
     }
 }
+
+/// The bytes a small config writes, pinned: a change to the generator must bump
+/// `GENERATOR_VERSION` (so caches keyed on the config do not serve the old world) and
+/// update this digest.
+#[test]
+fn output_is_pinned() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("d");
+    generate(&out, &small(3)).unwrap();
+    let mut hasher = blake3::Hasher::new();
+    for (name, bytes) in files(&out) {
+        hasher.update(name.as_bytes());
+        hasher.update(&(bytes.len() as u64).to_le_bytes());
+        hasher.update(&bytes);
+    }
+    assert_eq!(
+        (
+            crate::GENERATOR_VERSION,
+            hasher.finalize().to_hex().to_string()
+        ),
+        (
+            2,
+            String::from("e3cedbccb98b989791a6c8da874a27301ebb77f6c23b2f368503c435c0f6f76c")
+        ),
+        "the generator's output changed: bump GENERATOR_VERSION and update this test"
+    );
+}

@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""Train the demo model: a five-layer CNN that sees the synthetic Broden world.
+
+The network (conv1..conv5, ReLU, no batch normalisation, global average pooling) learns
+three things about each image of a synthetic dataset written by ``netdissect synth``:
+its scene (softmax over the scene labels; images with scene item 0 are left out of that
+loss), which objects it holds (one sigmoid per object label, from the object label maps)
+and which textures its background carries (one sigmoid per texture label). Nothing in the
+labels says where anything is: whatever the units learn to localise, they learn on their
+own, which is what a dissection then measures.
+
+It writes TorchScript files whose forward takes a normalised batch (N, 3, H, W) (the
+torchvision setting: RGB / 255, ImageNet mean and std) and returns a dict from layer name
+to its post-ReLU activations, the form ``nd-extract`` reads:
+
+    <out>/demo-random.pt       the seeded initial weights (step 0)
+    <out>/demo-step<K>.pt      checkpoints from early in training, one per --checkpoints
+    <out>/demo-trained.pt      the final weights
+    <out>/training.json        the command, losses and accuracies along the way
+
+On the CPU with the same torch build, the same command gives the same weights.
+
+    python python/train_demo.py --data DATASET --out models/demo
+"""
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torch.nn import functional as F
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
+
+
+def fail(message):
+    print(f"train_demo: error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+class DemoNet(nn.Module):
+    """conv1 7×7/4 → pool → conv2 5×5 → pool → conv3, conv4, conv5 3×3 → heads.
+
+    The heads read conv5's spatial mean and maximum: the maximum lets a small object
+    anywhere in the image be seen, the mean how much of the image a pattern covers.
+    """
+
+    def __init__(self, n_scenes, n_objects, n_textures):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 32, 7, stride=4, padding=3)
+        self.conv2 = nn.Conv2d(32, 64, 5, padding=2)
+        self.conv3 = nn.Conv2d(64, 128, 3, padding=1)
+        self.conv4 = nn.Conv2d(128, 128, 3, padding=1)
+        self.conv5 = nn.Conv2d(128, 256, 3, padding=1)
+        self.heads = nn.Linear(2 * 256, n_scenes + n_objects + n_textures)
+        for conv in (self.conv1, self.conv2, self.conv3, self.conv4, self.conv5):
+            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
+
+    def features(self, x):
+        c1 = F.relu(self.conv1(x))
+        c2 = F.relu(self.conv2(F.max_pool2d(c1, 3, 2, 1)))
+        c3 = F.relu(self.conv3(F.max_pool2d(c2, 3, 2, 1)))
+        c4 = F.relu(self.conv4(c3))
+        c5 = F.relu(self.conv5(c4))
+        return {"conv1": c1, "conv2": c2, "conv3": c3, "conv4": c4, "conv5": c5}
+
+    def forward(self, x):
+        c5 = self.features(x)["conv5"]
+        return self.heads(torch.cat([c5.mean(dim=(2, 3)), c5.amax(dim=(2, 3))], dim=1))
+
+
+class Layers(nn.Module):
+    """What is exported: the named post-ReLU activations of DemoNet."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net.features(x)
+
+
+def read_csv(path):
+    try:
+        with open(path, newline="") as f:
+            return list(csv.DictReader(f))
+    except FileNotFoundError:
+        fail(f"{path} does not exist: --data must be a Broden-format dataset")
+
+
+def label_map(path):
+    """A Broden label PNG decoded as R + 256·G."""
+    rgb = np.asarray(Image.open(path).convert("RGB"), dtype=np.int64)
+    return rgb[..., 0] + 256 * rgb[..., 1]
+
+
+def load(data):
+    """Images (uint8, N×H×W×3), targets, split and the label names of each target."""
+    rows = read_csv(os.path.join(data, "index.csv"))
+    codes = {c: read_csv(os.path.join(data, f"c_{c}.csv")) for c in ("scene", "object", "texture")}
+    numbers = {c: [int(r["number"]) for r in codes[c]] for c in codes}
+    names = {c: [r["name"] for r in codes[c]] for c in codes}
+    col = {c: {n: i for i, n in enumerate(numbers[c])} for c in codes}
+    images, scene, objects, textures, val = [], [], [], [], []
+    for i, row in enumerate(rows):
+        path = os.path.join(data, "images", row["image"])
+        images.append(np.asarray(Image.open(path).convert("RGB")))
+        s = [int(x) for x in row["scene"].split(";") if x]
+        scene.append(col["scene"].get(s[0], -100) if s else -100)
+        o = np.zeros(len(numbers["object"]), np.float32)
+        for item in filter(None, row["object"].split(";")):
+            for n in np.unique(label_map(os.path.join(data, "images", item))):
+                if n in col["object"]:
+                    o[col["object"][n]] = 1
+        objects.append(o)
+        t = np.zeros(len(numbers["texture"]), np.float32)
+        for item in filter(None, row["texture"].split(";")):
+            if int(item) in col["texture"]:
+                t[col["texture"][int(item)]] = 1
+        textures.append(t)
+        val.append(row["split"] == "val")
+        if (i + 1) % 1000 == 0:
+            print(f"  read {i + 1}/{len(rows)} images", file=sys.stderr)
+    if len({im.shape for im in images}) != 1:
+        fail("the images of the dataset differ in size; train on one size")
+    return (
+        torch.from_numpy(np.stack(images)),
+        torch.tensor(scene),
+        torch.from_numpy(np.stack(objects)),
+        torch.from_numpy(np.stack(textures)),
+        torch.tensor(val),
+        names,
+    )
+
+
+def normalise(batch):
+    x = batch.permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def losses(logits, scene, objects, textures, sizes):
+    s, o, _ = sizes
+    ls = F.cross_entropy(logits[:, :s], scene, ignore_index=-100)
+    # Summed over labels, not averaged: each object or texture weighs as much as the scene.
+    lo = F.binary_cross_entropy_with_logits(logits[:, s:s + o], objects, reduction="sum")
+    lt = F.binary_cross_entropy_with_logits(logits[:, s + o:], textures, reduction="sum")
+    n = len(logits)
+    return ls, lo / n, lt / n
+
+
+@torch.no_grad()
+def evaluate(net, images, scene, objects, textures, sizes, batch=200):
+    net.eval()
+    s, o, _ = sizes
+    hits, n_scene, obj_ok, tex_ok = 0, 0, 0.0, 0.0
+    for i in range(0, len(images), batch):
+        logits = net(normalise(images[i:i + batch]))
+        sc = scene[i:i + batch]
+        keep = sc >= 0
+        hits += (logits[:, :s].argmax(1)[keep] == sc[keep]).sum().item()
+        n_scene += keep.sum().item()
+        obj_ok += ((logits[:, s:s + o] > 0).float() == objects[i:i + batch]).float().sum().item()
+        tex_ok += ((logits[:, s + o:] > 0).float() == textures[i:i + batch]).float().sum().item()
+    net.train()
+    return {
+        "scene_accuracy": round(hits / max(n_scene, 1), 4),
+        "object_label_accuracy": round(obj_ok / objects.numel(), 4),
+        "texture_label_accuracy": round(tex_ok / textures.numel(), 4),
+    }
+
+
+def export(net, path, size):
+    net.eval()
+    scripted = torch.jit.trace(Layers(net), torch.zeros(1, 3, size, size), strict=False)
+    tmp = path + ".tmp"
+    scripted.save(tmp)
+    os.replace(tmp, path)
+    net.train()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="a Broden-format dataset (netdissect synth)")
+    p.add_argument("--out", required=True, help="directory for the TorchScript files")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoints", default="30,100,300",
+                   help="comma-separated optimiser steps at which to export a checkpoint")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = p.parse_args()
+    try:
+        checkpoints = sorted({int(s) for s in args.checkpoints.split(",") if s})
+    except ValueError:
+        fail(f"--checkpoints {args.checkpoints!r} is not a list of step numbers")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    torch.use_deterministic_algorithms(True)
+    os.makedirs(args.out, exist_ok=True)
+
+    started = time.time()
+    images, scene, objects, textures, val, names = load(args.data)
+    sizes = (len(names["scene"]), len(names["object"]), len(names["texture"]))
+    train = (~val).nonzero().squeeze(1)
+    test = val.nonzero().squeeze(1)
+    if len(train) == 0:
+        fail(f"{args.data} has no train split")
+    size = images.shape[1]
+    print(f"train_demo: {len(train)} training and {len(test)} validation images of "
+          f"{size}×{images.shape[2]}; read in {time.time() - started:.0f} s", file=sys.stderr)
+
+    net = DemoNet(*sizes)
+    export(net, os.path.join(args.out, "demo-random.pt"), size)
+    optimiser = torch.optim.Adam(net.parameters(), lr=args.lr)
+    steps_per_epoch = len(train) // args.batch_size
+    total = steps_per_epoch * args.epochs
+    missed = [c for c in checkpoints if c > total]
+    if missed:
+        fail(f"checkpoint steps {missed} lie beyond the {total} steps of training")
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, args.lr, total_steps=total)
+    generator = torch.Generator().manual_seed(args.seed)
+    log = {"command": sys.argv[1:], "torch": torch.__version__, "steps": total,
+           "label_names": names, "history": []}
+    step = 0
+    for epoch in range(args.epochs):
+        order = train[torch.randperm(len(train), generator=generator)]
+        running = []
+        for b in range(steps_per_epoch):
+            idx = order[b * args.batch_size:(b + 1) * args.batch_size]
+            x = images[idx]
+            flip = torch.rand(len(idx), generator=generator) < 0.5
+            x[flip] = x[flip].flip(2)
+            ls, lo, lt = losses(net(normalise(x)), scene[idx], objects[idx], textures[idx], sizes)
+            loss = ls + lo + lt
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            step += 1
+            running.append([ls.item(), lo.item(), lt.item()])
+            if step in checkpoints:
+                export(net, os.path.join(args.out, f"demo-step{step}.pt"), size)
+        mean = np.mean(running, axis=0)
+        record = {"epoch": epoch + 1, "step": step,
+                  "loss": {"scene": round(float(mean[0]), 4), "object": round(float(mean[1]), 4),
+                           "texture": round(float(mean[2]), 4)},
+                  "val": evaluate(net, images[test], scene[test], objects[test], textures[test],
+                                  sizes),
+                  "seconds": round(time.time() - started)}
+        log["history"].append(record)
+        print(f"train_demo: {json.dumps(record)}", file=sys.stderr)
+    export(net, os.path.join(args.out, "demo-trained.pt"), size)
+    with open(os.path.join(args.out, "training.json"), "w") as f:
+        json.dump(log, f, indent=1, sort_keys=True)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
