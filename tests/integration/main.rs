@@ -3,4 +3,5 @@
 mod dataset;
 mod demo;
 mod fixture;
+mod oracle;
 mod run;

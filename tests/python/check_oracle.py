@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""Checks a finished lite-mode `netdissect run` against the independent oracle (oracle.py).
+
+    check_oracle.py --dataset DIR --cache CACHE_DIR --results RESULTS_DIR/<model> --top T
+                    [--keep oracle.json]
+
+The report in RESULTS_DIR/<model> names its artifact key; from there each artifact's
+manifest.json names its inputs' keys, back through score, segment and quantile to the
+extract artifact that holds the model's activations. The oracle runs on those activations
+with the run's categories, rows and IoU threshold, and must agree with the Rust outputs:
+
+- thresholds.parquet: every threshold equal, or within 1e-12 relative;
+- units.parquet: every unit's label and category identical, IoU within 1e-9, same detector flag;
+- unit_categories.parquet: per unit and category the same best label, truth, activation and
+  intersect, IoU within 1e-9.
+
+Exits non-zero listing the first mismatches; on success prints one summary line.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import pyarrow.parquet as pq
+
+THRESHOLD_RTOL = 1e-12
+IOU_TOL = 1e-9
+SHOWN = 20
+
+
+def fail(message):
+    sys.exit(f"check_oracle: error: {message}")
+
+
+def manifest(cache, stage, key):
+    path = os.path.join(cache, stage, key, "manifest.json")
+    if not os.path.exists(path):
+        fail(f"no {stage} artifact {key} in {cache} (looked for {path})")
+    with open(path) as f:
+        m = json.load(f)
+    if m.get("key") != key or m.get("stage") != stage:
+        fail(f"{path} is not the {stage} artifact {key}")
+    return m
+
+
+def rows(path):
+    return pq.read_table(path).to_pylist()
+
+
+def artifacts(cache, results):
+    """The run's manifests, found from the report's key down to the extract artifact."""
+    meta = pq.read_schema(os.path.join(results, "units.parquet")).metadata or {}
+    key = meta.get(b"netdissect.key", b"").decode()
+    if not key:
+        fail(f"{results}/units.parquet names no artifact key in its metadata")
+    report = manifest(cache, "report", key)
+    score = manifest(cache, "score", report["inputs"]["scores"])
+    segment = manifest(cache, "segment", score["inputs"]["masks"])
+    quantile = manifest(cache, "quantile", segment["inputs"]["thresholds"])
+    extract = manifest(cache, "extract", segment["inputs"]["activations"])
+    if quantile["inputs"]["activations"] != extract["key"]:
+        fail(f"segment {segment['key']} reads thresholds of other activations than its own")
+    return {"report": report, "score": score, "segment": segment, "quantile": quantile, "extract": extract}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--cache", required=True)
+    parser.add_argument("--results", required=True, help="the report directory of one model")
+    parser.add_argument("--top", type=float, required=True)
+    parser.add_argument("--keep", help="also keep the oracle's JSON at this path")
+    args = parser.parse_args()
+
+    run = artifacts(args.cache, args.results)
+    params = {stage: m["params"] for stage, m in run.items()}
+    if params["quantile"]["top"] != args.top:
+        fail(f"the run used top = {params['quantile']['top']}, not {args.top}")
+    if params["segment"]["upsample"] != "bilinear" or params["score"]["denominator"] != "lite":
+        fail(f"the oracle checks lite mode only; the run used upsample = {params['segment']['upsample']}, "
+             f"denominator = {params['score']['denominator']}")
+    extract_dir = os.path.join(args.cache, "extract", run["extract"]["key"])
+    quantile_dir = os.path.join(args.cache, "quantile", run["quantile"]["key"])
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = args.keep or os.path.join(tmp, "oracle.json")
+        command = [
+            sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "oracle.py"),
+            "--dataset", args.dataset,
+            "--activations", os.path.join(extract_dir, run["extract"]["outputs"]["activations"]),
+            "--top", repr(args.top),
+            "--iou-threshold", repr(params["report"]["iou_threshold"]),
+            "--categories", ",".join(params["score"]["categories"]),
+            "--rows", *[str(r) for r in params["extract"]["rows"]],
+            "--out", out,
+        ]
+        done = subprocess.run(command, stderr=subprocess.PIPE, text=True)
+        sys.stderr.write(done.stderr)
+        if done.returncode != 0:
+            fail(f"the oracle failed: {' '.join(command)}")
+        with open(out) as f:
+            oracle = json.load(f)
+
+    errors = []
+    layers = oracle["layers"]
+    # What the oracle expects, keyed like the Rust tables' rows.
+    expected_units = {(layer, u["unit"]): u for layer, o in layers.items() for u in o["unit"]}
+    expected_categories = {(layer, u["unit"], cat): c for layer, o in layers.items()
+                           for u in o["unit"] for cat, c in u["categories"].items()}
+
+    max_threshold_abs = max_threshold_rel = 0.0
+    thresholds = rows(os.path.join(quantile_dir, run["quantile"]["outputs"]["table"]))
+    seen = set()
+    for r in thresholds:
+        key = (r["layer"], r["unit"])
+        seen.add(key)
+        if key not in expected_units:
+            errors.append(f"thresholds.parquet: {key} is not a unit the oracle knows")
+            continue
+        want = expected_units[key]["threshold"]
+        diff = abs(r["threshold"] - want)
+        rel = diff / abs(want) if want != 0 else diff
+        max_threshold_abs, max_threshold_rel = max(max_threshold_abs, diff), max(max_threshold_rel, rel)
+        if rel > THRESHOLD_RTOL:
+            errors.append(f"threshold {r['layer']} unit {r['unit']}: rust {r['threshold']!r}, oracle {want!r}")
+    errors += [f"thresholds.parquet: no row for {k}" for k in sorted(set(expected_units) - seen)]
+
+    max_iou = 0.0
+    units = rows(os.path.join(args.results, "units.parquet"))
+    seen = set()
+    for r in units:
+        key = (r["layer"], r["unit"])
+        seen.add(key)
+        want = expected_units.get(key)
+        if want is None:
+            errors.append(f"units.parquet: {key} is not a unit the oracle knows")
+            continue
+        max_iou = max(max_iou, abs(r["iou"] - want["iou"]))
+        if (r["label"], r["category"]) != (want["label"], want["category"]) or abs(r["iou"] - want["iou"]) > IOU_TOL \
+                or r["detector"] != want["detector"]:
+            errors.append(
+                f"unit {r['layer']} {r['unit']}: rust label {r['label']} ({r['name']}, {r['category']}) "
+                f"iou {r['iou']!r} detector {r['detector']}; oracle label {want['label']} ({want['name']}, "
+                f"{want['category']}) iou {want['iou']!r} detector {want['detector']}")
+    errors += [f"units.parquet: no row for {k}" for k in sorted(set(expected_units) - seen)]
+
+    unit_categories = rows(os.path.join(args.results, "unit_categories.parquet"))
+    seen = set()
+    for r in unit_categories:
+        key = (r["layer"], r["unit"], r["category"])
+        seen.add(key)
+        want = expected_categories.get(key)
+        if want is None:
+            errors.append(f"unit_categories.parquet: {key} is not a unit and category the oracle knows")
+            continue
+        max_iou = max(max_iou, abs(r["iou"] - want["iou"]))
+        got = tuple(r[k] for k in ("label", "truth", "activation", "intersect"))
+        exp = tuple(want[k] for k in ("label", "truth", "activation", "intersect"))
+        if got != exp or abs(r["iou"] - want["iou"]) > IOU_TOL:
+            errors.append(
+                f"unit {r['layer']} {r['unit']} {r['category']}: rust (label, truth, activation, intersect) "
+                f"{got} iou {r['iou']!r}; oracle {exp} iou {want['iou']!r}")
+    errors += [f"unit_categories.parquet: no row for {k}" for k in sorted(set(expected_categories) - seen)]
+
+    name = os.path.basename(os.path.normpath(args.results))
+    if errors:
+        shown = "\n  ".join(errors[:SHOWN])
+        more = f"\n  ... and {len(errors) - SHOWN} more" if len(errors) > SHOWN else ""
+        sys.exit(f"check_oracle: {name}: {len(errors)} mismatches with the oracle:\n  {shown}{more}")
+    print(f"check_oracle: {name} agrees with the oracle: {len(layers)} layers ({', '.join(layers)}), "
+          f"{len(expected_units)} units, {len(expected_categories)} unit-categories; "
+          f"max |Δthreshold| {max_threshold_abs:.3g} (relative {max_threshold_rel:.3g}), max |ΔIoU| {max_iou:.3g}")
+
+
+if __name__ == "__main__":
+    main()
