@@ -39,7 +39,7 @@ use serde_json::json;
 
 pub use error::{Error, Result};
 pub use model::{DeviceChoice, Model, resolve_device};
-pub use pipeline::{LayerInfo, list_layers};
+pub use pipeline::{Floor, LayerInfo, list_layers};
 pub use preprocess::{ChannelOrder, Preprocess};
 
 /// The stage's name in the store.
@@ -178,6 +178,13 @@ pub fn run(
         artifact,
         computed: true,
     })
+}
+
+/// Times the forward passes alone over the configured rows, images decoded and normalised
+/// in memory first (see [`Floor`]): the benchmark's floor for [`run`]. Writes nothing.
+pub fn floor(dataset: &nd_broden::Dataset, config: &Config) -> Result<Floor> {
+    let rows = config.validate(dataset)?;
+    pipeline::floor(dataset, config, rows)
 }
 
 /// Sets torch's and rayon's worker counts (0 means one per core). Call once, early.

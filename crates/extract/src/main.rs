@@ -64,6 +64,10 @@ struct Args {
     /// List what the model's forward returns and exit.
     #[arg(long)]
     list_layers: bool,
+    /// Time the forward passes alone (images decoded and normalised in memory first, same
+    /// batches, threads and device), print the seconds and exit: the floor for benchmarks.
+    #[arg(long)]
+    floor: bool,
     /// Input size for --list-layers without a dataset: `N` or `H,W`.
     #[arg(long, value_delimiter = ',', num_args = 1)]
     input_size: Option<Vec<u32>>,
@@ -170,6 +174,18 @@ fn run() -> anyhow::Result<()> {
         threads: args.threads,
         progress: !args.no_progress,
     };
+    if args.floor {
+        let floor = nd_extract::floor(&dataset, &config)?;
+        println!(
+            "floor: {} images in {} batches: forward {:.3} s ({:.1} images/s); decoding first took {:.3} s",
+            floor.images,
+            floor.batches,
+            floor.forward_seconds,
+            floor.images as f64 / floor.forward_seconds,
+            floor.decode_seconds
+        );
+        return Ok(());
+    }
     let store = nd_store::Store::open(&args.cache)
         .with_context(|| format!("cannot open the cache {}", args.cache.display()))?;
     if args.explain {

@@ -329,3 +329,64 @@ pub(crate) fn extract(
     bar.finish_and_clear();
     result
 }
+
+/// What the forward passes alone cost: the floor an extraction is measured against.
+#[derive(Debug, Clone)]
+pub struct Floor {
+    pub images: usize,
+    pub batches: usize,
+    /// Seconds spent in the forward passes (and, on CUDA, in waiting for them).
+    pub forward_seconds: f64,
+    /// Seconds spent decoding and normalising the images first (not part of the floor).
+    pub decode_seconds: f64,
+}
+
+/// Times the model's forward passes over `rows` with the images already decoded and
+/// normalised in memory, in the batches, threads and device of `config`: what libtorch
+/// alone needs, which no extraction can beat. Nothing is written.
+pub(crate) fn floor(dataset: &Dataset, config: &Config, rows: Range<usize>) -> Result<Floor> {
+    let device = resolve_device(config.device)?;
+    let model = Model::load(&config.model, device, config.output_names.clone())?;
+    let first = &dataset.rows()[rows.start];
+    let input_size = config
+        .preprocess
+        .resize
+        .unwrap_or([first.image_height, first.image_width]);
+    let started = std::time::Instant::now();
+    let batches: Vec<Tensor> = rows
+        .clone()
+        .step_by(config.batch_size)
+        .map(|start| {
+            let range = start..(start + config.batch_size).min(rows.end);
+            let n = range.len() as i64;
+            let batch = decode_batch(dataset, range, &config.preprocess, input_size)?;
+            Ok(Tensor::from_slice(&batch.values).view([
+                n,
+                3,
+                i64::from(input_size[0]),
+                i64::from(input_size[1]),
+            ]))
+        })
+        .collect::<Result<_>>()?;
+    let decode_seconds = started.elapsed().as_secs_f64();
+    let started = std::time::Instant::now();
+    for input in &batches {
+        let outputs = model.forward(input)?;
+        let selected = select(
+            outputs,
+            &config.layers,
+            input.size()[0] as usize,
+            &config.model,
+        )?;
+        if let Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i as i64);
+        }
+        drop(selected);
+    }
+    Ok(Floor {
+        images: rows.len(),
+        batches: batches.len(),
+        forward_seconds: started.elapsed().as_secs_f64(),
+        decode_seconds,
+    })
+}
