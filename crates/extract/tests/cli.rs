@@ -279,6 +279,37 @@ fn list_layers_shows_what_forward_returns() {
     );
 }
 
+/// The benchmark's floor runs the same forward passes and writes nothing to the cache; a
+/// layer the model does not return fails it as it fails an extraction.
+#[test]
+fn floor_times_the_forward_passes_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path(), "d", 10, 32, nd_synth::ImageFormat::Png);
+    let model = tiny_model(dir.path(), "tiny", 1);
+    let cache = dir.path().join("cache");
+    let run = extract(
+        &cache,
+        &data,
+        &model,
+        &["--layers", "conv1,conv2", "--batch-size", "4", "--floor"],
+    );
+    assert!(run.ok, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .starts_with("floor: 10 images in 3 batches: forward "),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(artifacts(&cache), 0);
+    let run = extract(&cache, &data, &model, &["--layers", "conv9", "--floor"]);
+    assert!(!run.ok);
+    assert!(
+        run.stderr.contains("does not return layer `conv9`"),
+        "{}",
+        run.stderr
+    );
+}
+
 #[test]
 fn bad_models_are_clear_errors_and_leave_nothing() {
     let dir = tempfile::tempdir().unwrap();
