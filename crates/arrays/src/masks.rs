@@ -64,10 +64,12 @@ pub fn encode_runs(mask: impl IntoIterator<Item = bool>, runs: &mut Vec<Run>) {
     runs.extend(open);
 }
 
+/// Level 1: masks are small next to activations, and level 5 cost segment a tenth of its
+/// time in the compressor (perf, ResNet-18 on 2,000 images).
 fn blosc(typesize: usize) -> Result<Arc<BloscCodec>> {
     BloscCodec::new(
         BloscCompressor::Zstd,
-        BloscCompressionLevel::try_from(5u8).expect("valid level"),
+        BloscCompressionLevel::try_from(1u8).expect("valid level"),
         None,
         BloscShuffleMode::Shuffle,
         Some(typesize),

@@ -26,7 +26,7 @@ use rayon::prelude::*;
 use serde_json::json;
 
 pub use upsample::Upsample;
-use upsample::{Tap, taps, upsample_rows};
+use upsample::{Tap, hot_runs, taps};
 
 pub const STAGE: &str = "segment";
 pub const SCHEMA: u32 = 1;
@@ -117,23 +117,12 @@ pub fn image_masks(
             continue;
         }
         let mut runs: Vec<Run> = Vec::new();
-        upsample_rows(map, w, rows, columns, threshold, |y, line| {
-            let mut x = 0;
-            while x < sw {
-                if line[x] > threshold {
-                    let start = x;
-                    while x < sw && line[x] > threshold {
-                        x += 1;
-                    }
-                    let (start, length) = ((y * sw + start) as u32, (x - start) as u32);
-                    match runs.last_mut() {
-                        // A run ending a row and one starting the next are one run.
-                        Some(last) if last.start + last.length == start => last.length += length,
-                        _ => runs.push(Run { start, length }),
-                    }
-                } else {
-                    x += 1;
-                }
+        hot_runs(map, w, rows, columns, threshold, |y, x0, x1| {
+            let (start, length) = ((y * sw + x0) as u32, (x1 - x0) as u32);
+            match runs.last_mut() {
+                // A run ending a row and one starting the next are one run.
+                Some(last) if last.start + last.length == start => last.length += length,
+                _ => runs.push(Run { start, length }),
             }
         });
         if !runs.is_empty() {
@@ -160,23 +149,39 @@ fn segment_layer(
     }
     let (chunk_images, _) = layer.chunk_extent();
     let per_image = shape.per_image();
-    for i0 in (0..shape.images).step_by(chunk_images as usize) {
-        let images = i0..(i0 + chunk_images).min(shape.images);
-        let data = layer.read(images.clone(), 0..shape.units)?;
-        let masks: Vec<ImageMasks> = data
-            .par_chunks_exact(per_image)
-            .enumerate()
-            .map(|(i, values)| {
-                let image = images.start as usize + i;
-                let (rows, columns) = &tap_cache[&sizes[image]];
-                image_masks(values, h, w, thresholds, rows, columns)
-            })
-            .collect();
-        for m in &masks {
-            writer.push(m)?;
+    // Reading (decompressing) the next row of chunks overlaps with computing and writing
+    // the masks of this one; one row in flight bounds the memory.
+    std::thread::scope(|scope| -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(Range<u64>, Vec<f32>)>>(1);
+        scope.spawn(move || {
+            for i0 in (0..shape.images).step_by(chunk_images as usize) {
+                let images = i0..(i0 + chunk_images).min(shape.images);
+                let data = layer
+                    .read(images.clone(), 0..shape.units)
+                    .map_err(Error::from);
+                let failed = data.is_err();
+                if tx.send(data.map(|d| (images, d))).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        for read in rx {
+            let (images, data) = read?;
+            let masks: Vec<ImageMasks> = data
+                .par_chunks_exact(per_image)
+                .enumerate()
+                .map(|(i, values)| {
+                    let image = images.start as usize + i;
+                    let (rows, columns) = &tap_cache[&sizes[image]];
+                    image_masks(values, h, w, thresholds, rows, columns)
+                })
+                .collect();
+            for m in &masks {
+                writer.push(m)?;
+            }
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Segments every layer of an extract artifact with the thresholds of a quantile artifact.

@@ -118,6 +118,90 @@ pub fn upsample_rows(
     }
 }
 
+/// The mask of one map: calls `run(y, x0, x1)` for every maximal run of output pixels
+/// `x0..x1` of row `y` whose upsampled value exceeds `threshold`, in row order.
+///
+/// It computes the same values as [`upsample_rows`], with the same operations in the same
+/// order (so the masks are identical), but only where they can exceed the threshold: a
+/// blend never exceeds all of its inputs, so an output row is skipped when neither of its
+/// input rows has a cell above the threshold, and an output pixel when none of its four
+/// cells does. Most of a map is below its unit's top-0.5 % threshold.
+pub fn hot_runs(
+    map: &[f32],
+    width: usize,
+    rows: &[Tap],
+    columns: &[Tap],
+    threshold: f64,
+    mut run: impl FnMut(usize, usize, usize),
+) {
+    let hot: Vec<bool> = map.iter().map(|&v| f64::from(v) > threshold).collect();
+    let hot_row: Vec<bool> = hot.chunks_exact(width).map(|r| r.contains(&true)).collect();
+    let mut hot_column = vec![false; width];
+    // The output pixels that read each input column: a contiguous range, taps being
+    // monotonic.
+    let mut spans = vec![(usize::MAX, 0); width];
+    for (x, tx) in columns.iter().enumerate() {
+        for c in [tx.lo, tx.hi] {
+            spans[c] = (spans[c].0.min(x), spans[c].1.max(x + 1));
+        }
+    }
+    let mut cached = (usize::MAX, usize::MAX);
+    for (y, ty) in rows.iter().enumerate() {
+        if !hot_row[ty.lo] && !hot_row[ty.hi] {
+            continue;
+        }
+        if cached != (ty.lo, ty.hi) {
+            let (a, b) = (
+                &hot[ty.lo * width..][..width],
+                &hot[ty.hi * width..][..width],
+            );
+            for (c, h) in hot_column.iter_mut().enumerate() {
+                *h = a[c] || b[c];
+            }
+            cached = (ty.lo, ty.hi);
+        }
+        let (lo, hi) = (
+            &map[ty.lo * width..][..width],
+            &map[ty.hi * width..][..width],
+        );
+        let value = |tx: &Tap| {
+            let h_lo = (1.0 - tx.weight) * f64::from(lo[tx.lo]) + tx.weight * f64::from(lo[tx.hi]);
+            let h_hi = (1.0 - tx.weight) * f64::from(hi[tx.lo]) + tx.weight * f64::from(hi[tx.hi]);
+            (1.0 - ty.weight) * h_lo + ty.weight * h_hi
+        };
+        // Only the output pixels that read a hot column are computed; `x` is the first
+        // pixel not yet looked at, and every pixel skipped is below the threshold.
+        let (mut x, mut start) = (0, None);
+        for (c, _) in hot_column.iter().enumerate().filter(|(_, h)| **h) {
+            let (a, b) = spans[c];
+            if a >= b {
+                // No output pixel reads this column (the map is being shrunk).
+                continue;
+            }
+            if a > x {
+                if let Some(x0) = start.take() {
+                    run(y, x0, x);
+                }
+                x = a;
+            }
+            while x < b {
+                match (value(&columns[x]) > threshold, start) {
+                    (true, None) => start = Some(x),
+                    (false, Some(x0)) => {
+                        run(y, x0, x);
+                        start = None;
+                    }
+                    _ => {}
+                }
+                x += 1;
+            }
+        }
+        if let Some(x0) = start {
+            run(y, x0, x);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,5 +257,38 @@ mod tests {
         });
         // Only output rows that read input row 3: y ≥ 5.
         assert_eq!(visited, [5, 6, 7]);
+    }
+
+    /// The fast path gives exactly the pixels of the full upsampling above the threshold,
+    /// for both modes and for scales above, below and at one.
+    #[test]
+    fn hot_runs_match_the_full_upsampling() {
+        let mut state = 7u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 33) as f32 / (1u64 << 31) as f32) * 4.0 - 1.0
+        };
+        for mode in [Upsample::Bilinear, Upsample::ReceptiveField] {
+            for (h, w, sh, sw) in [(7, 7, 112, 112), (5, 3, 16, 9), (9, 12, 8, 5), (4, 4, 4, 4)] {
+                let map: Vec<f32> = (0..h * w).map(|_| next()).collect();
+                for threshold in [-2.0, 0.5, 1.5, 2.9, 5.0] {
+                    let full = upsample(mode, &map, h, w, sh, sw);
+                    let (rows, cols) = (taps(mode, h, sh), taps(mode, w, sw));
+                    let mut fast = vec![false; sh * sw];
+                    hot_runs(&map, w, &rows, &cols, threshold, |y, x0, x1| {
+                        fast[y * sw + x0..y * sw + x1]
+                            .iter_mut()
+                            .for_each(|p| *p = true)
+                    });
+                    let expected: Vec<bool> = full.iter().map(|&v| v > threshold).collect();
+                    assert_eq!(
+                        fast, expected,
+                        "{mode:?} {h}×{w} → {sh}×{sw} at {threshold}"
+                    );
+                }
+            }
+        }
     }
 }
