@@ -1,0 +1,279 @@
+#!/usr/bin/env python3
+"""The benchmark: every stage's cost against the physical floor and a reference.
+
+Run through `bench/run` (which builds the release binaries first). For each model it runs
+the stage binaries one by one on a cold cache under /usr/bin/time (wall time, CPU time,
+peak RSS, bytes written), times the forward passes alone (`nd-extract --floor`: images
+decoded and normalised in memory, same batches and threads), runs the NumPy reference
+implementation (tests/python/oracle.py) on the same activations, then times
+`netdissect run` with nothing changed and with only the IoU threshold changed. It prints
+one table and writes it, with the targets and the machine, to BENCHMARKS.md.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release")
+PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
+BRODEN_IMAGES = 63_305
+
+MODELS = {
+    "resnet18": {"layers": ["layer2", "layer3", "layer4"], "preprocess": "torchvision"},
+    "demo": {"layers": ["conv1", "conv2", "conv3", "conv4", "conv5"], "preprocess": "torchvision"},
+}
+
+
+def fail(message):
+    print(f"bench: error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def measure(cmd, env=None):
+    """Runs cmd under /usr/bin/time; returns (stdout, wall s, cpu s, peak RSS bytes)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as log:
+        full = ["/usr/bin/time", "-f", "%e %U %S %M", "-o", log.name] + cmd
+        started = time.perf_counter()
+        done = subprocess.run(full, capture_output=True, text=True, env=env)
+        wall = time.perf_counter() - started
+        if done.returncode != 0:
+            fail(f"{' '.join(cmd)} failed:\n{done.stderr}")
+        _, user, system, rss_kib = log.read().split()[-4:]
+    return done.stdout, done.stderr, wall, float(user) + float(system), int(rss_kib) * 1024
+
+
+def du(path):
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            total += os.path.getsize(os.path.join(dirpath, f))
+    return total
+
+
+def machine():
+    model = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    return {"cores": os.cpu_count(), "cpu": model, "commit": commit + (" (modified)" if dirty else ""),
+            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)}
+
+
+def pipeline_file(path, data, cache, model, file, threshold):
+    spec = MODELS[model]
+    layers = ", ".join(f'"{l}"' for l in spec["layers"])
+    with open(path, "w") as f:
+        f.write(f'[dataset]\npath = "{data}"\n\n[cache]\ndir = "{cache}"\n\n'
+                f'[[model]]\nname = "{model}"\nfile = "{file}"\nlayers = [{layers}]\n'
+                f'preprocess = "{spec["preprocess"]}"\nbatch_size = 32\n\n'
+                f'[report]\niou_threshold = {threshold}\n')
+
+
+def bench_model(model, file, data, work, threads):
+    spec = MODELS[model]
+    cache = os.path.join(work, f"cache-{model}")
+    shutil.rmtree(cache, ignore_errors=True)
+    common = ["--threads", str(threads)]
+    rows = []
+
+    def stage(name, cmd):
+        out, err, wall, cpu, rss = measure(cmd)
+        artifact = out.strip().splitlines()[-1] if name != "report" else None
+        rows.append({"stage": name, "wall": wall, "cpu": cpu, "rss": rss,
+                     "bytes": du(artifact) if artifact else None})
+        print(f"bench: {model} {name}: {wall:.2f} s wall, {cpu:.2f} s CPU, "
+              f"{rss / 2**20:.0f} MiB peak", file=sys.stderr)
+        return artifact
+
+    layers = ",".join(spec["layers"])
+    extract = stage("extract", [f"{BIN}/nd-extract", "--dataset", data, "--model", file,
+                                "--layers", layers, "--preprocess", spec["preprocess"],
+                                "--batch-size", "32", "--device", "cpu", "--cache", cache,
+                                "--no-progress"] + common)
+    thresholds = stage("quantile", [f"{BIN}/nd-quantile", "--activations", extract,
+                                    "--top", "0.005", "--cache", cache] + common)
+    masks = stage("segment", [f"{BIN}/nd-segment", "--dataset", data, "--activations", extract,
+                              "--thresholds", thresholds, "--upsample", "bilinear",
+                              "--cache", cache] + common)
+    scores = stage("score", [f"{BIN}/nd-score", "--dataset", data, "--masks", masks,
+                             "--denominator", "lite", "--cache", cache] + common)
+    report_dir = os.path.join(work, "results", model)
+    stage("report", [f"{BIN}/nd-report", "--scores", scores, "--iou-threshold", "0.04",
+                     "--cache", cache, "--out", report_dir])
+    rows[-1]["bytes"] = du(report_dir)
+
+    with open(os.path.join(extract, "manifest.json")) as f:
+        manifest = json.load(f)
+    values = 0
+    for layer in manifest["outputs"]["layers"]:
+        n = 1
+        for d in layer["shape"]:
+            n *= d
+        values += n
+    activation_bytes = du(os.path.join(extract, "activations.zarr"))
+
+    out, _, _, _, _ = measure([f"{BIN}/nd-extract", "--dataset", data, "--model", file,
+                               "--layers", layers, "--preprocess", spec["preprocess"],
+                               "--batch-size", "32", "--device", "cpu", "--floor"] + common)
+    floor = float(re.search(r"forward ([0-9.]+) s", out).group(1))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        _, err, oracle_wall, _, oracle_rss = measure(
+            [PYTHON, os.path.join(ROOT, "tests/python/oracle.py"), "--dataset", data,
+             "--activations", os.path.join(extract, "activations.zarr"), "--top", "0.005",
+             "--out", os.path.join(tmp, "oracle.json")])
+    steps = {m.group(1): float(m.group(2))
+             for m in re.finditer(r"oracle: (\w+) ([0-9.]+)s", err)}
+
+    reruns = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, threshold in (("unchanged", 0.04), ("iou_threshold", 0.05)):
+            path = os.path.join(tmp, "pipeline.toml")
+            pipeline_file(path, data, cache, model, file, threshold)
+            _, err, wall, _, _ = measure([f"{BIN}/netdissect", "run", path, "--no-progress",
+                                          "--threads", str(threads)])
+            computed = [l.split()[1] for l in err.splitlines()
+                        if l.startswith("stage ") and " computed " in l]
+            reruns[label] = {"wall": wall, "computed": computed}
+    return {"stages": rows, "floor": floor, "values": values,
+            "activation_bytes": activation_bytes, "reference": steps,
+            "reference_wall": oracle_wall, "reference_rss": oracle_rss, "reruns": reruns}
+
+
+def fmt_bytes(n):
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def render(results, facts, images, threads):
+    lines = []
+    add = lines.append
+    add(f"Machine: {facts['cores']} cores ({facts['cpu']}), {facts['memory_gib']} GiB; "
+        f"commit {facts['commit']}; {images} synthetic images at 224×224 (labels 112×112), "
+        f"threads {threads or facts['cores']}, batch 32, CPU.")
+    add("")
+    targets = []
+    for model, r in results.items():
+        stages = {s["stage"]: s for s in r["stages"]}
+        cold = sum(s["wall"] for s in r["stages"])
+        add(f"### {model} ({', '.join(MODELS[model]['layers'])})")
+        add("")
+        add("| stage | wall s | CPU s | peak RSS | written | projected to Broden (63,305 images) |")
+        add("|---|---:|---:|---:|---:|---:|")
+        for s in r["stages"]:
+            projected = s["wall"] / images * BRODEN_IMAGES
+            add(f"| {s['stage']} | {s['wall']:.2f} | {s['cpu']:.2f} | {fmt_bytes(s['rss'])} | "
+                f"{fmt_bytes(s['bytes'])} | {projected / 60:.1f} min |")
+        add(f"| **cold run** | {cold:.2f} | {sum(s['cpu'] for s in r['stages']):.2f} | "
+            f"{fmt_bytes(max(s['rss'] for s in r['stages']))} | | "
+            f"{cold / images * BRODEN_IMAGES / 60:.1f} min |")
+        add(f"| forward floor (libtorch alone) | {r['floor']:.2f} | | | | "
+            f"{r['floor'] / images * BRODEN_IMAGES / 60:.1f} min |")
+        ref = r["reference"]
+        ref_total = sum(ref.get(k, 0.0) for k in ("quantile", "segment", "score"))
+        add(f"| reference (NumPy): quantile {ref.get('quantile', 0):.2f}, segment "
+            f"{ref.get('segment', 0):.2f}, score {ref.get('score', 0):.2f} | {r['reference_wall']:.2f} | | "
+            f"{fmt_bytes(r['reference_rss'])} | | |")
+        for label, rerun in r["reruns"].items():
+            what = ", ".join(rerun["computed"]) or "nothing"
+            add(f"| `netdissect run`, {label.replace('_', ' ')} changed"
+                if label != "unchanged" else "| `netdissect run`, nothing changed")
+            lines[-1] += f" (recomputed: {what}) | {rerun['wall']:.2f} | | | | |"
+        add("")
+        bpv = r["activation_bytes"] / r["values"]
+        add(f"Activations: {r['values']:,} values in {fmt_bytes(r['activation_bytes'])}, "
+            f"{bpv:.2f} bytes per value (float32 is 4; the published tool stores 8).")
+        ex = stages["extract"]
+        cores = facts["cores"]
+        add(f"Extract did {ex['cpu']:.1f} CPU s of work on {cores} cores: no schedule finishes it "
+            f"in less than {ex['cpu'] / cores:.1f} s ({ex['cpu'] / cores / r['floor']:.2f} × the floor); "
+            f"the forward passes account for at most {cores * r['floor']:.1f} CPU s of it, the rest is "
+            f"decoding, normalising, checking and compressing.")
+        add("")
+        later = sum(stages[k]["wall"] for k in ("quantile", "segment", "score", "report"))
+        seg_score = stages["segment"]["wall"] + stages["score"]["wall"]
+        ref_seg_score = ref.get("segment", 0.0) + ref.get("score", 0.0)
+        targets += [
+            (model, "extract ≤ 1.15 × forward floor",
+             f"{stages['extract']['wall'] / r['floor']:.2f} ×",
+             stages["extract"]["wall"] <= 1.15 * r["floor"]),
+            (model, "quantile + segment + score + report ≤ 0.10 × extract",
+             f"{later / stages['extract']['wall']:.3f} ×",
+             later <= 0.10 * stages["extract"]["wall"]),
+            (model, "segment + score ≥ 100 × faster than the reference",
+             f"{ref_seg_score / seg_score:.1f} ×", ref_seg_score >= 100 * seg_score),
+            (model, "peak RSS of every stage ≤ 1.5 GB",
+             fmt_bytes(max(s["rss"] for s in r["stages"])),
+             max(s["rss"] for s in r["stages"]) <= 1.5e9),
+            (model, "activations ≤ 3 bytes per value", f"{bpv:.2f}", bpv <= 3.0),
+            (model, "`netdissect run`, nothing changed ≤ 1 s",
+             f"{r['reruns']['unchanged']['wall']:.2f} s", r["reruns"]["unchanged"]["wall"] <= 1.0),
+            (model, "only the IoU threshold changed ≤ 5 % of the cold run",
+             f"{100 * r['reruns']['iou_threshold']['wall'] / cold:.1f} %",
+             r["reruns"]["iou_threshold"]["wall"] <= 0.05 * cold),
+        ]
+    add("### Targets")
+    add("")
+    add("| model | target | measured | met |")
+    add("|---|---|---:|:---:|")
+    for model, target, measured, met in targets:
+        add(f"| {model} | {target} | {measured} | {'yes' if met else '**no**'} |")
+    add("")
+    add("Peak RSS flatness from 2,000 to 8,000 images is measured by `bench/memory-flatness.sh`.")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--images", type=int, default=2000)
+    p.add_argument("--models", default="resnet18,demo")
+    p.add_argument("--threads", type=int, default=0, help="0: one per core")
+    p.add_argument("--work", default=os.path.join(ROOT, ".netdissect", "bench"))
+    p.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    args = p.parse_args()
+    os.makedirs(args.work, exist_ok=True)
+    data = os.path.join(args.work, f"synth-224-{args.images}")
+    if not os.path.isdir(data):
+        subprocess.run([f"{BIN}/netdissect", "synth", data, "--images", str(args.images),
+                        "--size", "224", "--seed", "11"], check=True, stdout=subprocess.DEVNULL)
+    files = {"demo": os.path.join(ROOT, "models", "demo", "demo-trained.pt")}
+    resnet = os.path.join(args.work, "resnet18-seed0.pt")
+    if not os.path.exists(resnet):
+        subprocess.run([PYTHON, os.path.join(ROOT, "python", "export_torchvision.py"), "resnet18",
+                        "--layers", "layer2,layer3,layer4", "--seed", "0", "--out", resnet],
+                       check=True, stdout=subprocess.DEVNULL)
+    files["resnet18"] = resnet
+    results = {}
+    for model in args.models.split(","):
+        if model not in MODELS:
+            fail(f"unknown model {model!r} (known: {', '.join(MODELS)})")
+        results[model] = bench_model(model, files[model], data, args.work, args.threads)
+    table = render(results, machine(), args.images, args.threads)
+    print(table)
+    with open(args.out, "w") as f:
+        f.write("# Benchmarks\n\nWritten by `bench/run` (see README); the latest run.\n\n" + table)
+
+
+if __name__ == "__main__":
+    main()
