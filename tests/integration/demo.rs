@@ -2,12 +2,9 @@
 //! `pipeline.toml` runs them end to end (here on a small synthetic world, to stay quick;
 //! `make demo` runs it at full size).
 
-use std::path::PathBuf;
 use std::process::Command;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::common::repo;
 
 #[test]
 fn the_demo_models_match_their_checksums() {

@@ -1,5 +1,6 @@
 //! End-to-end tests of the `netdissect` command.
 
+mod common;
 mod dataset;
 mod demo;
 mod fixture;

@@ -6,24 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn python(args: &[&str]) -> String {
-    let output = Command::new(repo().join(".venv/bin/python"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "python {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
+use crate::common::python;
 
 fn model(dir: &Path, kind: &str) -> PathBuf {
     let out = dir.join(format!("{kind}.pt"));

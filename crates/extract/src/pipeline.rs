@@ -203,13 +203,9 @@ fn check_finite(
     Ok(())
 }
 
-/// Runs the pipeline over `rows` and writes every layer into a new Zarr group at `out`.
-pub(crate) fn extract(
-    dataset: &Dataset,
-    config: &Config,
-    rows: Range<usize>,
-    out: &Path,
-) -> Result<Vec<LayerInfo>> {
+/// The loaded model and the input size (the resize, or the first image's size)
+/// of an extraction over `rows`.
+fn load(dataset: &Dataset, config: &Config, rows: &Range<usize>) -> Result<(Model, [u32; 2])> {
     let device = resolve_device(config.device)?;
     let model = Model::load(&config.model, device, config.output_names.clone())?;
     let first = &dataset.rows()[rows.start];
@@ -217,17 +213,32 @@ pub(crate) fn extract(
         .preprocess
         .resize
         .unwrap_or([first.image_height, first.image_width]);
+    Ok((model, input_size))
+}
+
+/// `rows` cut into batches of `batch_size` (the last may be shorter).
+fn batch_ranges(rows: &Range<usize>, batch_size: usize) -> Vec<Range<usize>> {
+    rows.clone()
+        .step_by(batch_size)
+        .map(|start| start..(start + batch_size).min(rows.end))
+        .collect()
+}
+
+/// Runs the pipeline over `rows` and writes every layer into a new Zarr group at `out`.
+pub(crate) fn extract(
+    dataset: &Dataset,
+    config: &Config,
+    rows: Range<usize>,
+    out: &Path,
+) -> Result<Vec<LayerInfo>> {
+    let (model, input_size) = load(dataset, config, &rows)?;
     let n_images = rows.len();
     let group = ActivationGroup::create(out)?;
     let bar = progress_bar(config, n_images);
 
     let result = std::thread::scope(|scope| -> Result<Vec<LayerInfo>> {
         let (batch_tx, batch_rx) = bounded::<Result<Batch>>(2);
-        let batches: Vec<Range<usize>> = rows
-            .clone()
-            .step_by(config.batch_size)
-            .map(|start| start..(start + config.batch_size).min(rows.end))
-            .collect();
+        let batches = batch_ranges(&rows, config.batch_size);
         let preprocess = &config.preprocess;
         scope.spawn(move || {
             for range in batches {
@@ -345,19 +356,11 @@ pub struct Floor {
 /// normalised in memory, in the batches, threads and device of `config`: what libtorch
 /// alone needs, which no extraction can beat. Nothing is written.
 pub(crate) fn floor(dataset: &Dataset, config: &Config, rows: Range<usize>) -> Result<Floor> {
-    let device = resolve_device(config.device)?;
-    let model = Model::load(&config.model, device, config.output_names.clone())?;
-    let first = &dataset.rows()[rows.start];
-    let input_size = config
-        .preprocess
-        .resize
-        .unwrap_or([first.image_height, first.image_width]);
+    let (model, input_size) = load(dataset, config, &rows)?;
     let started = std::time::Instant::now();
-    let batches: Vec<Tensor> = rows
-        .clone()
-        .step_by(config.batch_size)
-        .map(|start| {
-            let range = start..(start + config.batch_size).min(rows.end);
+    let batches: Vec<Tensor> = batch_ranges(&rows, config.batch_size)
+        .into_iter()
+        .map(|range| {
             let n = range.len() as i64;
             let batch = decode_batch(dataset, range, &config.preprocess, input_size)?;
             Ok(Tensor::from_slice(&batch.values).view([
@@ -378,7 +381,7 @@ pub(crate) fn floor(dataset: &Dataset, config: &Config, rows: Range<usize>) -> R
             input.size()[0] as usize,
             &config.model,
         )?;
-        if let Device::Cuda(i) = device {
+        if let Device::Cuda(i) = model.device() {
             tch::Cuda::synchronize(i as i64);
         }
         drop(selected);
