@@ -89,7 +89,8 @@ fn run() -> anyhow::Result<()> {
             };
             let result = run::run(&pipeline, &options)?;
             let mut all = Vec::new();
-            for (model, report, copy) in &result.reports {
+            for m in &result.models {
+                let (model, report, copy) = (&m.name, &m.report, &m.copy);
                 let (categories, summaries) = nd_report::read_summaries(report)?;
                 all.push((model.clone(), summaries.clone()));
                 let threshold = report.manifest.params["iou_threshold"]
@@ -108,10 +109,17 @@ fn run() -> anyhow::Result<()> {
                     ),
                     None => println!("report: {}", report.dir.display()),
                 }
+                if let Some((pages, copy)) = &m.html {
+                    let at = copy.as_ref().unwrap_or(&pages.dir);
+                    println!("pages:  {}", at.join("index.html").display());
+                }
                 println!();
             }
             if all.len() > 1 {
                 print!("{}", nd_report::format_comparison(&all));
+            }
+            if let Some(index) = &result.index {
+                println!("open {} to browse the models' pages", index.display());
             }
             Ok(())
         }

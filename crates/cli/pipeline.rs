@@ -26,6 +26,8 @@ pub struct Pipeline {
     #[serde(default)]
     pub report: ReportSection,
     #[serde(default)]
+    pub html: HtmlSection,
+    #[serde(default)]
     pub output: OutputSection,
 }
 
@@ -208,6 +210,40 @@ impl Default for ReportSection {
     }
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HtmlSection {
+    /// Whether to write the browsable report (pages and images) of each model.
+    #[serde(default = "default_pages")]
+    pub pages: bool,
+    #[serde(default = "default_top_images")]
+    pub top_images: Spanned<usize>,
+    #[serde(default = "default_thumbnail_height")]
+    pub thumbnail_height: Spanned<u32>,
+}
+
+fn default_pages() -> bool {
+    true
+}
+
+fn default_top_images() -> Spanned<usize> {
+    Spanned::new(0..0, nd_html::Config::default().top_images)
+}
+
+fn default_thumbnail_height() -> Spanned<u32> {
+    Spanned::new(0..0, nd_html::Config::default().thumbnail_height)
+}
+
+impl Default for HtmlSection {
+    fn default() -> Self {
+        HtmlSection {
+            pages: default_pages(),
+            top_images: default_top_images(),
+            thumbnail_height: default_thumbnail_height(),
+        }
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputSection {
@@ -335,6 +371,19 @@ fn check(l: &Loaded) -> anyhow::Result<()> {
             "{}: report.iou_threshold must be a number ≥ 0, got {iou}",
             l.location(p.report.iou_threshold.span())
         );
+    }
+    let html = nd_html::Config {
+        top_images: *p.html.top_images.get_ref(),
+        thumbnail_height: *p.html.thumbnail_height.get_ref(),
+        ..Default::default()
+    };
+    if let Err(e) = html.validate() {
+        let span = if html.top_images != nd_html::Config::default().top_images {
+            p.html.top_images.span()
+        } else {
+            p.html.thumbnail_height.span()
+        };
+        bail!("{}: html: {e}", l.location(span));
     }
     Ok(())
 }

@@ -95,10 +95,21 @@ fn dataset(loaded: &Loaded, store: &Store) -> anyhow::Result<(PathBuf, nd_broden
     Ok((dir, dataset))
 }
 
-/// The report artifacts of every model, in pipeline order.
+/// What one model's run produced.
+pub struct ModelResult {
+    pub name: String,
+    pub report: Artifact,
+    /// The copy of the report's tables in `[output] dir`.
+    pub copy: Option<PathBuf>,
+    /// The browsable report: its artifact, and its copy in `[output] dir`.
+    pub html: Option<(Artifact, Option<PathBuf>)>,
+}
+
+/// The reports of every model, in pipeline order.
 pub struct RunResult {
-    /// Each model's name, report artifact, and the copy of it in `[output] dir`.
-    pub reports: Vec<(String, Artifact, Option<PathBuf>)>,
+    pub models: Vec<ModelResult>,
+    /// The page comparing the models (`[output] dir/index.html`).
+    pub index: Option<PathBuf>,
 }
 
 pub fn run(path: &Path, options: &Options) -> anyhow::Result<RunResult> {
@@ -109,21 +120,58 @@ pub fn run(path: &Path, options: &Options) -> anyhow::Result<RunResult> {
     let store = Store::open(&cache)
         .with_context(|| format!("cannot open the cache {}", cache.display()))?;
     let (_, dataset) = dataset(&loaded, &store)?;
-    let mut reports = Vec::new();
+    let mut models = Vec::new();
     for model in &p.models {
-        let report = run_model(&loaded, &store, &dataset, model, options)
+        let (report, html) = run_model(&loaded, &store, &dataset, model, options)
             .with_context(|| format!("model `{}`", model.name))?;
-        let copy = match &p.output.dir {
-            Some(dir) => {
-                let to = loaded.resolve(dir).join(&model.name);
-                nd_report::export(&report, &to)?;
-                Some(to)
+        let out = p
+            .output
+            .dir
+            .as_ref()
+            .map(|dir| loaded.resolve(dir).join(&model.name));
+        if let Some(to) = &out {
+            nd_report::export(&report, to)?;
+        }
+        let html = match html {
+            Some(pages) => {
+                let copy = match &out {
+                    Some(to) => {
+                        let to = to.join("html");
+                        nd_html::export(&pages, &to)?;
+                        Some(to)
+                    }
+                    None => None,
+                };
+                Some((pages, copy))
             }
             None => None,
         };
-        reports.push((model.name.clone(), report, copy));
+        models.push(ModelResult {
+            name: model.name.clone(),
+            report,
+            copy: out,
+            html,
+        });
     }
-    Ok(RunResult { reports })
+    let index = match &p.output.dir {
+        Some(dir) => {
+            let entries: Vec<nd_html::RunModel> = models
+                .iter()
+                .map(|m| nd_html::RunModel {
+                    name: &m.name,
+                    report: &m.report,
+                    link: m
+                        .html
+                        .as_ref()
+                        .and_then(|(_, copy)| copy.as_ref())
+                        .map(|_| format!("{}/html/index.html", m.name)),
+                })
+                .collect();
+            Some(nd_html::write_run_index(&loaded.resolve(dir), &entries)?)
+        }
+        None => None,
+    };
+    Ok(RunResult { models, index })
 }
 
 fn run_model(
@@ -132,7 +180,7 @@ fn run_model(
     dataset: &nd_broden::Dataset,
     model: &ModelSection,
     options: &Options,
-) -> anyhow::Result<Artifact> {
+) -> anyhow::Result<(Artifact, Option<Artifact>)> {
     let p = &loaded.pipeline;
     let name = model.name.as_str();
     let mut config = nd_extract::Config::new(
@@ -230,7 +278,32 @@ fn run_model(
     )?;
     let outcome = nd_report::run(store, &scores, &report)?;
     log("report", name, &outcome.artifact, outcome.computed, started);
-    Ok(outcome.artifact)
+    let report = outcome.artifact;
+    if !p.html.pages {
+        return Ok((report, None));
+    }
+
+    let started = Instant::now();
+    let html = nd_html::Config {
+        top_images: *p.html.top_images.get_ref(),
+        thumbnail_height: *p.html.thumbnail_height.get_ref(),
+        title: name.to_owned(),
+    };
+    let inputs = nd_html::Inputs {
+        dataset,
+        activations: &activations,
+        masks: &masks,
+        scores: &scores,
+        report: &report,
+    };
+    explain(
+        options,
+        store,
+        nd_html::spec(&inputs, &html).map_err(Into::into),
+    )?;
+    let outcome = nd_html::run(store, &inputs, &html)?;
+    log("html", name, &outcome.artifact, outcome.computed, started);
+    Ok((report, Some(outcome.artifact)))
 }
 
 /// Before a long extraction, checks that the model returns every requested layer, so a

@@ -1,0 +1,566 @@
+//! The browsable report: a static directory of HTML pages that opens from `file://` with no
+//! network, for one model's dissection.
+//!
+//! - `index.html`: every layer's statistics and the "interpretability by layer" plot;
+//! - `layer-<n>-<name>.html`: the layer's detectors per concept (an SVG bar chart) and a card
+//!   per unit (label, category, IoU, the next-best labels, a strip of its top images with
+//!   its mask drawn over them), sortable and filterable;
+//! - `<n>-<name>/u<unit>.html`: a unit's top images large, its mask beside the label map of
+//!   its best concept.
+//!
+//! Images are drawn here from the cached artifacts: a unit's top images are those where its
+//! spatial maximum (stored by extract) is highest, and its mask in each is the one the
+//! segment stage stored and the score stage counted. Every text from the dataset or the
+//! model is HTML-escaped.
+//!
+//! [`write_run_index`] writes the page that compares the models of a run.
+
+mod draw;
+mod page;
+mod svg;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array as _, AsArray};
+use rayon::prelude::*;
+use serde_json::{Value, json};
+
+pub use page::escape;
+
+pub const STAGE: &str = "html";
+pub const SCHEMA: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] nd_store::Error),
+    #[error(transparent)]
+    Tables(#[from] nd_tables::Error),
+    #[error(transparent)]
+    Arrays(#[from] nd_arrays::Error),
+    #[error(transparent)]
+    Dataset(#[from] nd_broden::Error),
+    #[error("cannot write {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot encode {}: {message}", path.display())]
+    Encode { path: PathBuf, message: String },
+    #[error("{0}")]
+    Input(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Top images shown per unit (by the unit's spatial maximum in the image).
+    pub top_images: usize,
+    /// Height in pixels of each image in a card's strip.
+    pub thumbnail_height: u32,
+    /// The report's title (the model's name in a run).
+    pub title: String,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            top_images: 10,
+            thumbnail_height: 84,
+            title: "Network Dissection".to_owned(),
+        }
+    }
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=100).contains(&self.top_images) {
+            return Err(Error::Input(format!(
+                "the number of top images must be between 1 and 100, got {}",
+                self.top_images
+            )));
+        }
+        if !(16..=512).contains(&self.thumbnail_height) {
+            return Err(Error::Input(format!(
+                "the thumbnail height must be between 16 and 512 pixels, got {}",
+                self.thumbnail_height
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The artifacts a report is drawn from; each must be the input of the next.
+pub struct Inputs<'a> {
+    pub dataset: &'a nd_broden::Dataset,
+    pub activations: &'a nd_store::Artifact,
+    pub masks: &'a nd_store::Artifact,
+    pub scores: &'a nd_store::Artifact,
+    pub report: &'a nd_store::Artifact,
+}
+
+impl Inputs<'_> {
+    /// Checks that the artifacts form one chain: report ← scores ← masks ← activations.
+    fn check(&self) -> Result<()> {
+        self.activations.expect_stage("extract")?;
+        self.masks.expect_stage("segment")?;
+        self.scores.expect_stage("score")?;
+        self.report.expect_stage("report")?;
+        let links = [
+            (self.masks, "activations", self.activations),
+            (self.scores, "masks", self.masks),
+            (self.report, "scores", self.scores),
+        ];
+        for (artifact, role, input) in links {
+            if artifact.manifest.inputs.get(role) != Some(&input.key()) {
+                return Err(Error::Input(format!(
+                    "{} was not computed from {}: pass the {role} it was made from",
+                    artifact.dir.display(),
+                    input.dir.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn spec(inputs: &Inputs, config: &Config) -> Result<nd_store::Spec> {
+    config.validate()?;
+    inputs.check()?;
+    // The images are in the extract key (their digest), the label maps in the score key.
+    Ok(nd_store::Spec::new(
+        STAGE,
+        SCHEMA,
+        json!({
+            "top_images": config.top_images,
+            "thumbnail_height": config.thumbnail_height,
+            "title": config.title,
+        }),
+    )
+    .input("activations", inputs.activations.key())
+    .input("masks", inputs.masks.key())
+    .input("report", inputs.report.key()))
+}
+
+pub use nd_store::Outcome;
+
+/// Writes the report pages of one model through the store.
+pub fn run(store: &nd_store::Store, inputs: &Inputs, config: &Config) -> Result<Outcome> {
+    let spec = spec(inputs, config)?;
+    if let Some(artifact) = store.get(&spec)? {
+        return Ok(Outcome {
+            artifact,
+            computed: false,
+        });
+    }
+    let pending = store.begin(&spec)?;
+    let stats = write(pending.dir(), inputs, config)?;
+    let artifact = pending.commit(nd_store::versions(), stats)?;
+    Ok(Outcome {
+        artifact,
+        computed: true,
+    })
+}
+
+/// A unit's best label in one category.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CategoryBest {
+    pub category: String,
+    pub label: u32,
+    pub name: String,
+    pub iou: f64,
+}
+
+/// One unit's labels, as the report and score artifacts give them.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Unit {
+    /// 0-based.
+    pub unit: u32,
+    /// The unit's label; `None` when no label overlaps its masks at all.
+    pub top: Option<CategoryBest>,
+    pub detector: bool,
+    /// Best label per category, in category order.
+    pub categories: Vec<CategoryBest>,
+    /// The next-best labels over all categories, after the top one.
+    pub next: Vec<CategoryBest>,
+}
+
+/// A layer: its summary from `summary.json`, its units and their top images.
+pub(crate) struct Layer {
+    pub name: String,
+    /// File-name-safe and unique within the report: `<n>-<name>`.
+    pub stem: String,
+    pub summary: Value,
+    pub units: Vec<Unit>,
+    /// Per unit, the dataset rows of its top images with the unit's maximum there.
+    pub top: Vec<Vec<(usize, f32)>>,
+}
+
+/// The report's summary.json and per-unit tables, by layer.
+pub(crate) struct Report {
+    pub categories: Vec<String>,
+    pub iou_threshold: f64,
+    pub layers: Vec<Layer>,
+}
+
+/// A name safe as a file name on every system, kept readable.
+fn stem(index: usize, layer: &str) -> String {
+    let safe: String = layer
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(60)
+        .collect();
+    format!("{}-{safe}", index + 1)
+}
+
+fn read_report(inputs: &Inputs) -> Result<Report> {
+    let path = inputs.report.dir.join("summary.json");
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let summary: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Input(format!("{}: unreadable ({e})", path.display())))?;
+    let categories: Vec<String> = serde_json::from_value(summary["categories"].clone())
+        .map_err(|_| Error::Input(format!("{}: no `categories` list", path.display())))?;
+    let iou_threshold = summary["iou_threshold"]
+        .as_f64()
+        .ok_or_else(|| Error::Input(format!("{}: no `iou_threshold`", path.display())))?;
+    let layer_summaries = summary["layers"]
+        .as_array()
+        .ok_or_else(|| Error::Input(format!("{}: no `layers` list", path.display())))?;
+
+    // units.parquet: the label of each unit (category and name; IoU).
+    let units_path = inputs.report.dir.join("units.parquet");
+    let batch = nd_tables::read(&units_path)?;
+    let u_layer = nd_tables::strings(&batch, "layer")?;
+    let u_unit = nd_tables::values::<arrow::datatypes::UInt32Type>(&batch, "unit")?;
+    let u_name = nd_tables::strings(&batch, "name")?;
+    let u_category = nd_tables::strings(&batch, "category")?;
+    let u_iou = nd_tables::values::<arrow::datatypes::Float64Type>(&batch, "iou")?;
+    let u_label = batch
+        .column_by_name("label")
+        .and_then(|c| {
+            c.as_primitive_opt::<arrow::datatypes::UInt32Type>()
+                .cloned()
+        })
+        .ok_or_else(|| Error::Input(format!("{}: no `label` column", units_path.display())))?;
+
+    // unit_categories.parquet: each unit's best label per category.
+    let batch = nd_tables::read(&inputs.report.dir.join("unit_categories.parquet"))?;
+    let c_layer = nd_tables::strings(&batch, "layer")?;
+    let c_unit = nd_tables::values::<arrow::datatypes::UInt32Type>(&batch, "unit")?;
+    let c_category = nd_tables::strings(&batch, "category")?;
+    let c_label = nd_tables::values::<arrow::datatypes::UInt32Type>(&batch, "label")?;
+    let c_name = nd_tables::strings(&batch, "name")?;
+    let c_iou = nd_tables::values::<arrow::datatypes::Float64Type>(&batch, "iou")?;
+    let mut per_category: BTreeMap<(String, u32), Vec<CategoryBest>> = BTreeMap::new();
+    for i in 0..c_layer.len() {
+        per_category
+            .entry((c_layer[i].clone(), c_unit[i]))
+            .or_default()
+            .push(CategoryBest {
+                category: c_category[i].clone(),
+                label: c_label[i],
+                name: c_name[i].clone(),
+                iou: c_iou[i],
+            });
+    }
+
+    // scores.parquet: every label that overlaps a unit's masks, for the next-best labels.
+    let rows = nd_tables::scores::read_rows(&inputs.scores.dir.join(nd_tables::scores::FILE))?;
+    let mut all: BTreeMap<(String, u32), Vec<CategoryBest>> = BTreeMap::new();
+    for row in &rows {
+        if row.intersect == 0 {
+            continue;
+        }
+        all.entry((row.layer.clone(), row.unit))
+            .or_default()
+            .push(CategoryBest {
+                category: row.category.clone(),
+                label: row.label,
+                name: row.name.clone(),
+                iou: row.iou,
+            });
+    }
+
+    let mut layers = Vec::new();
+    for (index, layer_summary) in layer_summaries.iter().enumerate() {
+        let name = layer_summary["layer"]
+            .as_str()
+            .ok_or_else(|| Error::Input(format!("{}: a layer has no name", path.display())))?
+            .to_owned();
+        let mut units: Vec<Unit> = Vec::new();
+        for i in (0..u_layer.len()).filter(|&i| u_layer[i] == name) {
+            let unit = u_unit[i];
+            let mut bests = per_category
+                .remove(&(name.clone(), unit))
+                .unwrap_or_default();
+            bests.sort_by_key(|c| categories_position(&categories, &c.category));
+            let top = (!u_label.is_null(i)).then(|| {
+                bests
+                    .iter()
+                    .find(|c| c.category == u_category[i] && c.name == u_name[i])
+                    .cloned()
+                    .unwrap_or(CategoryBest {
+                        category: u_category[i].clone(),
+                        label: u_label.value(i),
+                        name: u_name[i].clone(),
+                        iou: u_iou[i],
+                    })
+            });
+            let mut next = all.remove(&(name.clone(), unit)).unwrap_or_default();
+            // Highest IoU first; the smaller label number on ties.
+            next.sort_by(|a, b| b.iou.total_cmp(&a.iou).then(a.label.cmp(&b.label)));
+            next.retain(|c| {
+                top.as_ref()
+                    .is_none_or(|t| !(t.label == c.label && t.category == c.category))
+            });
+            next.truncate(4);
+            units.push(Unit {
+                unit,
+                detector: u_iou[i] >= iou_threshold,
+                top,
+                categories: bests,
+                next,
+            });
+        }
+        units.sort_by_key(|u| u.unit);
+        if units.iter().enumerate().any(|(i, u)| u.unit as usize != i) {
+            return Err(Error::Input(format!(
+                "{}: layer `{name}` does not list its units 0..{} once each",
+                units_path.display(),
+                units.len()
+            )));
+        }
+        layers.push(Layer {
+            stem: stem(index, &name),
+            name,
+            summary: layer_summary.clone(),
+            units,
+            top: Vec::new(),
+        });
+    }
+    Ok(Report {
+        categories,
+        iou_threshold,
+        layers,
+    })
+}
+
+fn categories_position(order: &[String], category: &str) -> usize {
+    order
+        .iter()
+        .position(|c| c == category)
+        .unwrap_or(order.len())
+}
+
+/// Per unit, the `k` images with the highest spatial maximum (earlier images first on
+/// ties), best first, as dataset rows.
+fn top_images(maxima: &[f32], units: usize, k: usize, first_row: usize) -> Vec<Vec<(usize, f32)>> {
+    let images = maxima.len() / units.max(1);
+    (0..units)
+        .into_par_iter()
+        .map(|u| {
+            let mut order: Vec<usize> = (0..images).collect();
+            let key = |i: &usize| maxima[i * units + u];
+            let cmp = |a: &usize, b: &usize| key(b).total_cmp(&key(a)).then(a.cmp(b));
+            let k = k.min(images);
+            if k < images {
+                order.select_nth_unstable_by(k, cmp);
+                order.truncate(k);
+            }
+            order.sort_by(cmp);
+            order.into_iter().map(|i| (first_row + i, key(&i))).collect()
+        })
+        .collect()
+}
+
+/// The rows of `index.csv` an extract artifact covers.
+fn extract_rows(activations: &nd_store::Artifact) -> Result<std::ops::Range<usize>> {
+    let rows = &activations.manifest.params["rows"];
+    match (rows[0].as_u64(), rows[1].as_u64()) {
+        (Some(a), Some(b)) if a <= b => Ok(a as usize..b as usize),
+        _ => Err(Error::Input(format!(
+            "{}: the extract manifest has no `rows` parameter",
+            activations.dir.display()
+        ))),
+    }
+}
+
+/// Writes every page and image of the report into `dir`; returns the manifest's outputs.
+pub fn write(dir: &Path, inputs: &Inputs, config: &Config) -> Result<Value> {
+    config.validate()?;
+    inputs.check()?;
+    let mut report = read_report(inputs)?;
+    let rows = extract_rows(inputs.activations)?;
+    if rows.end > inputs.dataset.len() {
+        return Err(Error::Input(format!(
+            "the activations cover rows {}..{} but the dataset has {} rows: is it the same dataset?",
+            rows.start,
+            rows.end,
+            inputs.dataset.len()
+        )));
+    }
+    let group = nd_arrays::ActivationGroup::open(
+        &inputs.activations.dir.join(nd_arrays::ACTIVATIONS_DIR),
+    )?;
+    let masks = nd_arrays::masks::MaskGroup::open(&inputs.masks.dir.join(nd_arrays::masks::MASKS_DIR))?;
+    page::write_assets(dir)?;
+    let mut outputs = Vec::new();
+    let mut written_images = std::collections::BTreeSet::new();
+    for layer in &mut report.layers {
+        let reader = group.open_layer(&layer.name)?;
+        let shape = reader.shape();
+        if shape.units as usize != layer.units.len() {
+            return Err(Error::Input(format!(
+                "layer `{}`: the activations have {} units, the report {}",
+                layer.name,
+                shape.units,
+                layer.units.len()
+            )));
+        }
+        let maxima = reader.read_max()?;
+        layer.top = top_images(&maxima, layer.units.len(), config.top_images, rows.start);
+        let mask_reader = masks.open_layer(&layer.name)?;
+        let categories = &report.categories;
+        let threshold = report.iou_threshold;
+        let title = config.title.as_str();
+        let layer_ref: &Layer = layer;
+        let unit_page = |u: usize, drawn: &draw::UnitDrawn| {
+            page::write_unit(
+                dir,
+                inputs.dataset,
+                categories,
+                threshold,
+                title,
+                layer_ref,
+                u,
+                drawn,
+            )
+        };
+        let drawn = draw::layer_images(
+            dir,
+            inputs.dataset,
+            layer,
+            &mask_reader,
+            rows.start,
+            config,
+            &unit_page,
+            &mut written_images,
+        )?;
+        page::write_layer(
+            dir,
+            &report.categories,
+            report.iou_threshold,
+            &config.title,
+            layer,
+            &drawn,
+        )?;
+        outputs.push(json!({
+            "layer": layer.name,
+            "page": format!("layer-{}.html", layer.stem),
+            "units": layer.units.len(),
+            "files": drawn.files,
+        }));
+    }
+    page::write_index(dir, &report, &config.title)?;
+    Ok(json!({ "index": "index.html", "layers": outputs, "images": written_images.len() }))
+}
+
+/// Copies a report artifact's pages to `to` (replacing what a previous copy left there),
+/// unless `to` already holds this very artifact.
+pub fn export(artifact: &nd_store::Artifact, to: &Path) -> Result<()> {
+    let marker = to.join(".netdissect-html-key");
+    let key = artifact.key().to_string();
+    if std::fs::read_to_string(&marker).is_ok_and(|k| k == key) {
+        return Ok(());
+    }
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::Io { path, source }
+    };
+    if to.exists() {
+        std::fs::remove_dir_all(to).map_err(io(to))?;
+    }
+    copy_tree(&artifact.dir, to)?;
+    std::fs::remove_file(to.join(nd_store::MANIFEST_FILE)).map_err(io(to))?;
+    std::fs::write(&marker, key).map_err(io(&marker))?;
+    Ok(())
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::Io { path, source }
+    };
+    std::fs::create_dir_all(to).map_err(io(to))?;
+    for entry in std::fs::read_dir(from).map_err(io(from))? {
+        let entry = entry.map_err(io(from))?;
+        let target = to.join(entry.file_name());
+        if entry.file_type().map_err(io(&entry.path()))?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else if std::fs::hard_link(entry.path(), &target).is_err() {
+            std::fs::copy(entry.path(), &target).map_err(io(&target))?;
+        }
+    }
+    Ok(())
+}
+
+/// One model of a run, for the run's index page.
+pub struct RunModel<'a> {
+    pub name: &'a str,
+    /// The model's report artifact (its summary.json is read).
+    pub report: &'a nd_store::Artifact,
+    /// The model's pages, relative to the index's directory (`None`: no pages).
+    pub link: Option<String>,
+}
+
+/// Writes `index.html` (and the style sheet and script) into `dir`: every model's layers
+/// side by side, and unique detectors per layer across the models.
+pub fn write_run_index(dir: &Path, models: &[RunModel]) -> Result<PathBuf> {
+    let mut loaded = Vec::new();
+    for model in models {
+        let path = model.report.dir.join("summary.json");
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let summary: Value = serde_json::from_str(&text)
+            .map_err(|e| Error::Input(format!("{}: unreadable ({e})", path.display())))?;
+        loaded.push((model.name, summary, model.link.clone()));
+    }
+    page::write_assets(dir)?;
+    page::write_run_index(dir, &loaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_images_are_the_highest_maxima_earliest_first_on_ties() {
+        // 5 images × 2 units.
+        let maxima = [1.0, 0.0, 3.0, 0.0, 2.0, 5.0, 3.0, 5.0, 0.5, 1.0];
+        let top = top_images(&maxima, 2, 3, 10);
+        assert_eq!(top[0], vec![(11, 3.0), (13, 3.0), (12, 2.0)]);
+        assert_eq!(top[1], vec![(12, 5.0), (13, 5.0), (14, 1.0)]);
+        let all = top_images(&maxima, 2, 10, 0);
+        assert_eq!(all[0].len(), 5);
+    }
+
+    #[test]
+    fn stems_are_safe_and_unique() {
+        assert_eq!(stem(0, "layer4.1.conv2"), "1-layer4.1.conv2");
+        assert_eq!(stem(2, "a/b <c>"), "3-a_b__c_");
+        assert_eq!(stem(1, "../x"), "2-.._x");
+    }
+}
