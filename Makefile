@@ -7,8 +7,10 @@
 demo: setup
 	scripts/demo
 
-# The test suite, as CI runs it.
+# The test suite, as CI runs it. The report's browser test needs Chromium (Debian's
+# package; scripts/setup-browser installs it when it is missing).
 test: setup
+	scripts/setup-browser
 	scripts/cargo test --workspace
 
 lint: setup

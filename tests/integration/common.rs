@@ -1,6 +1,7 @@
-//! What several test modules need: the repository root and the project's Python.
+//! What several test modules need: the repository root, the project's Python, models
+//! made by it, and `netdissect run`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub fn repo() -> PathBuf {
@@ -22,4 +23,56 @@ pub fn python(args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A TorchScript model of `tests/python/make_models.py` (`tiny`, `planted`, ...).
+pub fn model(dir: &Path, kind: &str) -> PathBuf {
+    let out = dir.join(format!("{kind}.pt"));
+    python(&["tests/python/make_models.py", kind, out.to_str().unwrap()]);
+    out
+}
+
+pub struct Run {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// `netdissect run PIPELINE --no-progress EXTRA...`, without `LD_LIBRARY_PATH`.
+pub fn netdissect(pipeline: &Path, extra: &[&str]) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_netdissect"))
+        .arg("run")
+        .arg(pipeline)
+        .arg("--no-progress")
+        .args(extra)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    Run {
+        ok: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Pixels of each colour label (0..12) in the dataset's colour maps, and their total.
+pub fn colour_pixels(dataset: &nd_broden::Dataset) -> ([u64; 12], u64) {
+    let color = dataset.category_index("color").unwrap();
+    let mut pixels = [0u64; 12];
+    let mut total = 0u64;
+    for row in 0..dataset.len() {
+        for map in dataset
+            .read_labels(row)
+            .unwrap()
+            .maps
+            .iter()
+            .filter(|m| m.category == color)
+        {
+            for &p in &map.pixels {
+                pixels[p as usize] += 1;
+                total += 1;
+            }
+        }
+    }
+    (pixels, total)
 }

@@ -4,5 +4,6 @@ mod common;
 mod dataset;
 mod demo;
 mod fixture;
+mod html;
 mod oracle;
 mod run;

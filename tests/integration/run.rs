@@ -6,35 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::python;
-
-fn model(dir: &Path, kind: &str) -> PathBuf {
-    let out = dir.join(format!("{kind}.pt"));
-    python(&["tests/python/make_models.py", kind, out.to_str().unwrap()]);
-    out
-}
-
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-fn netdissect(pipeline: &Path, extra: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_netdissect"))
-        .arg("run")
-        .arg(pipeline)
-        .arg("--no-progress")
-        .args(extra)
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .unwrap();
-    Run {
-        ok: output.status.success(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
+use crate::common::{Run, colour_pixels, model, netdissect, python};
 
 /// `stage <stage> <model> computed|fresh <key> <seconds>` lines → stage → what happened.
 fn stages(run: &Run) -> BTreeMap<String, String> {
@@ -51,7 +23,7 @@ fn stages(run: &Run) -> BTreeMap<String, String> {
 
 fn expect(run: &Run, computed: &[&str]) {
     let got = stages(run);
-    for stage in ["extract", "quantile", "segment", "score", "report"] {
+    for stage in ["extract", "quantile", "segment", "score", "report", "html"] {
         let want = if computed.contains(&stage) {
             "computed"
         } else {
@@ -98,7 +70,7 @@ fn a_stage_reruns_only_when_its_inputs_change() {
     let first = netdissect(&pipeline, &[]);
     expect(
         &first,
-        &["extract", "quantile", "segment", "score", "report"],
+        &["extract", "quantile", "segment", "score", "report", "html"],
     );
     assert_eq!(stages(&first)["synth"], "computed");
     assert!(first.stdout.contains("tiny\nlayer"), "{}", first.stdout);
@@ -119,7 +91,7 @@ fn a_stage_reruns_only_when_its_inputs_change() {
     )
     .unwrap();
     let threshold = netdissect(&pipeline, &["--explain"]);
-    expect(&threshold, &["report"]);
+    expect(&threshold, &["report", "html"]);
     assert!(
         threshold
             .stderr
@@ -132,8 +104,12 @@ fn a_stage_reruns_only_when_its_inputs_change() {
     std::fs::write(&pipeline, PIPELINE.replace("top = 0.05", "top = 0.02")).unwrap();
     expect(
         &netdissect(&pipeline, &[]),
-        &["quantile", "segment", "score", "report"],
+        &["quantile", "segment", "score", "report", "html"],
     );
+
+    // Only the pages' settings: only the pages.
+    std::fs::write(&pipeline, format!("{PIPELINE}\n[html]\ntop_images = 3\n")).unwrap();
+    expect(&netdissect(&pipeline, &[]), &["html"]);
 
     // The upsampling mode: segment onwards. The denominator: score onwards.
     std::fs::write(
@@ -141,13 +117,16 @@ fn a_stage_reruns_only_when_its_inputs_change() {
         format!("{PIPELINE}\n[segment]\nupsample = \"receptive-field\"\n"),
     )
     .unwrap();
-    expect(&netdissect(&pipeline, &[]), &["segment", "score", "report"]);
+    expect(
+        &netdissect(&pipeline, &[]),
+        &["segment", "score", "report", "html"],
+    );
     std::fs::write(
         &pipeline,
         format!("{PIPELINE}\n[score]\ndenominator = \"original\"\n"),
     )
     .unwrap();
-    expect(&netdissect(&pipeline, &[]), &["score", "report"]);
+    expect(&netdissect(&pipeline, &[]), &["score", "report", "html"]);
 
     // Back to the first settings: all cached, and the same report.
     std::fs::write(&pipeline, PIPELINE).unwrap();
@@ -223,23 +202,7 @@ fn planted_units_get_their_planted_labels() {
     };
     nd_synth::generate(&data, &config).unwrap();
     let dataset = nd_broden::Dataset::open(&data, &Default::default()).unwrap();
-    let color = dataset.category_index("color").unwrap();
-    let mut pixels = [0u64; 12];
-    let mut total = 0u64;
-    for row in 0..dataset.len() {
-        for map in dataset
-            .read_labels(row)
-            .unwrap()
-            .maps
-            .iter()
-            .filter(|m| m.category == color)
-        {
-            for &p in &map.pixels {
-                pixels[p as usize] += 1;
-                total += 1;
-            }
-        }
-    }
+    let (pixels, total) = colour_pixels(&dataset);
     let largest_share = pixels
         .iter()
         .map(|&p| p as f64 / total as f64)
@@ -255,7 +218,10 @@ fn planted_units_get_their_planted_labels() {
     )
     .unwrap();
     let run = netdissect(&pipeline, &[]);
-    expect(&run, &["extract", "quantile", "segment", "score", "report"]);
+    expect(
+        &run,
+        &["extract", "quantile", "segment", "score", "report", "html"],
+    );
     let (_, rows) =
         nd_report::tally::read(&dir.path().join("results/planted/tally-colors.csv")).unwrap();
     let mut checked = 0;
@@ -391,6 +357,22 @@ fn stage_binaries_chain_to_the_same_artifacts() {
     );
     assert!(table.starts_with("layer"), "{table}");
     assert!(out.join("summary.json").exists());
+    let reports: Vec<PathBuf> = std::fs::read_dir(cache.join("report"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let pages = step(
+        "nd-html",
+        &[
+            &os("--dataset"),
+            data.as_os_str(),
+            &os("--report"),
+            reports[0].as_os_str(),
+            &os("--title"),
+            &os("tiny"),
+        ],
+    );
+    assert!(Path::new(&pages).join("index.html").exists(), "{pages}");
 
     let pipeline = dir.path().join("pipeline.toml");
     std::fs::write(

@@ -8,7 +8,7 @@ use image::{ImageEncoder, Rgb, RgbImage, RgbaImage};
 use nd_arrays::masks::{MaskReader, Run};
 use rayon::prelude::*;
 
-use crate::{Config, Error, Layer, Result};
+use crate::{Context, Error, Layer, Result};
 
 /// Units drawn together: their top images are decoded once per block, and the block's
 /// thumbnails are the only ones in memory.
@@ -113,24 +113,25 @@ fn shown_masks(
 /// Draws every unit's strip (written as a file) and overlays (handed to `page`, which
 /// writes the unit's page), a block of units at a time.
 pub(crate) fn layer_images(
-    dir: &Path,
-    dataset: &nd_broden::Dataset,
+    ctx: &Context,
     layer: &Layer,
     masks: &MaskReader,
-    first_row: usize,
-    config: &Config,
     page: &(dyn Fn(usize, &UnitDrawn) -> Result<()> + Sync),
     written_images: &mut BTreeSet<usize>,
 ) -> Result<Drawn> {
+    let (dir, dataset, config) = (ctx.dir, ctx.dataset, ctx.config);
     for path in [dir.join(&layer.stem), dir.join("images")] {
         std::fs::create_dir_all(&path).map_err(|source| Error::Io { path, source })?;
     }
-    let runs = shown_masks(layer, masks, first_row)?;
+    let runs = shown_masks(layer, masks, ctx.first_row)?;
     let mut shown = Vec::with_capacity(layer.units.len());
     let mut strip_width = Vec::with_capacity(layer.units.len());
     let mut files = 0;
     let th = config.thumbnail_height;
-    for block in (0..layer.units.len()).collect::<Vec<_>>().chunks(UNIT_BLOCK) {
+    for block in (0..layer.units.len())
+        .collect::<Vec<_>>()
+        .chunks(UNIT_BLOCK)
+    {
         let rows: BTreeSet<usize> = block
             .iter()
             .flat_map(|&u| layer.top[u].iter().map(|&(row, _)| row))
@@ -168,7 +169,7 @@ pub(crate) fn layer_images(
         let drawn: Vec<(Vec<Shown>, u32)> = block
             .par_iter()
             .map(|&u| {
-                let drawn = draw_unit(dir, dataset, layer, u, &decoded, &runs, config)?;
+                let drawn = draw_unit(ctx, layer, u, &decoded, &runs)?;
                 page(u, &drawn)?;
                 Ok((drawn.shown, drawn.strip_width))
             })
@@ -194,14 +195,13 @@ fn thumb_size(image: &RgbImage, height: u32) -> (u32, u32) {
 
 /// Draws one unit's strip and overlays.
 fn draw_unit(
-    dir: &Path,
-    dataset: &nd_broden::Dataset,
+    ctx: &Context,
     layer: &Layer,
     u: usize,
     decoded: &BTreeMap<usize, Decoded>,
     runs: &HashMap<(usize, u32), Vec<Run>>,
-    config: &Config,
 ) -> Result<UnitDrawn> {
+    let (dir, dataset, config) = (ctx.dir, ctx.dataset, ctx.config);
     let unit = &layer.units[u];
     let mut shown = Vec::new();
     let mut overlays = Vec::new();
@@ -210,7 +210,10 @@ fn draw_unit(
         let d = &decoded[&row];
         let (lh, lw) = (d.labels.height as usize, d.labels.width as usize);
         let mut mask = vec![false; lh * lw];
-        for run in runs.get(&(row, unit.unit)).map_or(&[][..], |r| r.as_slice()) {
+        for run in runs
+            .get(&(row, unit.unit))
+            .map_or(&[][..], |r| r.as_slice())
+        {
             let (a, b) = (run.start as usize, run.start as usize + run.length as usize);
             if b > mask.len() {
                 return Err(Error::Input(format!(
@@ -224,7 +227,11 @@ fn draw_unit(
             Some(top) => concept_mask(dataset, &d.labels, top),
             None => vec![false; lh * lw],
         };
-        let both = mask.iter().zip(&concept).filter(|(a, b)| **a && **b).count();
+        let both = mask
+            .iter()
+            .zip(&concept)
+            .filter(|(a, b)| **a && **b)
+            .count();
         shown.push(Shown {
             row,
             max,
@@ -234,7 +241,11 @@ fn draw_unit(
         });
 
         let (tw, th) = (d.thumb.width() as usize, d.thumb.height() as usize);
-        thumbs.push(dimmed(&d.thumb, &upscale(&mask, lh, lw, th, tw), UNIT_COLOUR));
+        thumbs.push(dimmed(
+            &d.thumb,
+            &upscale(&mask, lh, lw, th, tw),
+            UNIT_COLOUR,
+        ));
         // At the label maps' resolution, where masks and concepts are scored; the page
         // scales them to the image without smoothing.
         let what = |m: &[bool], colour| -> Result<Vec<u8>> {
@@ -245,7 +256,11 @@ fn draw_unit(
         };
         overlays.push((what(&mask, UNIT_COLOUR)?, what(&concept, CONCEPT_COLOUR)?));
     }
-    let width = thumbs.iter().map(|t| t.width() + STRIP_GAP).sum::<u32>().max(1);
+    let width = thumbs
+        .iter()
+        .map(|t| t.width() + STRIP_GAP)
+        .sum::<u32>()
+        .max(1);
     let mut strip = RgbImage::from_pixel(width, config.thumbnail_height, Rgb([24, 24, 24]));
     let mut x = 0;
     for t in &thumbs {
@@ -481,7 +496,9 @@ mod tests {
         for i in [0, 1, 4, 5] {
             mask[i] = true;
         }
-        let edges: Vec<bool> = (0..16).map(|i| on_edge(&mask, 4, 4, i % 4, i / 4)).collect();
+        let edges: Vec<bool> = (0..16)
+            .map(|i| on_edge(&mask, 4, 4, i % 4, i / 4))
+            .collect();
         // Inside pixels on the image's edge or next to the outside, outside pixels next to
         // the mask; the far corner is neither.
         assert!(edges[0] && edges[5] && edges[2] && edges[8]);

@@ -205,6 +205,18 @@ pub(crate) struct Report {
     pub layers: Vec<Layer>,
 }
 
+/// What every page and drawing of a report needs.
+pub(crate) struct Context<'a> {
+    /// The directory the report is written into.
+    pub dir: &'a Path,
+    pub dataset: &'a nd_broden::Dataset,
+    pub categories: &'a [String],
+    pub iou_threshold: f64,
+    pub config: &'a Config,
+    /// The dataset row of the activations' first image.
+    pub first_row: usize,
+}
+
 /// A name safe as a file name on every system, kept readable.
 fn stem(index: usize, layer: &str) -> String {
     let safe: String = layer
@@ -379,7 +391,10 @@ fn top_images(maxima: &[f32], units: usize, k: usize, first_row: usize) -> Vec<V
                 order.truncate(k);
             }
             order.sort_by(cmp);
-            order.into_iter().map(|i| (first_row + i, key(&i))).collect()
+            order
+                .into_iter()
+                .map(|i| (first_row + i, key(&i)))
+                .collect()
         })
         .collect()
 }
@@ -410,10 +425,10 @@ pub fn write(dir: &Path, inputs: &Inputs, config: &Config) -> Result<Value> {
             inputs.dataset.len()
         )));
     }
-    let group = nd_arrays::ActivationGroup::open(
-        &inputs.activations.dir.join(nd_arrays::ACTIVATIONS_DIR),
-    )?;
-    let masks = nd_arrays::masks::MaskGroup::open(&inputs.masks.dir.join(nd_arrays::masks::MASKS_DIR))?;
+    let group =
+        nd_arrays::ActivationGroup::open(&inputs.activations.dir.join(nd_arrays::ACTIVATIONS_DIR))?;
+    let masks =
+        nd_arrays::masks::MaskGroup::open(&inputs.masks.dir.join(nd_arrays::masks::MASKS_DIR))?;
     page::write_assets(dir)?;
     let mut outputs = Vec::new();
     let mut written_images = std::collections::BTreeSet::new();
@@ -431,40 +446,19 @@ pub fn write(dir: &Path, inputs: &Inputs, config: &Config) -> Result<Value> {
         let maxima = reader.read_max()?;
         layer.top = top_images(&maxima, layer.units.len(), config.top_images, rows.start);
         let mask_reader = masks.open_layer(&layer.name)?;
-        let categories = &report.categories;
-        let threshold = report.iou_threshold;
-        let title = config.title.as_str();
-        let layer_ref: &Layer = layer;
-        let unit_page = |u: usize, drawn: &draw::UnitDrawn| {
-            page::write_unit(
-                dir,
-                inputs.dataset,
-                categories,
-                threshold,
-                title,
-                layer_ref,
-                u,
-                drawn,
-            )
-        };
-        let drawn = draw::layer_images(
+        let ctx = Context {
             dir,
-            inputs.dataset,
-            layer,
-            &mask_reader,
-            rows.start,
+            dataset: inputs.dataset,
+            categories: &report.categories,
+            iou_threshold: report.iou_threshold,
             config,
-            &unit_page,
-            &mut written_images,
-        )?;
-        page::write_layer(
-            dir,
-            &report.categories,
-            report.iou_threshold,
-            &config.title,
-            layer,
-            &drawn,
-        )?;
+            first_row: rows.start,
+        };
+        let layer_ref: &Layer = layer;
+        let unit_page =
+            |u: usize, drawn: &draw::UnitDrawn| page::write_unit(&ctx, layer_ref, u, drawn);
+        let drawn = draw::layer_images(&ctx, layer, &mask_reader, &unit_page, &mut written_images)?;
+        page::write_layer(&ctx, layer, &drawn)?;
         outputs.push(json!({
             "layer": layer.name,
             "page": format!("layer-{}.html", layer.stem),

@@ -69,7 +69,10 @@ fn run() -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the cache {}", cache.display()))?;
     let input = |artifact: &nd_store::Artifact, role: &str, stage: &str| {
         let key = artifact.manifest.inputs.get(role).with_context(|| {
-            format!("{}: the manifest names no `{role}` input", artifact.dir.display())
+            format!(
+                "{}: the manifest names no `{role}` input",
+                artifact.dir.display()
+            )
         })?;
         store.get_key(stage, *key)?.with_context(|| {
             format!(

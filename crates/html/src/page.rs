@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::draw::{self, Drawn, UnitDrawn};
-use crate::{Error, Layer, Report, Result, svg};
+use crate::{Context, Error, Layer, Report, Result, svg};
 
 const CSS: &str = include_str!("../assets/report.css");
 const JS: &str = include_str!("../assets/report.js");
@@ -203,14 +203,9 @@ pub(crate) fn write_index(dir: &Path, report: &Report, title: &str) -> Result<()
     write_file(&dir.join("index.html"), &out)
 }
 
-pub(crate) fn write_layer(
-    dir: &Path,
-    categories: &[String],
-    threshold: f64,
-    title: &str,
-    layer: &Layer,
-    drawn: &Drawn,
-) -> Result<()> {
+pub(crate) fn write_layer(ctx: &Context, layer: &Layer, drawn: &Drawn) -> Result<()> {
+    let (dir, categories, threshold) = (ctx.dir, ctx.categories, ctx.iou_threshold);
+    let title = ctx.config.title.as_str();
     let s = &layer.summary;
     let page_title = format!("{title} · {}", layer.name);
     let mut out = head(
@@ -348,17 +343,10 @@ fn png_uri(bytes: &[u8]) -> String {
     )
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn write_unit(
-    dir: &Path,
-    dataset: &nd_broden::Dataset,
-    categories: &[String],
-    threshold: f64,
-    title: &str,
-    layer: &Layer,
-    u: usize,
-    drawn: &UnitDrawn,
-) -> Result<()> {
+pub(crate) fn write_unit(ctx: &Context, layer: &Layer, u: usize, drawn: &UnitDrawn) -> Result<()> {
+    let (dir, dataset, categories, threshold) =
+        (ctx.dir, ctx.dataset, ctx.categories, ctx.iou_threshold);
+    let title = ctx.config.title.as_str();
     let unit = &layer.units[u];
     let name = format!("unit {}", unit.unit);
     let mut out = head(
@@ -366,7 +354,10 @@ pub(crate) fn write_unit(
         "../",
         &[
             ("../index.html".into(), title.into()),
-            (format!("../{}", layer_page(&layer.stem)), layer.name.clone()),
+            (
+                format!("../{}", layer_page(&layer.stem)),
+                layer.name.clone(),
+            ),
             (format!("unit-{:04}.html", unit.unit), name.clone()),
         ],
     );
@@ -400,7 +391,7 @@ pub(crate) fn write_unit(
     }
     let _ = write!(
         out,
-        "<p class=\"pager\">{}{}</p>\n",
+        "<p class=\"pager\">{}{}</p>",
         if u > 0 {
             format!(
                 r#"<a href="unit-{:04}.html">← unit {}</a> "#,
@@ -416,7 +407,7 @@ pub(crate) fn write_unit(
             .map(|n| format!(r#"<a href="unit-{:04}.html">unit {} →</a>"#, n.unit, n.unit))
             .unwrap_or_default()
     );
-    out.push_str("<table class=\"stats\"><thead><tr><th>category</th><th>best label</th><th>IoU</th></tr></thead><tbody>");
+    out.push_str("\n<table class=\"stats\"><thead><tr><th>category</th><th>best label</th><th>IoU</th></tr></thead><tbody>");
     for best in &unit.categories {
         let _ = write!(
             out,
@@ -457,7 +448,8 @@ pub(crate) fn write_unit(
         "<h2>Top images</h2>\n<p>By the unit's highest activation in the image. Left: the unit's mask (above its threshold, as scored); right: where the label map names <b>{}</b>.</p>\n<div class=\"pairs\">\n",
         escape(&concept)
     );
-    for (rank, (shown, (mask, concept_png))) in drawn.shown.iter().zip(&drawn.overlays).enumerate() {
+    for (rank, (shown, (mask, concept_png))) in drawn.shown.iter().zip(&drawn.overlays).enumerate()
+    {
         let image = format!("../{}", draw::image_file(shown.row));
         let file = &dataset.rows()[shown.row].image;
         let union = shown.mask + shown.concept - shown.both;
@@ -577,7 +569,13 @@ pub(crate) fn write_run_index(
         .max();
     out.push_str("<h2>Unique detectors per category by layer</h2>\n<div class=\"charts\">");
     for (name, unique) in &charts {
-        out.push_str(&svg::stacked_bars(name, &layers, &categories, unique, y_max));
+        out.push_str(&svg::stacked_bars(
+            name,
+            &layers,
+            &categories,
+            unique,
+            y_max,
+        ));
     }
     out.push_str("</div>\n");
     out.push_str(&foot(""));
