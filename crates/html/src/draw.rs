@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
-use image::{ImageEncoder, Rgb, RgbImage, RgbaImage};
+use image::{ImageEncoder, Rgb, RgbImage};
 use nd_arrays::masks::{MaskReader, Run};
 use rayon::prelude::*;
 
@@ -248,11 +248,8 @@ fn draw_unit(
         ));
         // At the label maps' resolution, where masks and concepts are scored; the page
         // scales them to the image without smoothing.
-        let what = |m: &[bool], colour| -> Result<Vec<u8>> {
-            encode_png(
-                &overlay(m, lw as u32, lh as u32, colour),
-                &dir.join(&layer.stem),
-            )
+        let what = |m: &[bool], colour| {
+            overlay_png(m, lw as u32, lh as u32, colour, &dir.join(&layer.stem))
         };
         overlays.push((what(&mask, UNIT_COLOUR)?, what(&concept, CONCEPT_COLOUR)?));
     }
@@ -351,20 +348,38 @@ fn dimmed(image: &RgbImage, mask: &[bool], colour: [u8; 3]) -> RgbImage {
 }
 
 /// A transparent layer that dims what is outside the mask and outlines it, to lay over the
-/// image in the browser.
-fn overlay(mask: &[bool], w: u32, h: u32, colour: [u8; 3]) -> RgbaImage {
+/// image in the browser: a 2-bit indexed PNG (clear, dim, outline).
+fn overlay_png(mask: &[bool], w: u32, h: u32, colour: [u8; 3], path: &Path) -> Result<Vec<u8>> {
     let (wu, hu) = (w as usize, h as usize);
-    let dim_alpha = (255 - DIM_256) as u8;
-    RgbaImage::from_fn(w, h, |x, y| {
-        let i = y as usize * wu + x as usize;
-        if on_edge(mask, wu, hu, x as usize, y as usize) {
-            image::Rgba([colour[0], colour[1], colour[2], 255])
-        } else if mask[i] {
-            image::Rgba([0, 0, 0, 0])
-        } else {
-            image::Rgba([0, 0, 0, dim_alpha])
+    let row_bytes = wu.div_ceil(4);
+    let mut data = vec![0u8; row_bytes * hu];
+    for y in 0..hu {
+        for x in 0..wu {
+            let index: u8 = if on_edge(mask, wu, hu, x, y) {
+                2
+            } else if mask[y * wu + x] {
+                0
+            } else {
+                1
+            };
+            data[y * row_bytes + x / 4] |= index << (6 - 2 * (x % 4));
         }
-    })
+    }
+    let error = |e: png::EncodingError| Error::Encode {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, w, h);
+    encoder.set_color(png::ColorType::Indexed);
+    encoder.set_depth(png::BitDepth::Two);
+    encoder.set_palette(vec![0, 0, 0, 0, 0, 0, colour[0], colour[1], colour[2]]);
+    encoder.set_trns(vec![0, (255 - DIM_256) as u8, 255]);
+    encoder.set_compression(png::Compression::Balanced);
+    let mut writer = encoder.write_header().map_err(error)?;
+    writer.write_image_data(&data).map_err(error)?;
+    writer.finish().map_err(error)?;
+    Ok(out)
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -386,27 +401,6 @@ fn encode_jpeg(out: &mut Vec<u8>, image: &RgbImage, path: &Path) -> Result<()> {
             path: path.to_owned(),
             message: e.to_string(),
         })
-}
-
-/// PNG bytes of an overlay (`path` names where it goes, for errors).
-fn encode_png(image: &RgbaImage, path: &Path) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    image::codecs::png::PngEncoder::new_with_quality(
-        &mut out,
-        image::codecs::png::CompressionType::Best,
-        image::codecs::png::FilterType::Adaptive,
-    )
-    .write_image(
-        image.as_raw(),
-        image.width(),
-        image.height(),
-        image::ExtendedColorType::Rgba8,
-    )
-    .map_err(|e| Error::Encode {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })?;
-    Ok(out)
 }
 
 /// For each output position along one axis, the source positions it averages and their

@@ -30,6 +30,10 @@ pub use page::escape;
 
 pub const STAGE: &str = "html";
 pub const SCHEMA: u32 = 1;
+/// The version of the pages and drawings, in the cache key: bump it when a change to this
+/// crate changes what it writes, so that no run serves pages written by older code. The
+/// style sheet and script are in the key by their content.
+pub const PAGES_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -141,7 +145,8 @@ pub fn spec(inputs: &Inputs, config: &Config) -> Result<nd_store::Spec> {
     )
     .input("activations", inputs.activations.key())
     .input("masks", inputs.masks.key())
-    .input("report", inputs.report.key()))
+    .input("report", inputs.report.key())
+    .digest("pages", page::assets_digest(PAGES_VERSION)))
 }
 
 pub use nd_store::Outcome;

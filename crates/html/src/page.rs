@@ -35,6 +35,15 @@ fn write_file(path: &Path, text: &str) -> Result<()> {
     })
 }
 
+/// The digest of what the pages are made with: their version, style sheet and script.
+pub(crate) fn assets_digest(version: u32) -> String {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&version.to_le_bytes());
+    hasher.update(CSS.as_bytes());
+    hasher.update(JS.as_bytes());
+    hasher.finalize().to_hex().to_string()
+}
+
 pub(crate) fn write_assets(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Io {
         path: dir.to_owned(),
@@ -411,7 +420,7 @@ pub(crate) fn write_unit(ctx: &Context, layer: &Layer, u: usize, drawn: &UnitDra
     for best in &unit.categories {
         let _ = write!(
             out,
-            "<tr{}><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr{}><td>{}</td><td class=\"text\">{}</td><td>{}</td></tr>",
             if best.iou > threshold {
                 " class=\"over\""
             } else {
