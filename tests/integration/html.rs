@@ -94,7 +94,9 @@ fn the_demo_models_report_works_in_a_browser_offline() {
         .map(|e| e.unwrap().path())
         .collect();
     // Written afresh: the cached pages go, their inputs stay.
-    std::fs::remove_dir_all(dir.path().join("cache/html")).unwrap();
+    for stage in ["html", "html-images"] {
+        std::fs::remove_dir_all(dir.path().join("cache").join(stage)).unwrap();
+    }
     let again = dir.path().join("again");
     let mut same = false;
     for report in reports {

@@ -92,6 +92,13 @@ fn a_stage_reruns_only_when_its_inputs_change() {
     .unwrap();
     let threshold = netdissect(&pipeline, &["--explain"]);
     expect(&threshold, &["report", "html"]);
+    // The pages are rewritten; the images they show are not redrawn.
+    let count = |stage: &str| {
+        std::fs::read_dir(dir.path().join("cache").join(stage))
+            .unwrap()
+            .count()
+    };
+    assert_eq!((count("html"), count("html-images")), (2, 1));
     assert!(
         threshold
             .stderr

@@ -7,6 +7,7 @@ use std::path::Path;
 use image::{ImageEncoder, Rgb, RgbImage};
 use nd_arrays::masks::{MaskReader, Run};
 use rayon::prelude::*;
+use serde_json::{Value, json};
 
 use crate::{Context, Error, Layer, Result};
 
@@ -36,23 +37,78 @@ pub(crate) struct Shown {
     pub both: u64,
 }
 
-/// One unit's drawings: what each top image shows, and for each the PNG overlays of the
-/// unit's mask and of its concept at the image's size (for its page, in memory).
+/// One unit's drawings: what each top image shows, the strip's width, and for each image
+/// the overlays of the unit's mask and of its concept (base64 PNGs, which the unit's page
+/// embeds instead of thousands of small files).
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct UnitDrawn {
     pub shown: Vec<Shown>,
     pub strip_width: u32,
-    pub overlays: Vec<(Vec<u8>, Vec<u8>)>,
+    pub overlays: Vec<(String, String)>,
 }
 
-/// What was drawn for a layer, for its page.
+/// What was drawn for a layer: `<stem>/units.json` in the images artifact.
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Drawn {
-    /// Per unit, its top images in order.
-    pub shown: Vec<Vec<Shown>>,
-    /// Per unit, the strip's width in pixels (its height is the thumbnail height).
-    pub strip_width: Vec<u32>,
     pub thumbnail_height: u32,
-    /// Files written (strips and images).
-    pub files: usize,
+    pub units: Vec<UnitDrawn>,
+}
+
+impl Drawn {
+    pub fn to_json(&self) -> Value {
+        let units: Vec<Value> = self
+            .units
+            .iter()
+            .map(|u| {
+                let shown: Vec<Value> = u
+                    .shown
+                    .iter()
+                    .zip(&u.overlays)
+                    .map(|(s, (mask, concept))| {
+                        json!({
+                            "row": s.row, "max": s.max, "mask": s.mask, "concept": s.concept,
+                            "both": s.both, "mask_png": mask, "concept_png": concept,
+                        })
+                    })
+                    .collect();
+                json!({ "strip_width": u.strip_width, "shown": shown })
+            })
+            .collect();
+        json!({ "thumbnail_height": self.thumbnail_height, "units": units })
+    }
+
+    pub fn from_json(value: &Value) -> Option<Drawn> {
+        let units = value["units"]
+            .as_array()?
+            .iter()
+            .map(|u| {
+                let mut shown = Vec::new();
+                let mut overlays = Vec::new();
+                for s in u["shown"].as_array()? {
+                    shown.push(Shown {
+                        row: s["row"].as_u64()? as usize,
+                        max: s["max"].as_f64()? as f32,
+                        mask: s["mask"].as_u64()?,
+                        concept: s["concept"].as_u64()?,
+                        both: s["both"].as_u64()?,
+                    });
+                    overlays.push((
+                        s["mask_png"].as_str()?.to_owned(),
+                        s["concept_png"].as_str()?.to_owned(),
+                    ));
+                }
+                Some(UnitDrawn {
+                    shown,
+                    strip_width: u["strip_width"].as_u64()? as u32,
+                    overlays,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Drawn {
+            thumbnail_height: value["thumbnail_height"].as_u64()? as u32,
+            units,
+        })
+    }
 }
 
 /// A file name relative to the report's root.
@@ -112,11 +168,12 @@ fn shown_masks(
 
 /// Draws every unit's strip (written as a file) and overlays (handed to `page`, which
 /// writes the unit's page), a block of units at a time.
+/// Draws every unit's strip and the images they show (written as files) and its overlays
+/// (returned), a block of units at a time.
 pub(crate) fn layer_images(
     ctx: &Context,
     layer: &Layer,
     masks: &MaskReader,
-    page: &(dyn Fn(usize, &UnitDrawn) -> Result<()> + Sync),
     written_images: &mut BTreeSet<usize>,
 ) -> Result<Drawn> {
     let (dir, dataset, config) = (ctx.dir, ctx.dataset, ctx.config);
@@ -124,9 +181,7 @@ pub(crate) fn layer_images(
         std::fs::create_dir_all(&path).map_err(|source| Error::Io { path, source })?;
     }
     let runs = shown_masks(layer, masks, ctx.first_row)?;
-    let mut shown = Vec::with_capacity(layer.units.len());
-    let mut strip_width = Vec::with_capacity(layer.units.len());
-    let mut files = 0;
+    let mut units = Vec::with_capacity(layer.units.len());
     let th = config.thumbnail_height;
     for block in (0..layer.units.len())
         .collect::<Vec<_>>()
@@ -164,27 +219,16 @@ pub(crate) fn layer_images(
             encode_jpeg(&mut bytes, &decoded[&row].image, &path)?;
             write_file(&path, &bytes)
         })?;
-        files += fresh.len();
         written_images.extend(fresh);
-        let drawn: Vec<(Vec<Shown>, u32)> = block
+        let drawn: Vec<UnitDrawn> = block
             .par_iter()
-            .map(|&u| {
-                let drawn = draw_unit(ctx, layer, u, &decoded, &runs)?;
-                page(u, &drawn)?;
-                Ok((drawn.shown, drawn.strip_width))
-            })
+            .map(|&u| draw_unit(ctx, layer, u, &decoded, &runs))
             .collect::<Result<_>>()?;
-        for (s, width) in drawn {
-            shown.push(s);
-            strip_width.push(width);
-            files += 1;
-        }
+        units.extend(drawn);
     }
     Ok(Drawn {
-        shown,
-        strip_width,
         thumbnail_height: th,
-        files,
+        units,
     })
 }
 
@@ -251,7 +295,10 @@ fn draw_unit(
         let what = |m: &[bool], colour| {
             overlay_png(m, lw as u32, lh as u32, colour, &dir.join(&layer.stem))
         };
-        overlays.push((what(&mask, UNIT_COLOUR)?, what(&concept, CONCEPT_COLOUR)?));
+        overlays.push((
+            base64(&what(&mask, UNIT_COLOUR)?),
+            base64(&what(&concept, CONCEPT_COLOUR)?),
+        ));
     }
     let width = thumbs
         .iter()
@@ -382,6 +429,11 @@ fn overlay_png(mask: &[bool], w: u32, h: u32, colour: [u8; 3], path: &Path) -> R
     Ok(out)
 }
 
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).map_err(|source| Error::Io {
         path: path.to_owned(),
@@ -501,6 +553,28 @@ mod tests {
         let d = dimmed(&image, &mask, UNIT_COLOUR);
         assert_eq!(d.get_pixel(3, 3).0, [60, 60, 60]);
         assert_eq!(d.get_pixel(0, 0).0, UNIT_COLOUR);
+    }
+
+    #[test]
+    fn drawings_survive_their_json() {
+        let drawn = Drawn {
+            thumbnail_height: 84,
+            units: vec![UnitDrawn {
+                shown: vec![Shown {
+                    row: 7,
+                    max: 0.1 + 0.2,
+                    mask: 3,
+                    concept: 4,
+                    both: 2,
+                }],
+                strip_width: 86,
+                overlays: vec![("AAA=".into(), "BBB=".into())],
+            }],
+        };
+        let text = drawn.to_json().to_string();
+        let back = Drawn::from_json(&serde_json::from_str(&text).unwrap()).unwrap();
+        assert_eq!(back, drawn);
+        assert!(Drawn::from_json(&json!({ "units": [{}] })).is_none());
     }
 
     #[test]

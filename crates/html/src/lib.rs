@@ -34,6 +34,10 @@ pub const SCHEMA: u32 = 1;
 /// crate changes what it writes, so that no run serves pages written by older code. The
 /// style sheet and script are in the key by their content.
 pub const PAGES_VERSION: u32 = 1;
+/// The same for the images (strips, top images, overlays).
+pub const DRAWINGS_VERSION: u32 = 1;
+/// The stage of the images the pages show.
+pub const IMAGES_STAGE: &str = "html-images";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -130,28 +134,48 @@ impl Inputs<'_> {
     }
 }
 
-pub fn spec(inputs: &Inputs, config: &Config) -> Result<nd_store::Spec> {
+/// The key of the images (strips, top images, overlays): everything but the IoU threshold
+/// and the title, so that changing those rewrites only the pages. The units' labels are read
+/// from the report, but they are a function of the scores alone (the threshold only decides
+/// which units are detectors), by the rule of the report's schema version, which is in the key.
+pub fn images_spec(inputs: &Inputs, config: &Config) -> Result<nd_store::Spec> {
     config.validate()?;
     inputs.check()?;
     // The images are in the extract key (their digest), the label maps in the score key.
     Ok(nd_store::Spec::new(
-        STAGE,
+        IMAGES_STAGE,
         SCHEMA,
         json!({
             "top_images": config.top_images,
             "thumbnail_height": config.thumbnail_height,
-            "title": config.title,
         }),
     )
     .input("activations", inputs.activations.key())
     .input("masks", inputs.masks.key())
-    .input("report", inputs.report.key())
-    .digest("pages", page::assets_digest(PAGES_VERSION)))
+    .input("scores", inputs.scores.key())
+    .digest(
+        "labels",
+        format!("report schema {}", inputs.report.manifest.schema),
+    )
+    .digest("drawings", DRAWINGS_VERSION.to_string()))
+}
+
+/// The key of the pages: the images, the report, the title, and what the pages are made
+/// with.
+pub fn spec(inputs: &Inputs, config: &Config) -> Result<nd_store::Spec> {
+    let images = images_spec(inputs, config)?;
+    Ok(
+        nd_store::Spec::new(STAGE, SCHEMA, json!({ "title": config.title }))
+            .input("images", images.key())
+            .input("report", inputs.report.key())
+            .digest("pages", page::assets_digest(PAGES_VERSION)),
+    )
 }
 
 pub use nd_store::Outcome;
 
-/// Writes the report pages of one model through the store.
+/// Writes the report pages of one model through the store: the images first (unless they
+/// are cached), then the pages, which link the images.
 pub fn run(store: &nd_store::Store, inputs: &Inputs, config: &Config) -> Result<Outcome> {
     let spec = spec(inputs, config)?;
     if let Some(artifact) = store.get(&spec)? {
@@ -160,9 +184,18 @@ pub fn run(store: &nd_store::Store, inputs: &Inputs, config: &Config) -> Result<
             computed: false,
         });
     }
+    let images_spec = images_spec(inputs, config)?;
+    let images = match store.get(&images_spec)? {
+        Some(artifact) => artifact,
+        None => {
+            let pending = store.begin(&images_spec)?;
+            let outputs = write_images(pending.dir(), inputs, config)?;
+            pending.commit(nd_store::versions(), outputs)?
+        }
+    };
     let pending = store.begin(&spec)?;
-    let stats = write(pending.dir(), inputs, config)?;
-    let artifact = pending.commit(nd_store::versions(), stats)?;
+    let outputs = write_pages(pending.dir(), &images, inputs, config)?;
+    let artifact = pending.commit(nd_store::versions(), outputs)?;
     Ok(Outcome {
         artifact,
         computed: true,
@@ -416,11 +449,7 @@ fn extract_rows(activations: &nd_store::Artifact) -> Result<std::ops::Range<usiz
     }
 }
 
-/// Writes every page and image of the report into `dir`; returns the manifest's outputs.
-pub fn write(dir: &Path, inputs: &Inputs, config: &Config) -> Result<Value> {
-    config.validate()?;
-    inputs.check()?;
-    let mut report = read_report(inputs)?;
+fn checked_rows(inputs: &Inputs) -> Result<std::ops::Range<usize>> {
     let rows = extract_rows(inputs.activations)?;
     if rows.end > inputs.dataset.len() {
         return Err(Error::Input(format!(
@@ -430,11 +459,21 @@ pub fn write(dir: &Path, inputs: &Inputs, config: &Config) -> Result<Value> {
             inputs.dataset.len()
         )));
     }
+    Ok(rows)
+}
+
+const DRAWN_FILE: &str = "units.json";
+
+/// Draws the images of every layer into `dir`: the top images, each unit's strip, and per
+/// layer `<stem>/units.json` (what each image shows, the overlays). Returns the manifest's
+/// outputs.
+fn write_images(dir: &Path, inputs: &Inputs, config: &Config) -> Result<Value> {
+    let mut report = read_report(inputs)?;
+    let rows = checked_rows(inputs)?;
     let group =
         nd_arrays::ActivationGroup::open(&inputs.activations.dir.join(nd_arrays::ACTIVATIONS_DIR))?;
     let masks =
         nd_arrays::masks::MaskGroup::open(&inputs.masks.dir.join(nd_arrays::masks::MASKS_DIR))?;
-    page::write_assets(dir)?;
     let mut outputs = Vec::new();
     let mut written_images = std::collections::BTreeSet::new();
     for layer in &mut report.layers {
@@ -450,7 +489,6 @@ pub fn write(dir: &Path, inputs: &Inputs, config: &Config) -> Result<Value> {
         }
         let maxima = reader.read_max()?;
         layer.top = top_images(&maxima, layer.units.len(), config.top_images, rows.start);
-        let mask_reader = masks.open_layer(&layer.name)?;
         let ctx = Context {
             dir,
             dataset: inputs.dataset,
@@ -459,20 +497,72 @@ pub fn write(dir: &Path, inputs: &Inputs, config: &Config) -> Result<Value> {
             config,
             first_row: rows.start,
         };
-        let layer_ref: &Layer = layer;
-        let unit_page =
-            |u: usize, drawn: &draw::UnitDrawn| page::write_unit(&ctx, layer_ref, u, drawn);
-        let drawn = draw::layer_images(&ctx, layer, &mask_reader, &unit_page, &mut written_images)?;
+        let drawn = draw::layer_images(
+            &ctx,
+            layer,
+            &masks.open_layer(&layer.name)?,
+            &mut written_images,
+        )?;
+        let path = dir.join(&layer.stem).join(DRAWN_FILE);
+        std::fs::write(&path, drawn.to_json().to_string())
+            .map_err(|source| Error::Io { path, source })?;
+        outputs.push(json!({ "layer": layer.name, "dir": layer.stem, "units": layer.units.len() }));
+    }
+    Ok(json!({ "layers": outputs, "images": written_images.len() }))
+}
+
+/// Writes the pages into `dir`, with hard links to (or copies of) the images they show.
+/// Returns the manifest's outputs.
+fn write_pages(
+    dir: &Path,
+    images: &nd_store::Artifact,
+    inputs: &Inputs,
+    config: &Config,
+) -> Result<Value> {
+    let report = read_report(inputs)?;
+    let rows = checked_rows(inputs)?;
+    copy_tree(&images.dir, dir, &|name| {
+        name != nd_store::MANIFEST_FILE && name != DRAWN_FILE
+    })?;
+    page::write_assets(dir)?;
+    let mut outputs = Vec::new();
+    for layer in &report.layers {
+        let path = images.dir.join(&layer.stem).join(DRAWN_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let drawn = serde_json::from_str(&text)
+            .ok()
+            .and_then(|v| draw::Drawn::from_json(&v))
+            .filter(|d| d.units.len() == layer.units.len())
+            .ok_or_else(|| {
+                Error::Input(format!(
+                    "{}: not the drawings of layer `{}`",
+                    path.display(),
+                    layer.name
+                ))
+            })?;
+        let ctx = Context {
+            dir,
+            dataset: inputs.dataset,
+            categories: &report.categories,
+            iou_threshold: report.iou_threshold,
+            config,
+            first_row: rows.start,
+        };
         page::write_layer(&ctx, layer, &drawn)?;
+        (0..layer.units.len())
+            .into_par_iter()
+            .try_for_each(|u| page::write_unit(&ctx, layer, u, &drawn.units[u]))?;
         outputs.push(json!({
             "layer": layer.name,
             "page": format!("layer-{}.html", layer.stem),
             "units": layer.units.len(),
-            "files": drawn.files,
         }));
     }
     page::write_index(dir, &report, &config.title)?;
-    Ok(json!({ "index": "index.html", "layers": outputs, "images": written_images.len() }))
+    Ok(json!({ "index": "index.html", "layers": outputs }))
 }
 
 /// Copies a report artifact's pages to `to` (replacing what a previous copy left there),
@@ -490,13 +580,14 @@ pub fn export(artifact: &nd_store::Artifact, to: &Path) -> Result<()> {
     if to.exists() {
         std::fs::remove_dir_all(to).map_err(io(to))?;
     }
-    copy_tree(&artifact.dir, to)?;
-    std::fs::remove_file(to.join(nd_store::MANIFEST_FILE)).map_err(io(to))?;
+    copy_tree(&artifact.dir, to, &|name| name != nd_store::MANIFEST_FILE)?;
     std::fs::write(&marker, key).map_err(io(&marker))?;
     Ok(())
 }
 
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+/// Hard-links (or copies, across file systems) the files of `from` whose names `keep`
+/// accepts into `to`, recursively.
+fn copy_tree(from: &Path, to: &Path, keep: &dyn Fn(&str) -> bool) -> Result<()> {
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| Error::Io { path, source }
@@ -506,8 +597,10 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
         let entry = entry.map_err(io(from))?;
         let target = to.join(entry.file_name());
         if entry.file_type().map_err(io(&entry.path()))?.is_dir() {
-            copy_tree(&entry.path(), &target)?;
-        } else if std::fs::hard_link(entry.path(), &target).is_err() {
+            copy_tree(&entry.path(), &target, keep)?;
+        } else if keep(&entry.file_name().to_string_lossy())
+            && std::fs::hard_link(entry.path(), &target).is_err()
+        {
             std::fs::copy(entry.path(), &target).map_err(io(&target))?;
         }
     }

@@ -331,9 +331,9 @@ pub(crate) fn write_layer(ctx: &Context, layer: &Layer, drawn: &Drawn) -> Result
 "#,
             page = escape(&unit_page(&layer.stem, unit.unit)),
             src = escape(&draw::strip_file(&layer.stem, unit.unit)),
-            w = drawn.strip_width[u],
+            w = drawn.units[u].strip_width,
             h = drawn.thumbnail_height,
-            k = drawn.shown[u].len(),
+            k = drawn.units[u].shown.len(),
             n = unit.unit,
         );
     }
@@ -342,14 +342,8 @@ pub(crate) fn write_layer(ctx: &Context, layer: &Layer, drawn: &Drawn) -> Result
     write_file(&dir.join(layer_page(&layer.stem)), &out)
 }
 
-/// A data URI of a PNG: the overlays live in their unit's page instead of thousands of
-/// small files.
-fn png_uri(bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    format!(
-        "data:image/png;base64,{}",
-        base64::engine::general_purpose::STANDARD.encode(bytes)
-    )
+fn png_uri(base64: &str) -> String {
+    format!("data:image/png;base64,{base64}")
 }
 
 pub(crate) fn write_unit(ctx: &Context, layer: &Layer, u: usize, drawn: &UnitDrawn) -> Result<()> {
