@@ -6,7 +6,8 @@ the stage binaries one by one on a cold cache under /usr/bin/time (wall time, CP
 peak RSS, bytes written), times the forward passes alone (`nd-extract --floor`: images
 decoded and normalised in memory, same batches and threads), runs the NumPy reference
 implementation (tests/python/oracle.py) on the same activations, then times
-`netdissect run` with nothing changed and with only the IoU threshold changed. It prints
+`netdissect run` with nothing changed and with only the IoU threshold changed. Then it
+writes the browsable report of a 2,048-unit layer and opens it in Chromium. It prints
 one table and writes it, with the targets and the machine, to BENCHMARKS.md.
 """
 
@@ -118,6 +119,11 @@ def bench_model(model, file, data, work, threads):
     stage("report", [f"{BIN}/nd-report", "--scores", scores, "--iou-threshold", "0.04",
                      "--cache", cache, "--out", report_dir])
     rows[-1]["bytes"] = du(report_dir)
+    with open(os.path.join(report_dir, "manifest.json")) as f:
+        report = os.path.join(cache, "report", json.load(f)["key"])
+    # The browsable report, with the settings `netdissect run` uses (so its reruns find it).
+    stage("html", [f"{BIN}/nd-html", "--dataset", data, "--report", report, "--title", model,
+                   "--cache", cache] + common)
 
     with open(os.path.join(extract, "manifest.json")) as f:
         manifest = json.load(f)
@@ -157,6 +163,77 @@ def bench_model(model, file, data, work, threads):
             "reference_wall": oracle_wall, "reference_rss": oracle_rss, "reruns": reruns}
 
 
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-quic", "--host-resolver-rules=MAP * ~NOTFOUND"]
+
+
+def bench_pages(work, threads, images=300):
+    """The browsable report of a 2,048-unit layer (ResNet-50 layer4, seeded weights): the time
+    to write it, and in Chromium the time to open the layer page and to sort and filter it."""
+    data = os.path.join(work, f"synth-224-{images}")
+    if not os.path.isdir(data):
+        subprocess.run([f"{BIN}/netdissect", "synth", data, "--images", str(images),
+                        "--size", "224", "--seed", "12"], check=True, stdout=subprocess.DEVNULL)
+    model = os.path.join(work, "resnet50-seed0.pt")
+    if not os.path.exists(model):
+        subprocess.run([PYTHON, os.path.join(ROOT, "python", "export_torchvision.py"), "resnet50",
+                        "--layers", "layer4", "--seed", "0", "--out", model],
+                       check=True, stdout=subprocess.DEVNULL)
+    cache = os.path.join(work, "cache-pages")
+    results = os.path.join(work, "results-pages")
+    shutil.rmtree(cache, ignore_errors=True)
+    path = os.path.join(work, "pages.toml")
+    with open(path, "w") as f:
+        f.write(f'[dataset]\npath = "{data}"\n[cache]\ndir = "{cache}"\n[[model]]\n'
+                f'name = "resnet50"\nfile = "{model}"\nlayers = ["layer4"]\n'
+                f'batch_size = 32\n[output]\ndir = "{results}"\n')
+    _, err, _, _, _ = measure([f"{BIN}/netdissect", "run", path, "--no-progress",
+                               "--threads", str(threads)])
+    html = float(re.search(r"stage html\s+resnet50 computed \S+ ([0-9.]+)s", err).group(1))
+    with open(os.path.join(results, "resnet50", "summary.json")) as f:
+        units = json.load(f)["layers"][0]["units"]
+    pages = os.path.join(results, "resnet50", "html")
+    layer_page = os.path.join(pages, "layer-1-layer4.html")
+    out = {"units": units, "images": images, "html_s": html, "page_bytes": os.path.getsize(layer_page),
+           "report_bytes": du(pages)}
+    # Only the IoU threshold changed: the pages are rewritten, the images kept.
+    with open(path, "a") as f:
+        f.write("[report]\niou_threshold = 0.05\n")
+    _, err, _, _, _ = measure([f"{BIN}/netdissect", "run", path, "--no-progress"])
+    out["pages_only_s"] = float(
+        re.search(r"stage html\s+resnet50 computed \S+ ([0-9.]+)s", err).group(1))
+
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=os.environ.get(
+            "NETDISSECT_CHROMIUM", "/usr/bin/chromium"), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        started = time.perf_counter()
+        page.goto("file://" + os.path.abspath(layer_page), wait_until="load")
+        out["open_wall_ms"] = (time.perf_counter() - started) * 1000
+        nav = json.loads(page.evaluate(
+            "JSON.stringify(performance.getEntriesByType('navigation')[0])"))
+        out["dom_ready_ms"] = nav["domContentLoadedEventEnd"]
+        out["load_ms"] = nav["loadEventEnd"]
+        timed = """([id, value, event]) => {
+            const el = document.getElementById(id);
+            const t = performance.now();
+            if (el.type === 'checkbox') el.checked = value; else el.value = value;
+            el.dispatchEvent(new Event(event));
+            document.body.offsetHeight;  // the layout the change causes
+            return performance.now() - t;
+        }"""
+        out["sort_ms"] = page.evaluate(timed, ["sort", "iou", "change"])
+        category = page.eval_on_selector("#category option:nth-child(2)", "o => o.value")
+        out["filter_ms"] = page.evaluate(timed, ["category", category, "change"])
+        out["text_ms"] = page.evaluate(timed, ["filter", "grass", "input"])
+        out["cards"] = page.locator("article.card").count()
+        browser.close()
+    print(f"bench: pages: {json.dumps(out)}", file=sys.stderr)
+    return out
+
+
 def fmt_bytes(n):
     if n is None:
         return "-"
@@ -166,7 +243,7 @@ def fmt_bytes(n):
         n /= 1024
 
 
-def render(results, facts, images, threads):
+def render(results, facts, images, threads, pages=None):
     lines = []
     add = lines.append
     add(f"Machine: {facts['cores']} cores ({facts['cpu']}), {facts['memory_gib']} GiB; "
@@ -233,6 +310,21 @@ def render(results, facts, images, threads):
              f"{100 * r['reruns']['iou_threshold']['wall'] / cold:.1f} %",
              r["reruns"]["iou_threshold"]["wall"] <= 0.05 * cold),
         ]
+    if pages:
+        add(f"### HTML report of a {pages['units']:,}-unit layer (ResNet-50 layer4, seeded weights, "
+            f"{pages['images']} images)")
+        add("")
+        add("| what | measured |")
+        add("|---|---:|")
+        add(f"| writing the report (top images, strips, overlays, pages) | {pages['html_s']:.2f} s |")
+        add(f"| rewriting the pages only (new IoU threshold) | {pages['pages_only_s']:.2f} s |")
+        add(f"| report size (pages and images) | {fmt_bytes(pages['report_bytes'])} |")
+        add(f"| layer page ({pages['cards']:,} cards) | {fmt_bytes(pages['page_bytes'])} |")
+        add(f"| Chromium: layer page DOM ready / load event | {pages['dom_ready_ms']:.0f} ms / "
+            f"{pages['load_ms']:.0f} ms |")
+        add(f"| Chromium: sort by score / filter by category / filter by text | "
+            f"{pages['sort_ms']:.0f} ms / {pages['filter_ms']:.0f} ms / {pages['text_ms']:.0f} ms |")
+        add("")
     add("### Targets")
     add("")
     add("| model | target | measured | met |")
@@ -251,6 +343,8 @@ def main():
     p.add_argument("--threads", type=int, default=0, help="0: one per core")
     p.add_argument("--work", default=os.path.join(ROOT, ".netdissect", "bench"))
     p.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    p.add_argument("--no-pages", action="store_true",
+                   help="skip the HTML report of a 2,048-unit layer (ResNet-50, Chromium)")
     args = p.parse_args()
     os.makedirs(args.work, exist_ok=True)
     data = os.path.join(args.work, f"synth-224-{args.images}")
@@ -269,7 +363,8 @@ def main():
         if model not in MODELS:
             fail(f"unknown model {model!r} (known: {', '.join(MODELS)})")
         results[model] = bench_model(model, files[model], data, args.work, args.threads)
-    table = render(results, machine(), args.images, args.threads)
+    pages = None if args.no_pages else bench_pages(args.work, args.threads)
+    table = render(results, machine(), args.images, args.threads, pages)
     print(table)
     with open(args.out, "w") as f:
         f.write("# Benchmarks\n\nWritten by `bench/run` (see README); the latest run.\n\n" + table)

@@ -372,18 +372,26 @@ fn check(l: &Loaded) -> anyhow::Result<()> {
             l.location(p.report.iou_threshold.span())
         );
     }
-    let html = nd_html::Config {
+    let defaults = nd_html::Config::default();
+    let top_images = nd_html::Config {
         top_images: *p.html.top_images.get_ref(),
-        thumbnail_height: *p.html.thumbnail_height.get_ref(),
-        ..Default::default()
+        ..defaults.clone()
     };
-    if let Err(e) = html.validate() {
-        let span = if html.top_images != nd_html::Config::default().top_images {
-            p.html.top_images.span()
-        } else {
-            p.html.thumbnail_height.span()
-        };
-        bail!("{}: html: {e}", l.location(span));
+    if let Err(e) = top_images.validate() {
+        bail!(
+            "{}: html.top_images: {e}",
+            l.location(p.html.top_images.span())
+        );
+    }
+    let thumbnails = nd_html::Config {
+        thumbnail_height: *p.html.thumbnail_height.get_ref(),
+        ..defaults
+    };
+    if let Err(e) = thumbnails.validate() {
+        bail!(
+            "{}: html.thumbnail_height: {e}",
+            l.location(p.html.thumbnail_height.span())
+        );
     }
     Ok(())
 }

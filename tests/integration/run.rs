@@ -181,6 +181,11 @@ fn bad_pipelines_name_the_key_and_its_line() {
         err.contains("pipeline.toml:17:17: report.iou_threshold must be a number ≥ 0, got -0.1"),
         "{err}"
     );
+    let err = failure(&format!("{PIPELINE}[html]\ntop_images = 0\n"));
+    assert!(
+        err.contains("pipeline.toml:22:14: html.top_images: the number of top images must be between 1 and 100, got 0"),
+        "{err}"
+    );
     let err = failure(&PIPELINE.replace(r#"["conv1", "conv2"]"#, r#"["conv1", "conv9"]"#));
     assert!(err.contains("error: model `tiny`: "), "{err}");
     assert!(

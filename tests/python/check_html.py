@@ -162,8 +162,18 @@ def main():
         page.fill("#filter", "")
 
         if args.expect_text is not None:
-            body = page.inner_text("body")
-            if args.expect_text not in body:
+            # The first card holding the text, scrolled into view, shows it as text.
+            shown = page.evaluate(
+                """(t) => {
+                    const c = [...document.querySelectorAll('article.card')]
+                        .find(c => c.textContent.includes(t));
+                    if (!c) return false;
+                    c.scrollIntoView();
+                    return c.innerText.includes(t);
+                }""",
+                args.expect_text,
+            )
+            if not shown:
                 fail(f"layer: the text {args.expect_text!r} is not shown")
             result["expected_text_shown"] = True
 

@@ -24,18 +24,27 @@
   }
   var orders = { unit: byUnit, iou: byIou, label: byText("label"), category: byText("category") };
 
-  function apply() {
+  var sorted = "unit";  // the order of the cards in the document
+
+  function reorder() {
+    if (sort.value === sorted) return;
     var order = all.slice().sort(orders[sort.value] || byUnit);
     var fragment = document.createDocumentFragment();
     order.forEach(function (card) { fragment.appendChild(card); });
     cards.appendChild(fragment);
+    sorted = sort.value;
+  }
+
+  function apply() {
+    reorder();
     var query = filter.value.trim().toLowerCase();
     var visible = 0;
     all.forEach(function (card) {
       var ok = (!category.value || card.dataset.category === category.value) &&
         (!detectors.checked || card.classList.contains("detector")) &&
         (!query || card.dataset.search.indexOf(query) !== -1);
-      card.hidden = !ok;
+      // Only touch the cards whose visibility changes: each change costs layout.
+      if (card.hidden === ok) card.hidden = !ok;
       if (ok) visible += 1;
     });
     shown.textContent = visible + " of " + all.length + " units";
