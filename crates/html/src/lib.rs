@@ -30,12 +30,8 @@ pub use page::escape;
 
 pub const STAGE: &str = "html";
 pub const SCHEMA: u32 = 1;
-/// The version of the pages and drawings, in the cache key: bump it when a change to this
-/// crate changes what it writes, so that no run serves pages written by older code. The
-/// style sheet and script are in the key by their content.
-pub const PAGES_VERSION: u32 = 1;
-/// The same for the images (strips, top images, overlays).
-pub const DRAWINGS_VERSION: u32 = 1;
+/// The sources of the drawings, in the images' key: changed code never serves old images.
+const DRAWING_SOURCES: [&str; 2] = [include_str!("lib.rs"), include_str!("draw.rs")];
 /// The stage of the images the pages show.
 pub const IMAGES_STAGE: &str = "html-images";
 
@@ -49,7 +45,7 @@ pub enum Error {
     Arrays(#[from] nd_arrays::Error),
     #[error(transparent)]
     Dataset(#[from] nd_broden::Error),
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -157,7 +153,7 @@ pub fn images_spec(inputs: &Inputs, config: &Config) -> Result<nd_store::Spec> {
         "labels",
         format!("report schema {}", inputs.report.manifest.schema),
     )
-    .digest("drawings", DRAWINGS_VERSION.to_string()))
+    .digest("drawings", sources_digest(&DRAWING_SOURCES)))
 }
 
 /// The key of the pages: the images, the report, the title, and what the pages are made
@@ -168,7 +164,7 @@ pub fn spec(inputs: &Inputs, config: &Config) -> Result<nd_store::Spec> {
         nd_store::Spec::new(STAGE, SCHEMA, json!({ "title": config.title }))
             .input("images", images.key())
             .input("report", inputs.report.key())
-            .digest("pages", page::assets_digest(PAGES_VERSION)),
+            .digest("pages", sources_digest(&page::SOURCES)),
     )
 }
 
@@ -271,14 +267,30 @@ fn stem(index: usize, layer: &str) -> String {
     format!("{}-{safe}", index + 1)
 }
 
-fn read_report(inputs: &Inputs) -> Result<Report> {
-    let path = inputs.report.dir.join("summary.json");
+/// The blake3 digest of the code (and assets) that writes an artifact.
+fn sources_digest(sources: &[&str]) -> String {
+    let mut hasher = blake3::Hasher::new();
+    for source in sources {
+        hasher.update(&(source.len() as u64).to_le_bytes());
+        hasher.update(source.as_bytes());
+    }
+    hasher.finalize().to_hex().to_string()
+}
+
+/// A report artifact's `summary.json`, and its path (for errors).
+fn read_summary(report: &nd_store::Artifact) -> Result<(PathBuf, Value)> {
+    let path = report.dir.join("summary.json");
     let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
         path: path.clone(),
         source,
     })?;
-    let summary: Value = serde_json::from_str(&text)
+    let summary = serde_json::from_str(&text)
         .map_err(|e| Error::Input(format!("{}: unreadable ({e})", path.display())))?;
+    Ok((path, summary))
+}
+
+fn read_report(inputs: &Inputs) -> Result<Report> {
+    let (path, summary) = read_summary(inputs.report)?;
     let categories: Vec<String> = serde_json::from_value(summary["categories"].clone())
         .map_err(|_| Error::Input(format!("{}: no `categories` list", path.display())))?;
     let iou_threshold = summary["iou_threshold"]
@@ -621,13 +633,7 @@ pub struct RunModel<'a> {
 pub fn write_run_index(dir: &Path, models: &[RunModel]) -> Result<PathBuf> {
     let mut loaded = Vec::new();
     for model in models {
-        let path = model.report.dir.join("summary.json");
-        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let summary: Value = serde_json::from_str(&text)
-            .map_err(|e| Error::Input(format!("{}: unreadable ({e})", path.display())))?;
+        let (_, summary) = read_summary(model.report)?;
         loaded.push((model.name, summary, model.link.clone()));
     }
     page::write_assets(dir)?;

@@ -56,6 +56,12 @@ fn run() -> anyhow::Result<()> {
             .num_threads(args.threads)
             .build_global()?;
     }
+    let config = nd_html::Config {
+        top_images: args.top_images,
+        thumbnail_height: args.thumbnail_height,
+        title: args.title,
+    };
+    config.validate()?;
     let report = nd_store::Artifact::open(&args.report)?;
     report.expect_stage("report")?;
     let cache = match &args.cache {
@@ -94,11 +100,6 @@ fn run() -> anyhow::Result<()> {
         masks: &masks,
         scores: &scores,
         report: &report,
-    };
-    let config = nd_html::Config {
-        top_images: args.top_images,
-        thumbnail_height: args.thumbnail_height,
-        title: args.title,
     };
     if args.explain {
         eprintln!("{}", store.explain(&nd_html::spec(&inputs, &config)?)?);

@@ -35,14 +35,14 @@ fn write_file(path: &Path, text: &str) -> Result<()> {
     })
 }
 
-/// The digest of what the pages are made with: their version, style sheet and script.
-pub(crate) fn assets_digest(version: u32) -> String {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(&version.to_le_bytes());
-    hasher.update(CSS.as_bytes());
-    hasher.update(JS.as_bytes());
-    hasher.finalize().to_hex().to_string()
-}
+/// What the pages are made with, in their key: changed code never serves old pages.
+pub(crate) const SOURCES: [&str; 5] = [
+    include_str!("lib.rs"),
+    include_str!("page.rs"),
+    include_str!("svg.rs"),
+    CSS,
+    JS,
+];
 
 pub(crate) fn write_assets(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Io {
@@ -89,6 +89,22 @@ fn foot(root: &str) -> String {
 
 fn iou(v: f64) -> String {
     format!("{v:.4}")
+}
+
+/// `name (category) IoU · ...`, escaped.
+fn labels(bests: &[crate::CategoryBest]) -> String {
+    let items: Vec<String> = bests
+        .iter()
+        .map(|n| {
+            format!(
+                "{} <small>({})</small> {}",
+                escape(&n.name),
+                escape(&n.category),
+                iou(n.iou)
+            )
+        })
+        .collect();
+    items.join(" · ")
 }
 
 fn count(v: &Value) -> usize {
@@ -309,20 +325,7 @@ pub(crate) fn write_layer(ctx: &Context, layer: &Layer, drawn: &Drawn) -> Result
             iou_text = iou(iou_value),
         );
         if !unit.next.is_empty() {
-            out.push_str("<p class=\"next\">next: ");
-            for (i, n) in unit.next.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(" · ");
-                }
-                let _ = write!(
-                    out,
-                    "{} <small>({})</small> {}",
-                    escape(&n.name),
-                    escape(&n.category),
-                    iou(n.iou)
-                );
-            }
-            out.push_str("</p>\n");
+            let _ = writeln!(out, "<p class=\"next\">next: {}</p>", labels(&unit.next));
         }
         let _ = write!(
             out,
@@ -427,20 +430,7 @@ pub(crate) fn write_unit(ctx: &Context, layer: &Layer, u: usize, drawn: &UnitDra
     }
     out.push_str("</tbody></table>\n");
     if !unit.next.is_empty() {
-        out.push_str("<p>Next-best labels: ");
-        for (i, n) in unit.next.iter().enumerate() {
-            if i > 0 {
-                out.push_str(" · ");
-            }
-            let _ = write!(
-                out,
-                "{} ({}) {}",
-                escape(&n.name),
-                escape(&n.category),
-                iou(n.iou)
-            );
-        }
-        out.push_str("</p>\n");
+        let _ = writeln!(out, "<p>Next-best labels: {}</p>", labels(&unit.next));
     }
     let concept = unit
         .top
