@@ -76,3 +76,13 @@ pub fn colour_pixels(dataset: &nd_broden::Dataset) -> ([u64; 12], u64) {
     }
     (pixels, total)
 }
+
+/// The one entry of a directory (the one artifact of a stage in a test's cache).
+pub fn only_dir(parent: &Path) -> std::path::PathBuf {
+    let mut dirs: Vec<_> = std::fs::read_dir(parent)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{}", parent.display());
+    dirs.remove(0)
+}

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::common::{colour_pixels, model, netdissect, repo};
+use crate::common::{colour_pixels, model, netdissect, only_dir, repo};
 
 /// Runs the browser check on a model's results; returns its JSON summary.
 fn check_in_browser(model_dir: &Path, screenshots: &Path, extra: &[&str]) -> serde_json::Value {
@@ -120,15 +120,6 @@ fn the_demo_models_report_works_in_a_browser_offline() {
         }
     }
     assert!(same, "no report's pages equal the run's copy");
-}
-
-fn only_dir(parent: &Path) -> std::path::PathBuf {
-    let mut dirs: Vec<_> = std::fs::read_dir(parent)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(dirs.len(), 1, "{}", parent.display());
-    dirs.remove(0)
 }
 
 /// A label named like a script shows as text, in the page's source and in the browser.

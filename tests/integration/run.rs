@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{Run, colour_pixels, model, netdissect, python};
+use crate::common::{Run, colour_pixels, model, netdissect, only_dir, python};
 
 /// `stage <stage> <model> computed|fresh <key> <seconds>` lines → stage → what happened.
 fn stages(run: &Run) -> BTreeMap<String, String> {
@@ -265,12 +265,9 @@ fn planted_units_get_their_planted_labels() {
 
     // The Parquet tables, read back by pyarrow and polars with the documented schema.
     let artifact = |stage: &str| {
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir.path().join("cache").join(stage))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        assert_eq!(dirs.len(), 1, "{stage}");
-        dirs.remove(0).to_string_lossy().into_owned()
+        only_dir(&dir.path().join("cache").join(stage))
+            .to_string_lossy()
+            .into_owned()
     };
     let report = python(&[
         "tests/python/check_parquet.py",

@@ -180,17 +180,19 @@ pub fn run(store: &nd_store::Store, inputs: &Inputs, config: &Config) -> Result<
             computed: false,
         });
     }
+    let mut report = read_report(inputs)?;
+    let rows = checked_rows(inputs)?;
     let images_spec = images_spec(inputs, config)?;
     let images = match store.get(&images_spec)? {
         Some(artifact) => artifact,
         None => {
             let pending = store.begin(&images_spec)?;
-            let outputs = write_images(pending.dir(), inputs, config)?;
+            let outputs = write_images(pending.dir(), inputs, config, &mut report, &rows)?;
             pending.commit(nd_store::versions(), outputs)?
         }
     };
     let pending = store.begin(&spec)?;
-    let outputs = write_pages(pending.dir(), &images, inputs, config)?;
+    let outputs = write_pages(pending.dir(), &images, inputs, config, &report, &rows)?;
     let artifact = pending.commit(nd_store::versions(), outputs)?;
     Ok(Outcome {
         artifact,
@@ -249,6 +251,26 @@ pub(crate) struct Context<'a> {
     pub config: &'a Config,
     /// The dataset row of the activations' first image.
     pub first_row: usize,
+}
+
+impl<'a> Context<'a> {
+    fn new(
+        dir: &'a Path,
+        inputs: &Inputs<'a>,
+        categories: &'a [String],
+        iou_threshold: f64,
+        config: &'a Config,
+        rows: &std::ops::Range<usize>,
+    ) -> Context<'a> {
+        Context {
+            dir,
+            dataset: inputs.dataset,
+            categories,
+            iou_threshold,
+            config,
+            first_row: rows.start,
+        }
+    }
 }
 
 /// A name safe as a file name on every system, kept readable.
@@ -479,15 +501,21 @@ const DRAWN_FILE: &str = "units.json";
 /// Draws the images of every layer into `dir`: the top images, each unit's strip, and per
 /// layer `<stem>/units.json` (what each image shows, the overlays). Returns the manifest's
 /// outputs.
-fn write_images(dir: &Path, inputs: &Inputs, config: &Config) -> Result<Value> {
-    let mut report = read_report(inputs)?;
-    let rows = checked_rows(inputs)?;
+fn write_images(
+    dir: &Path,
+    inputs: &Inputs,
+    config: &Config,
+    report: &mut Report,
+    rows: &std::ops::Range<usize>,
+) -> Result<Value> {
     let group =
         nd_arrays::ActivationGroup::open(&inputs.activations.dir.join(nd_arrays::ACTIVATIONS_DIR))?;
     let masks =
         nd_arrays::masks::MaskGroup::open(&inputs.masks.dir.join(nd_arrays::masks::MASKS_DIR))?;
     let mut outputs = Vec::new();
     let mut written_images = std::collections::BTreeSet::new();
+    let categories = report.categories.clone();
+    let ctx = Context::new(dir, inputs, &categories, report.iou_threshold, config, rows);
     for layer in &mut report.layers {
         let reader = group.open_layer(&layer.name)?;
         let shape = reader.shape();
@@ -501,14 +529,6 @@ fn write_images(dir: &Path, inputs: &Inputs, config: &Config) -> Result<Value> {
         }
         let maxima = reader.read_max()?;
         layer.top = top_images(&maxima, layer.units.len(), config.top_images, rows.start);
-        let ctx = Context {
-            dir,
-            dataset: inputs.dataset,
-            categories: &report.categories,
-            iou_threshold: report.iou_threshold,
-            config,
-            first_row: rows.start,
-        };
         let drawn = draw::layer_images(
             &ctx,
             layer,
@@ -530,13 +550,21 @@ fn write_pages(
     images: &nd_store::Artifact,
     inputs: &Inputs,
     config: &Config,
+    report: &Report,
+    rows: &std::ops::Range<usize>,
 ) -> Result<Value> {
-    let report = read_report(inputs)?;
-    let rows = checked_rows(inputs)?;
-    copy_tree(&images.dir, dir, &|name| {
+    nd_store::copy_tree(&images.dir, dir, nd_store::Transfer::Link, &|name| {
         name != nd_store::MANIFEST_FILE && name != DRAWN_FILE
     })?;
     page::write_assets(dir)?;
+    let ctx = Context::new(
+        dir,
+        inputs,
+        &report.categories,
+        report.iou_threshold,
+        config,
+        rows,
+    );
     let mut outputs = Vec::new();
     for layer in &report.layers {
         let path = images.dir.join(&layer.stem).join(DRAWN_FILE);
@@ -555,14 +583,6 @@ fn write_pages(
                     layer.name
                 ))
             })?;
-        let ctx = Context {
-            dir,
-            dataset: inputs.dataset,
-            categories: &report.categories,
-            iou_threshold: report.iou_threshold,
-            config,
-            first_row: rows.start,
-        };
         page::write_layer(&ctx, layer, &drawn)?;
         (0..layer.units.len())
             .into_par_iter()
@@ -573,50 +593,14 @@ fn write_pages(
             "units": layer.units.len(),
         }));
     }
-    page::write_index(dir, &report, &config.title)?;
+    page::write_index(dir, report, &config.title)?;
     Ok(json!({ "index": "index.html", "layers": outputs }))
 }
 
-/// Copies a report artifact's pages to `to` (replacing what a previous copy left there),
-/// unless `to` already holds this very artifact.
+/// Puts a pages artifact at `to`, replacing what was there: hard links to the cache's files
+/// (no page is meant to be edited).
 pub fn export(artifact: &nd_store::Artifact, to: &Path) -> Result<()> {
-    let marker = to.join(".netdissect-html-key");
-    let key = artifact.key().to_string();
-    if std::fs::read_to_string(&marker).is_ok_and(|k| k == key) {
-        return Ok(());
-    }
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| Error::Io { path, source }
-    };
-    if to.exists() {
-        std::fs::remove_dir_all(to).map_err(io(to))?;
-    }
-    copy_tree(&artifact.dir, to, &|name| name != nd_store::MANIFEST_FILE)?;
-    std::fs::write(&marker, key).map_err(io(&marker))?;
-    Ok(())
-}
-
-/// Hard-links (or copies, across file systems) the files of `from` whose names `keep`
-/// accepts into `to`, recursively.
-fn copy_tree(from: &Path, to: &Path, keep: &dyn Fn(&str) -> bool) -> Result<()> {
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| Error::Io { path, source }
-    };
-    std::fs::create_dir_all(to).map_err(io(to))?;
-    for entry in std::fs::read_dir(from).map_err(io(from))? {
-        let entry = entry.map_err(io(from))?;
-        let target = to.join(entry.file_name());
-        if entry.file_type().map_err(io(&entry.path()))?.is_dir() {
-            copy_tree(&entry.path(), &target, keep)?;
-        } else if keep(&entry.file_name().to_string_lossy())
-            && std::fs::hard_link(entry.path(), &target).is_err()
-        {
-            std::fs::copy(entry.path(), &target).map_err(io(&target))?;
-        }
-    }
-    Ok(())
+    Ok(artifact.export(to, nd_store::Transfer::Link)?)
 }
 
 /// One model of a run, for the run's index page.

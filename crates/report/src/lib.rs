@@ -498,27 +498,8 @@ fn write_layer_tables(
 /// targets, notebooks), replacing what was there. The copy is written next to it and
 /// renamed into place, so the directory is never half-written.
 pub fn export(report: &nd_store::Artifact, to: &std::path::Path) -> Result<()> {
-    let io = |path: &std::path::Path| {
-        let path = path.to_owned();
-        move |source| Error::Io { path, source }
-    };
-    let parent = match to.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent).map_err(io(&parent))?;
-    let name = to.file_name().and_then(|n| n.to_str()).unwrap_or("report");
-    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    for entry in std::fs::read_dir(&report.dir).map_err(io(&report.dir))? {
-        let entry = entry.map_err(io(&report.dir))?;
-        std::fs::copy(entry.path(), tmp.join(entry.file_name())).map_err(io(&tmp))?;
-    }
-    if to.exists() {
-        std::fs::remove_dir_all(to).map_err(io(to))?;
-    }
-    std::fs::rename(&tmp, to).map_err(io(to))
+    // Copies, not links: these tables get opened, and sometimes rewritten, in notebooks.
+    Ok(report.export(to, nd_store::Transfer::Copy)?)
 }
 
 /// The per-layer summaries a report artifact holds.

@@ -31,9 +31,11 @@
 pub mod canonical;
 mod digest;
 mod error;
+mod export;
 mod store;
 
 pub use error::{Error, Result};
+pub use export::{Transfer, copy_tree};
 pub use store::{
     Artifact, Key, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, Outcome, Pending, Spec, Store,
     versions,

@@ -251,3 +251,45 @@ fn files_changed_just_now_are_not_remembered() {
         .unwrap();
     assert!(!store.root().join("digests").exists());
 }
+
+#[test]
+fn exports_replace_the_copy_whole_as_copies_or_links() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("cache")).unwrap();
+    let pending = store.begin(&spec(0.005)).unwrap();
+    std::fs::create_dir_all(pending.dir().join("sub")).unwrap();
+    std::fs::write(pending.dir().join("table.txt"), "a").unwrap();
+    std::fs::write(pending.dir().join("sub/page.txt"), "b").unwrap();
+    let artifact = pending.commit(BTreeMap::new(), json!({})).unwrap();
+
+    let to = dir.path().join("results/model");
+    std::fs::create_dir_all(&to).unwrap();
+    std::fs::write(to.join("stale.txt"), "old").unwrap();
+    artifact.export(&to, crate::Transfer::Copy).unwrap();
+    assert!(
+        !to.join("stale.txt").exists(),
+        "the previous copy is replaced"
+    );
+    assert_eq!(
+        std::fs::read_to_string(to.join("sub/page.txt")).unwrap(),
+        "b"
+    );
+    assert!(to.join(MANIFEST_FILE).exists());
+    let inode = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino();
+    assert_ne!(
+        inode(&to.join("table.txt")),
+        inode(&artifact.dir.join("table.txt"))
+    );
+
+    artifact.export(&to, crate::Transfer::Link).unwrap();
+    assert_eq!(
+        inode(&to.join("table.txt")),
+        inode(&artifact.dir.join("table.txt"))
+    );
+    // Nothing is left beside the copy.
+    let siblings: Vec<_> = std::fs::read_dir(dir.path().join("results"))
+        .unwrap()
+        .collect();
+    assert_eq!(siblings.len(), 1);
+}
