@@ -90,7 +90,10 @@ fn artifacts(cache: &Path) -> usize {
 }
 
 fn assert_no_partial_artifacts(cache: &Path) {
-    let leftovers: Vec<_> = std::fs::read_dir(cache.join("tmp")).unwrap().collect();
+    let leftovers: Vec<_> = std::fs::read_dir(cache.join("tmp"))
+        .unwrap()
+        .flat_map(|host| std::fs::read_dir(host.unwrap().path()).unwrap())
+        .collect();
     assert!(
         leftovers.is_empty(),
         "temporary files left behind: {leftovers:?}"

@@ -2,6 +2,7 @@
 //! stage uses to share another artifact's files.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Result, io};
 use crate::store::Artifact;
@@ -39,10 +40,13 @@ pub fn copy_tree(
     Ok(())
 }
 
+static EXPORTS: AtomicU64 = AtomicU64::new(0);
+
 impl Artifact {
     /// Puts the artifact's files (its manifest included, which says what the copy is) at
     /// `to`, replacing what was there. The copy is made beside `to` and renamed into place,
-    /// so a failure leaves the previous copy whole.
+    /// so a failure leaves the previous copy whole, and two processes exporting to the same
+    /// place at once each leave a whole copy (the last one renamed in stays).
     pub fn export(&self, to: &Path, transfer: Transfer) -> Result<()> {
         let parent = match to.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
@@ -52,16 +56,40 @@ impl Artifact {
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("artifact");
-        let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
+        let unique = |what: &str| {
+            let n = EXPORTS.fetch_add(1, Ordering::Relaxed);
+            parent.join(format!(".{name}.{what}-{}-{n}", std::process::id()))
+        };
+        let tmp = unique("tmp");
         let copied = copy_tree(&self.dir, &tmp, transfer, &|_| true);
         if let Err(e) = copied {
             let _ = std::fs::remove_dir_all(&tmp);
             return Err(e);
         }
-        if to.exists() {
-            std::fs::remove_dir_all(to).map_err(io("replace", to))?;
+        // Move the old copy aside (one rename), then rename the new one in. Another process
+        // may rename its copy in between; then ours goes in after moving that one aside.
+        let mut attempts = 0;
+        loop {
+            let old = unique("old");
+            match std::fs::rename(to, &old) {
+                Ok(()) => {
+                    let _ = std::fs::remove_dir_all(&old);
+                    let _ = std::fs::remove_file(&old);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&tmp);
+                    return Err(io("replace", to)(e));
+                }
+            }
+            match std::fs::rename(&tmp, to) {
+                Ok(()) => return Ok(()),
+                Err(_) if to.exists() && attempts < 100 => attempts += 1,
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&tmp);
+                    return Err(io("rename into", to)(e));
+                }
+            }
         }
-        std::fs::rename(&tmp, to).map_err(io("rename into", to))
     }
 }

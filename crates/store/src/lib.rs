@@ -32,10 +32,12 @@ pub mod canonical;
 mod digest;
 mod error;
 mod export;
+mod record;
 mod store;
 
 pub use error::{Error, Result};
 pub use export::{Transfer, copy_tree};
+pub use record::{dataset_dir, locate};
 pub use store::{
     Artifact, Key, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, Outcome, Pending, Spec, Store,
     versions,

@@ -289,7 +289,7 @@ impl Store {
             std::process::id(),
             n
         );
-        let dir = self.root.join("tmp").join(name);
+        let dir = self.root.join("tmp").join(host_name()).join(name);
         std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
         Ok(Pending {
             store: self,
@@ -354,9 +354,12 @@ impl Store {
         })
     }
 
+    /// Temporary directories live in `tmp/<host>/`, so that a cache shared by the nodes of
+    /// a cluster (a network file system) only ever has a process's liveness judged on the
+    /// host it runs on.
     #[cfg(target_os = "linux")]
     fn clear_stale_temporaries(&self) {
-        let Ok(entries) = std::fs::read_dir(self.root.join("tmp")) else {
+        let Ok(entries) = std::fs::read_dir(self.root.join("tmp").join(host_name())) else {
             return;
         };
         for entry in entries.flatten() {
@@ -378,6 +381,29 @@ impl Store {
 
     #[cfg(not(target_os = "linux"))]
     fn clear_stale_temporaries(&self) {}
+}
+
+/// This machine's name, as a safe path component (`localhost` when it has none).
+pub(crate) fn host_name() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_default();
+    let name: String = name
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.is_empty() || name.starts_with('.') {
+        "localhost".to_owned()
+    } else {
+        name
+    }
 }
 
 /// An artifact being written. Dropping it without [`Pending::commit`] removes its files.

@@ -56,10 +56,7 @@ fn commit_then_get_and_no_partial_artifact_before() {
     assert_eq!(again.manifest, artifact.manifest);
     assert_eq!(again.manifest.outputs, json!({"rows": 3}));
     // The temporary area is empty again.
-    assert_eq!(
-        std::fs::read_dir(store.root().join("tmp")).unwrap().count(),
-        0
-    );
+    assert_eq!(temporaries(&store), 0);
 }
 
 #[test]
@@ -90,10 +87,7 @@ fn dropping_a_pending_artifact_leaves_nothing() {
         let pending = store.begin(&spec(0.005)).unwrap();
         std::fs::write(pending.dir().join("half-written"), b"x").unwrap();
     }
-    assert_eq!(
-        std::fs::read_dir(store.root().join("tmp")).unwrap().count(),
-        0
-    );
+    assert_eq!(temporaries(&store), 0);
     assert!(store.get(&spec(0.005)).unwrap().is_none());
 }
 
@@ -109,10 +103,7 @@ fn racing_writers_of_one_key_keep_one_artifact() {
     let second = b.commit(BTreeMap::new(), json!({})).unwrap();
     assert_eq!(first.dir, second.dir);
     assert_eq!(std::fs::read(first.dir.join("v")).unwrap(), b"a");
-    assert_eq!(
-        std::fs::read_dir(store.root().join("tmp")).unwrap().count(),
-        0
-    );
+    assert_eq!(temporaries(&store), 0);
 }
 
 #[test]
@@ -163,18 +154,31 @@ fn explain_names_what_changed() {
     assert!(!changed.contains("params.layer"), "{changed}");
 }
 
+/// The temporary directories of every host in a cache.
+fn temporaries(store: &Store) -> usize {
+    std::fs::read_dir(store.root().join("tmp"))
+        .unwrap()
+        .map(|host| std::fs::read_dir(host.unwrap().path()).unwrap().count())
+        .sum()
+}
+
 #[test]
-fn stale_temporaries_of_dead_processes_are_cleared() {
+fn stale_temporaries_of_dead_processes_are_cleared_on_their_host_only() {
     let cache = tempfile::tempdir().unwrap();
-    let dead = cache.path().join("tmp/extract-0123456789ab-4000000000-0");
-    let alive = cache
+    let here = cache.path().join("tmp").join(super::store::host_name());
+    let dead = here.join("extract-0123456789ab-4000000000-0");
+    let alive = here.join(format!("extract-0123456789ab-{}-0", std::process::id()));
+    // Another node of a cluster sharing the cache: its processes are not ours to judge.
+    let elsewhere = cache
         .path()
-        .join(format!("tmp/extract-0123456789ab-{}-0", std::process::id()));
-    std::fs::create_dir_all(&dead).unwrap();
-    std::fs::create_dir_all(&alive).unwrap();
+        .join("tmp/another-node/extract-0123456789ab-4000000000-0");
+    for dir in [&dead, &alive, &elsewhere] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
     Store::open(cache.path()).unwrap();
     assert!(!dead.exists());
     assert!(alive.exists());
+    assert!(elsewhere.exists());
 }
 
 fn age(path: &std::path::Path, secs: u64) {
@@ -292,4 +296,91 @@ fn exports_replace_the_copy_whole_as_copies_or_links() {
         .unwrap()
         .collect();
     assert_eq!(siblings.len(), 1);
+}
+
+#[test]
+fn racing_exports_to_one_place_each_leave_a_whole_copy() {
+    let cache = tempfile::tempdir().unwrap();
+    let store = Store::open(cache.path()).unwrap();
+    let artifacts: Vec<_> = [0.1, 0.2]
+        .iter()
+        .map(|&top| {
+            let pending = store.begin(&spec(top)).unwrap();
+            for i in 0..20 {
+                std::fs::write(pending.dir().join(format!("f{i}")), top.to_string()).unwrap();
+            }
+            pending.commit(BTreeMap::new(), json!({})).unwrap()
+        })
+        .collect();
+    let out = tempfile::tempdir().unwrap();
+    let to = out.path().join("report");
+    std::thread::scope(|scope| {
+        for artifact in &artifacts {
+            let to = &to;
+            scope.spawn(move || {
+                for _ in 0..30 {
+                    artifact.export(to, crate::Transfer::Copy).unwrap();
+                }
+            });
+        }
+    });
+    let names: Vec<String> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["report"], "nothing left beside the copy");
+    let contents: std::collections::BTreeSet<String> = (0..20)
+        .map(|i| std::fs::read_to_string(to.join(format!("f{i}"))).unwrap())
+        .collect();
+    assert_eq!(
+        contents.len(),
+        1,
+        "one artifact's files, not a mix: {contents:?}"
+    );
+}
+
+#[test]
+fn records_name_their_artifact_in_a_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let store = Store::open(cache.path()).unwrap();
+    let artifact = store
+        .begin(&spec(0.005))
+        .unwrap()
+        .commit(BTreeMap::new(), json!({"dataset": "dataset"}))
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let record = work.path().join("records/quantile.json");
+    artifact.write_record(&record).unwrap();
+    assert_eq!(
+        std::fs::read(&record).unwrap(),
+        std::fs::read(artifact.manifest_path()).unwrap()
+    );
+    let found = crate::locate(&record, Some(cache.path())).unwrap();
+    assert_eq!(found.dir, artifact.dir);
+    // A directory is taken as it is, cache or not.
+    assert_eq!(
+        crate::locate(&artifact.dir, None).unwrap().dir,
+        artifact.dir
+    );
+    let err = crate::locate(&record, None).unwrap_err().to_string();
+    assert!(err.contains("give --cache"), "{err}");
+    let other = tempfile::tempdir().unwrap();
+    let err = crate::locate(&record, Some(other.path()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("does not hold"), "{err}");
+    std::fs::write(work.path().join("junk.json"), "{}").unwrap();
+    let err = crate::locate(&work.path().join("junk.json"), Some(cache.path()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a record"), "{err}");
+    // Only a synth artifact's record names a dataset.
+    let err = crate::dataset_dir(&record, Some(cache.path()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("expected a synth artifact"), "{err}");
+    assert_eq!(
+        crate::dataset_dir(work.path(), None).unwrap(),
+        work.path().to_owned()
+    );
 }
