@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use anyhow::Context;
 use nd_store::{Artifact, Store};
-use serde_json::json;
 
 use crate::pipeline::{self, Loaded, ModelSection};
 
@@ -47,39 +46,19 @@ fn dataset(loaded: &Loaded, store: &Store) -> anyhow::Result<(PathBuf, nd_broden
         (Some(path), _) => loaded.resolve(path),
         (None, Some(synth)) => {
             let started = Instant::now();
-            let spec = nd_store::Spec::new(
-                "synth",
-                1,
-                json!({
-                    "images": synth.images,
-                    "size": synth.size,
-                    "seed": synth.seed,
-                    "format": synth.format,
-                    "generator": nd_synth::GENERATOR_VERSION,
-                }),
-            );
-            let (artifact, computed) = match store.get(&spec)? {
-                Some(a) => (a, false),
-                None => {
-                    let pending = store.begin(&spec)?;
-                    let config = nd_synth::Config {
-                        seed: synth.seed,
-                        images: synth.images,
-                        image_size: synth.size,
-                        format: if synth.format == "png" {
-                            nd_synth::ImageFormat::Png
-                        } else {
-                            nd_synth::ImageFormat::Jpeg
-                        },
-                        ..Default::default()
-                    };
-                    nd_synth::generate(&pending.dir().join("dataset"), &config)?;
-                    (
-                        pending.commit(nd_store::versions(), json!({ "dataset": "dataset" }))?,
-                        true,
-                    )
-                }
+            let config = nd_synth::Config {
+                seed: synth.seed,
+                images: synth.images,
+                image_size: synth.size,
+                format: if synth.format == "png" {
+                    nd_synth::ImageFormat::Png
+                } else {
+                    nd_synth::ImageFormat::Jpeg
+                },
+                ..Default::default()
             };
+            let nd_store::Outcome { artifact, computed } =
+                nd_synth::generate_cached(store, &config)?;
             log("synth", "-", &artifact, computed, started);
             artifact.dir.join("dataset")
         }
@@ -219,13 +198,14 @@ fn run_model(
     let started = Instant::now();
     let quantile = nd_quantile::Config {
         top: *p.quantile.top.get_ref(),
+        units: None,
     };
     explain(
         options,
         store,
-        nd_quantile::spec(&activations, &quantile).map_err(Into::into),
+        nd_quantile::spec(std::slice::from_ref(&activations), &quantile).map_err(Into::into),
     )?;
-    let outcome = nd_quantile::run(store, &activations, &quantile)?;
+    let outcome = nd_quantile::run(store, std::slice::from_ref(&activations), &quantile)?;
     log(
         "quantile",
         name,

@@ -134,9 +134,16 @@ fn pipeline() -> Pipeline {
     let store = nd_store::Store::open(&dir.path().join("cache")).unwrap();
     let dataset = dataset(&dir.path().join("data"));
     let activations = activations(&store);
-    let thresholds = nd_quantile::run(&store, &activations, &nd_quantile::Config { top: 0.125 })
-        .unwrap()
-        .artifact;
+    let thresholds = nd_quantile::run(
+        &store,
+        std::slice::from_ref(&activations),
+        &nd_quantile::Config {
+            top: 0.125,
+            units: None,
+        },
+    )
+    .unwrap()
+    .artifact;
     Pipeline {
         _dir: dir,
         store,

@@ -11,7 +11,7 @@ use nd_extract::{ChannelOrder, Config, DeviceChoice, Preprocess};
 #[derive(Parser)]
 #[command(name = "nd-extract", version)]
 struct Args {
-    /// The dataset directory (Broden layout).
+    /// The dataset directory (Broden layout), or the record of a synthetic one in the cache.
     #[arg(long)]
     dataset: Option<PathBuf>,
     /// The TorchScript model file.
@@ -55,6 +55,9 @@ struct Args {
     /// The cache directory.
     #[arg(long, env = "NETDISSECT_CACHE", default_value = ".netdissect/cache")]
     cache: PathBuf,
+    /// Also write the artifact's manifest to this file (a record, for workflow engines).
+    #[arg(long)]
+    record: Option<PathBuf>,
     /// Say why the stage computes (or that it is fresh) on stderr.
     #[arg(long)]
     explain: bool,
@@ -126,10 +129,13 @@ fn run() -> anyhow::Result<()> {
     preprocess.validate()?;
 
     let dataset = match &args.dataset {
-        Some(dir) => Some(
-            nd_broden::Dataset::open(dir, &Default::default())
-                .with_context(|| format!("cannot open the dataset {}", dir.display()))?,
-        ),
+        Some(path) => {
+            let dir = nd_store::dataset_dir(path, Some(&args.cache))?;
+            Some(
+                nd_broden::Dataset::open(&dir, &Default::default())
+                    .with_context(|| format!("cannot open the dataset {}", dir.display()))?,
+            )
+        }
         None => None,
     };
 
@@ -200,6 +206,9 @@ fn run() -> anyhow::Result<()> {
             "extract: fresh, nothing to do ({})",
             outcome.artifact.key().short()
         );
+    }
+    if let Some(record) = &args.record {
+        outcome.artifact.write_record(record)?;
     }
     println!("{}", outcome.artifact.dir.display());
     Ok(())

@@ -17,7 +17,7 @@
 //! ```no_run
 //! let store = nd_store::Store::open("cache".as_ref())?;
 //! let extract = store.list("extract")?.remove(0);
-//! let outcome = nd_quantile::run(&store, &extract, &nd_quantile::Config::default())?;
+//! let outcome = nd_quantile::run(&store, &[extract], &nd_quantile::Config::default())?;
 //! let rows = nd_tables::thresholds::read_rows(&outcome.artifact.dir.join(nd_tables::thresholds::FILE))?;
 //! println!("unit 0 of {}: threshold {}", rows[0].layer, rows[0].threshold);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -53,11 +53,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Config {
     /// The fraction of each unit's activations above its threshold, in (0, 1).
     pub top: f64,
+    /// Only these units of each layer (a block of a sharded run); `None` is all of them.
+    pub units: Option<Units>,
 }
 
 impl Default for Config {
     fn default() -> Config {
-        Config { top: 0.005 }
+        Config {
+            top: 0.005,
+            units: None,
+        }
     }
 }
 
@@ -73,37 +78,113 @@ impl Config {
     }
 }
 
-/// The thresholds of every unit of one layer.
-pub fn layer_thresholds(layer: &LayerReader, name: &str, top: f64) -> Result<Vec<Row>> {
-    let shape = layer.shape();
-    let (chunk_images, chunk_units) = layer.chunk_extent();
+/// The units of each layer one run of the stage covers, so that the units of a wide model
+/// can be split over several jobs (and machines) and the blocks merged ([`merge`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Units {
+    /// Units `start..end` of every layer (clipped to the layer's width).
+    Range(u64, u64),
+    /// The `k`-th (from 0) of `n` nearly equal blocks of every layer.
+    Block(u64, u64),
+}
+
+impl Units {
+    /// The units of a layer of `width` units this selection covers.
+    pub fn of(self, width: u64) -> std::ops::Range<u64> {
+        match self {
+            Units::Range(a, b) => a.min(width)..b.min(width),
+            Units::Block(k, n) => k * width / n..(k + 1) * width / n,
+        }
+    }
+
+    fn to_json(self) -> serde_json::Value {
+        match self {
+            Units::Range(a, b) => json!([a, b]),
+            Units::Block(k, n) => json!(format!("{k}/{n}")),
+        }
+    }
+}
+
+impl std::str::FromStr for Units {
+    type Err = String;
+
+    /// `START..END` (unit numbers, the end excluded) or `K/N` (block K, from 0, of N).
+    fn from_str(text: &str) -> Result<Units, String> {
+        let number = |s: &str| {
+            s.trim().parse::<u64>().map_err(|_| {
+                format!("units `{text}`: `{s}` is not a number (use START..END or K/N)")
+            })
+        };
+        if let Some((a, b)) = text.split_once("..") {
+            let (a, b) = (number(a)?, number(b)?);
+            if a >= b {
+                return Err(format!("units `{text}`: the range is empty"));
+            }
+            Ok(Units::Range(a, b))
+        } else if let Some((k, n)) = text.split_once('/') {
+            let (k, n) = (number(k)?, number(n)?);
+            if k >= n {
+                return Err(format!(
+                    "units `{text}`: block {k} of {n} does not exist (blocks count from 0)"
+                ));
+            }
+            Ok(Units::Block(k, n))
+        } else {
+            Err(format!(
+                "units `{text}`: use START..END (unit numbers) or K/N (block K of N, from 0)"
+            ))
+        }
+    }
+}
+
+/// The thresholds of the units `units` of one layer, whose images are split over one or
+/// more readers (image shards, in row order).
+pub fn layer_thresholds(
+    shards: &[LayerReader],
+    name: &str,
+    top: f64,
+    units: std::ops::Range<u64>,
+) -> Result<Vec<Row>> {
+    let shape = shards[0].shape();
+    let (_, chunk_units) = shards[0].chunk_extent();
     let per_map = shape.per_map();
     let level = 1.0 - top;
-    let columns: Vec<u64> = (0..shape.units).step_by(chunk_units as usize).collect();
+    let images: u64 = shards.iter().map(|s| s.shape().images).sum();
+    // Columns of chunks, cut at the selection's edges.
+    let mut columns = Vec::new();
+    let mut u = units.start;
+    while u < units.end {
+        let next = ((u / chunk_units + 1) * chunk_units).min(units.end);
+        columns.push(u..next);
+        u = next;
+    }
     let blocks: Vec<Vec<Row>> = columns
         .into_par_iter()
-        .map(|u0| -> Result<Vec<Row>> {
-            let units = u0..(u0 + chunk_units).min(shape.units);
+        .map(|units| -> Result<Vec<Row>> {
             let n_units = (units.end - units.start) as usize;
             let mut selectors: Vec<Selector> = (0..n_units).map(|_| Selector::new()).collect();
             // The same sweep over the column twice: count, then refine.
             let sweep = |selectors: &mut Vec<Selector>, refine: bool| -> Result<()> {
-                for i0 in (0..shape.images).step_by(chunk_images as usize) {
-                    let images = i0..(i0 + chunk_images).min(shape.images);
-                    let n_images = (images.end - images.start) as usize;
-                    let data = layer.read(images, units.clone())?;
-                    selectors.par_iter_mut().enumerate().for_each(|(j, s)| {
-                        for i in 0..n_images {
-                            let start = (i * n_units + j) * per_map;
-                            let map = &data[start..start + per_map];
-                            if refine { s.refine(map) } else { s.count(map) }
-                        }
-                    });
+                for layer in shards {
+                    let n = layer.shape().images;
+                    let (chunk_images, _) = layer.chunk_extent();
+                    for i0 in (0..n).step_by(chunk_images as usize) {
+                        let images = i0..(i0 + chunk_images).min(n);
+                        let n_images = (images.end - images.start) as usize;
+                        let data = layer.read(images, units.clone())?;
+                        selectors.par_iter_mut().enumerate().for_each(|(j, s)| {
+                            for i in 0..n_images {
+                                let start = (i * n_units + j) * per_map;
+                                let map = &data[start..start + per_map];
+                                if refine { s.refine(map) } else { s.count(map) }
+                            }
+                        });
+                    }
                 }
                 Ok(())
             };
             sweep(&mut selectors, false)?;
-            let target = Target::new(shape.images * per_map as u64, level);
+            let target = Target::new(images * per_map as u64, level);
             selectors.par_iter_mut().for_each(|s| s.locate(target));
             sweep(&mut selectors, true)?;
             Ok(selectors
@@ -129,21 +210,99 @@ pub fn layer_thresholds(layer: &LayerReader, name: &str, top: f64) -> Result<Vec
     Ok(blocks.into_iter().flatten().collect())
 }
 
-/// The store spec of the thresholds of an extract artifact.
-pub fn spec(activations: &nd_store::Artifact, config: &Config) -> Result<nd_store::Spec> {
+/// The rows of `index.csv` an extract artifact covers.
+fn extract_rows(activations: &nd_store::Artifact) -> Result<std::ops::Range<u64>> {
+    let rows = &activations.manifest.params["rows"];
+    match (rows[0].as_u64(), rows[1].as_u64()) {
+        (Some(a), Some(b)) => Ok(a..b),
+        _ => Err(Error::Config(format!(
+            "{}: the extract manifest has no `rows` parameter",
+            activations.dir.display()
+        ))),
+    }
+}
+
+/// Puts image shards of one extraction in row order, and checks that they are shards of
+/// one extraction (same model, layers and preprocessing) that follow one another.
+fn order_shards(activations: &[nd_store::Artifact]) -> Result<Vec<&nd_store::Artifact>> {
+    let Some(first) = activations.first() else {
+        return Err(Error::Config("no extract artifact given".into()));
+    };
+    if activations.len() == 1 {
+        first.expect_stage("extract")?;
+        return Ok(vec![first]);
+    }
+    let mut shards: Vec<(std::ops::Range<u64>, &nd_store::Artifact)> = Vec::new();
+    for a in activations {
+        a.expect_stage("extract")?;
+        shards.push((extract_rows(a)?, a));
+    }
+    shards.sort_by_key(|(rows, _)| rows.start);
+    let without_rows = |a: &nd_store::Artifact| {
+        let mut params = a.manifest.params.clone();
+        params.as_object_mut().map(|p| p.remove("rows"));
+        let mut digests = a.manifest.digests.clone();
+        digests.remove("images");
+        (a.manifest.schema, params, digests)
+    };
+    for pair in shards.windows(2) {
+        let ((r0, a0), (r1, a1)) = (&pair[0], &pair[1]);
+        if without_rows(a0) != without_rows(a1) {
+            return Err(Error::Config(format!(
+                "{} and {} are not image shards of one extraction (their model, layers or \
+                 preprocessing differ)",
+                a0.dir.display(),
+                a1.dir.display()
+            )));
+        }
+        if r0.end != r1.start {
+            return Err(Error::Config(format!(
+                "the image shards do not follow one another: {} covers rows {}..{} and {} \
+                 rows {}..{}",
+                a0.dir.display(),
+                r0.start,
+                r0.end,
+                a1.dir.display(),
+                r1.start,
+                r1.end
+            )));
+        }
+    }
+    Ok(shards.into_iter().map(|(_, a)| a).collect())
+}
+
+/// The roles of extract artifacts in a quantile spec: `activations` for one (as before
+/// sharding existed, so unsharded keys never change), `activations.0000`... for shards.
+fn input_roles(n: usize) -> Vec<String> {
+    if n == 1 {
+        vec!["activations".to_owned()]
+    } else {
+        (0..n).map(|i| format!("activations.{i:04}")).collect()
+    }
+}
+
+/// The store spec of the thresholds of an extract artifact, or of image shards of one.
+pub fn spec(activations: &[nd_store::Artifact], config: &Config) -> Result<nd_store::Spec> {
     config.validate()?;
-    Ok(
-        nd_store::Spec::new(STAGE, SCHEMA, json!({ "top": config.top }))
-            .input("activations", activations.key()),
-    )
+    let shards = order_shards(activations)?;
+    let mut params = json!({ "top": config.top });
+    if let Some(units) = config.units {
+        params["units"] = units.to_json();
+    }
+    let mut spec = nd_store::Spec::new(STAGE, SCHEMA, params);
+    for (role, shard) in input_roles(shards.len()).iter().zip(&shards) {
+        spec = spec.input(role, shard.key());
+    }
+    Ok(spec)
 }
 
 pub use nd_store::Outcome;
 
-/// Computes the thresholds of every layer of an extract artifact through the store.
+/// Computes the thresholds of every layer of an extract artifact (or of image shards of
+/// one, given in any order) through the store: of every unit, or of `config.units`.
 pub fn run(
     store: &nd_store::Store,
-    activations: &nd_store::Artifact,
+    activations: &[nd_store::Artifact],
     config: &Config,
 ) -> Result<Outcome> {
     let spec = spec(activations, config)?;
@@ -153,22 +312,156 @@ pub fn run(
             computed: false,
         });
     }
-    let group = ActivationGroup::open(&activations.dir.join(nd_arrays::ACTIVATIONS_DIR))?;
-    let layers = group.layers()?;
+    let shards = order_shards(activations)?;
+    let groups: Vec<ActivationGroup> = shards
+        .iter()
+        .map(|a| ActivationGroup::open(&a.dir.join(nd_arrays::ACTIVATIONS_DIR)))
+        .collect::<nd_arrays::Result<_>>()?;
+    let layers = groups[0].layers()?;
     let mut rows = Vec::new();
+    let (mut widths, mut selected) = (Vec::new(), Vec::new());
     for name in &layers {
-        rows.extend(layer_thresholds(
-            &group.open_layer(name)?,
-            name,
-            config.top,
-        )?);
+        let readers: Vec<LayerReader> = groups
+            .iter()
+            .map(|g| g.open_layer(name))
+            .collect::<nd_arrays::Result<_>>()?;
+        let shape = readers[0].shape();
+        for (reader, shard) in readers.iter().zip(&shards) {
+            let s = reader.shape();
+            if (s.units, s.height, s.width) != (shape.units, shape.height, shape.width) {
+                return Err(Error::Config(format!(
+                    "layer `{name}` has {}×{}×{} maps in {} but {}×{}×{} in {}",
+                    s.units,
+                    s.height,
+                    s.width,
+                    shard.dir.display(),
+                    shape.units,
+                    shape.height,
+                    shape.width,
+                    shards[0].dir.display()
+                )));
+            }
+        }
+        let units = config.units.map_or(0..shape.units, |u| u.of(shape.units));
+        widths.push(shape.units);
+        selected.push(json!([units.start, units.end]));
+        rows.extend(layer_thresholds(&readers, name, config.top, units)?);
     }
     let pending = store.begin(&spec)?;
     let metadata = pending.table_metadata();
     thresholds::write_rows(&pending.dir().join(thresholds::FILE), &rows, &metadata)?;
-    let outputs = json!({ "table": thresholds::FILE, "layers": layers, "units": rows.len() });
+    let mut outputs = json!({
+        "table": thresholds::FILE,
+        "layers": layers,
+        "widths": widths,
+        "units": rows.len(),
+    });
+    if config.units.is_some() {
+        outputs["selected"] = json!(selected);
+    }
     let versions = nd_store::versions();
     let artifact = pending.commit(versions, outputs)?;
+    Ok(Outcome {
+        artifact,
+        computed: true,
+    })
+}
+
+/// Joins the thresholds of blocks of units (runs with [`Config::units`] over the same
+/// activations and `top`) into the artifact a run over every unit would have written: the
+/// same key, the same table, byte for byte. Fails unless the blocks cover every unit of
+/// every layer exactly once.
+pub fn merge(store: &nd_store::Store, blocks: &[nd_store::Artifact]) -> Result<Outcome> {
+    let Some(first) = blocks.first() else {
+        return Err(Error::Config("no quantile block given to merge".into()));
+    };
+    let whole = |a: &nd_store::Artifact| -> Result<nd_store::Spec> {
+        a.expect_stage(STAGE)?;
+        let mut params = a.manifest.params.clone();
+        params.as_object_mut().map(|p| p.remove("units"));
+        let mut spec = nd_store::Spec::new(STAGE, a.manifest.schema, params);
+        spec.inputs = a.manifest.inputs.clone();
+        Ok(spec)
+    };
+    let spec = whole(first)?;
+    for block in blocks {
+        if whole(block)? != spec {
+            return Err(Error::Config(format!(
+                "{} and {} are not blocks of one quantile run (their activations or `top` differ)",
+                first.dir.display(),
+                block.dir.display()
+            )));
+        }
+    }
+    let layers: Vec<String> =
+        serde_json::from_value(first.manifest.outputs["layers"].clone()).unwrap_or_default();
+    let widths: Vec<u64> = serde_json::from_value(first.manifest.outputs["widths"].clone())
+        .map_err(|_| {
+            Error::Config(format!(
+                "{}: the manifest does not give the layers' widths (written by an older \
+                 version; compute the block again)",
+                first.dir.display()
+            ))
+        })?;
+    let mut by_layer: std::collections::BTreeMap<String, Vec<(Row, usize)>> = Default::default();
+    for (b, block) in blocks.iter().enumerate() {
+        for row in thresholds::read_rows(&block.dir.join(thresholds::FILE))? {
+            by_layer
+                .entry(row.layer.clone())
+                .or_default()
+                .push((row, b));
+        }
+    }
+    let mut rows = Vec::new();
+    for (name, &width) in layers.iter().zip(&widths) {
+        let mut units = by_layer.remove(name).unwrap_or_default();
+        units.sort_by_key(|(r, _)| r.unit);
+        for pair in units.windows(2) {
+            if pair[0].0.unit == pair[1].0.unit {
+                return Err(Error::Config(format!(
+                    "unit {} of layer `{name}` is in two blocks: {} and {}",
+                    pair[0].0.unit,
+                    blocks[pair[0].1].dir.display(),
+                    blocks[pair[1].1].dir.display()
+                )));
+            }
+        }
+        let missing: Vec<u64> = {
+            let have: std::collections::BTreeSet<u64> =
+                units.iter().map(|(r, _)| u64::from(r.unit)).collect();
+            (0..width).filter(|u| !have.contains(u)).collect()
+        };
+        if let Some(&m) = missing.first() {
+            return Err(Error::Config(format!(
+                "the blocks leave {} of the {width} units of layer `{name}` without a \
+                 threshold (unit {m} first): is a block missing?",
+                missing.len()
+            )));
+        }
+        rows.extend(units.into_iter().map(|(r, _)| r));
+    }
+    if let Some(name) = by_layer.keys().next() {
+        return Err(Error::Config(format!(
+            "a block has thresholds of layer `{name}`, which the first block does not have"
+        )));
+    }
+    // Checked before the cache is asked, so that an incomplete set of blocks always fails.
+    if let Some(artifact) = store.get(&spec)? {
+        return Ok(Outcome {
+            artifact,
+            computed: false,
+        });
+    }
+    let pending = store.begin(&spec)?;
+    let metadata = pending.table_metadata();
+    thresholds::write_rows(&pending.dir().join(thresholds::FILE), &rows, &metadata)?;
+    let outputs = json!({
+        "table": thresholds::FILE,
+        "layers": layers,
+        "widths": widths,
+        "units": rows.len(),
+    });
+    let artifact = pending.commit(nd_store::versions(), outputs)?;
     Ok(Outcome {
         artifact,
         computed: true,
@@ -211,7 +504,7 @@ mod tests {
         // unit 0 sorted 0..7: 5 + 0.25 · (6 − 5) = 5.25
         // unit 1 sorted 5,5,5,5,5,5,5,9: 5 + 0.25 · 0 = 5
         // unit 2 sorted −1,0,0,0,0,0,0,8: 0
-        let rows = layer_thresholds(&layer, "conv", 0.25).unwrap();
+        let rows = layer_thresholds(std::slice::from_ref(&layer), "conv", 0.25, 0..3).unwrap();
         let t: Vec<f64> = rows.iter().map(|r| r.threshold).collect();
         assert_eq!(t, [5.25, 5.0, 0.0]);
         assert_eq!(rows[2].min, -1.0);
@@ -219,7 +512,7 @@ mod tests {
         assert_eq!(rows[2].zero_fraction, 6.0 / 8.0);
         assert_eq!(rows[0].n_values, 8);
         // top = 0.1: pos = 6.3; unit 0: 6 + 0.3 · 1 = 6.3; unit 1: 5 + 0.3 · 4 = 6.2.
-        let rows = layer_thresholds(&layer, "conv", 0.1).unwrap();
+        let rows = layer_thresholds(std::slice::from_ref(&layer), "conv", 0.1, 0..3).unwrap();
         assert!((rows[0].threshold - 6.3).abs() < 1e-12);
         assert!((rows[1].threshold - 6.2).abs() < 1e-12);
         assert!((rows[2].threshold - 2.4).abs() < 1e-12);
@@ -245,7 +538,7 @@ mod tests {
         let mut w = group.create_layer("l", shape).unwrap();
         w.push(&values).unwrap();
         w.finish().unwrap();
-        let rows = layer_thresholds(&group.open_layer("l").unwrap(), "l", 0.005).unwrap();
+        let rows = layer_thresholds(&[group.open_layer("l").unwrap()], "l", 0.005, 0..5).unwrap();
         for unit in 0..5 {
             let mut v: Vec<f64> = (0..150)
                 .flat_map(|i| {
@@ -270,10 +563,13 @@ mod tests {
         let pending = store.begin(&spec).unwrap();
         cube(pending.dir());
         let activations = pending.commit(Default::default(), json!({})).unwrap();
-        let config = Config { top: 0.25 };
-        let first = run(&store, &activations, &config).unwrap();
+        let config = Config {
+            top: 0.25,
+            ..Default::default()
+        };
+        let first = run(&store, std::slice::from_ref(&activations), &config).unwrap();
         assert!(first.computed);
-        let second = run(&store, &activations, &config).unwrap();
+        let second = run(&store, std::slice::from_ref(&activations), &config).unwrap();
         assert!(!second.computed);
         assert_eq!(first.artifact.dir, second.artifact.dir);
         let rows = thresholds::read_rows(&first.artifact.dir.join(thresholds::FILE)).unwrap();
@@ -282,10 +578,129 @@ mod tests {
         let meta = nd_tables::metadata(&first.artifact.dir.join(thresholds::FILE)).unwrap();
         assert_eq!(meta["netdissect.params"], r#"{"top":0.25}"#);
         for top in [0.0, 1.0, -0.1, f64::NAN] {
-            let err = run(&store, &activations, &Config { top })
-                .unwrap_err()
-                .to_string();
+            let err = run(
+                &store,
+                std::slice::from_ref(&activations),
+                &Config { top, units: None },
+            )
+            .unwrap_err()
+            .to_string();
             assert!(err.starts_with("top must be between 0 and 1"), "{err}");
+        }
+    }
+
+    /// An extract artifact of `images` rows starting at `first` of one 5-unit layer.
+    fn shard(
+        store: &nd_store::Store,
+        values: &[f32],
+        first: u64,
+        images: u64,
+    ) -> nd_store::Artifact {
+        let spec = nd_store::Spec::new(
+            "extract",
+            1,
+            json!({ "rows": [first, first + images], "layers": ["l"] }),
+        );
+        let pending = store.begin(&spec).unwrap();
+        let group =
+            ActivationGroup::create(&pending.dir().join(nd_arrays::ACTIVATIONS_DIR)).unwrap();
+        let shape = LayerShape {
+            images,
+            units: 5,
+            height: 3,
+            width: 3,
+        };
+        let mut w = group.create_layer("l", shape).unwrap();
+        w.push(&values[(first * 45) as usize..((first + images) * 45) as usize])
+            .unwrap();
+        w.finish().unwrap();
+        group.set_layers(&["l".to_owned()]).unwrap();
+        pending.commit(Default::default(), json!({})).unwrap()
+    }
+
+    #[test]
+    fn shards_and_blocks_merge_into_the_whole_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = nd_store::Store::open(dir.path()).unwrap();
+        let values: Vec<f32> = (0..150 * 45u64)
+            .map(|i| ((i.wrapping_mul(2_654_435_761) % 10_007) as f32 / 1000.0 - 2.0).max(0.0))
+            .collect();
+        let whole = shard(&store, &values, 0, 150);
+        let parts = [
+            shard(&store, &values, 100, 50),
+            shard(&store, &values, 0, 100),
+        ];
+        let read =
+            |a: &nd_store::Artifact| thresholds::read_rows(&a.dir.join(thresholds::FILE)).unwrap();
+        let all = run(&store, std::slice::from_ref(&whole), &Config::default()).unwrap();
+        let config = |units| Config {
+            units,
+            ..Config::default()
+        };
+        let sharded = run(&store, &parts, &config(None)).unwrap();
+        assert_eq!(read(&all.artifact), read(&sharded.artifact));
+        let blocks: Vec<_> = (0..2)
+            .map(|k| {
+                run(&store, &parts, &config(Some(Units::Block(k, 2))))
+                    .unwrap()
+                    .artifact
+            })
+            .collect();
+        assert_eq!(read(&blocks[0]).len(), 2);
+        assert_eq!(read(&blocks[1]).len(), 3);
+        // The merge is the artifact of the unblocked run: same key, same bytes.
+        let merged = merge(&store, &blocks).unwrap();
+        assert!(!merged.computed);
+        assert_eq!(merged.artifact.dir, sharded.artifact.dir);
+        let file = |a: &nd_store::Artifact| std::fs::read(a.dir.join(thresholds::FILE)).unwrap();
+        let unblocked = file(&sharded.artifact);
+        std::fs::remove_dir_all(&sharded.artifact.dir).unwrap();
+        let merged = merge(&store, &[blocks[1].clone(), blocks[0].clone()]).unwrap();
+        assert!(merged.computed);
+        assert_eq!(file(&merged.artifact), unblocked);
+        // Blocks that miss or repeat units are refused.
+        let err = merge(&store, &blocks[..1]).unwrap_err().to_string();
+        assert!(err.contains("leave 3 of the 5 units of layer `l`"), "{err}");
+        let range = run(&store, &parts, &config(Some(Units::Range(1, 4))))
+            .unwrap()
+            .artifact;
+        let err = merge(&store, &[blocks[0].clone(), range])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unit 1 of layer `l` is in two blocks"),
+            "{err}"
+        );
+        let other_top = run(
+            &store,
+            &parts,
+            &Config {
+                top: 0.01,
+                units: Some(Units::Block(1, 2)),
+            },
+        )
+        .unwrap()
+        .artifact;
+        let err = merge(&store, &[blocks[0].clone(), other_top])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not blocks of one quantile run"), "{err}");
+        // Shards with a gap between them are refused.
+        let gap = shard(&store, &values, 120, 30);
+        let err = run(&store, &[parts[1].clone(), gap], &config(None))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("do not follow one another"), "{err}");
+    }
+
+    #[test]
+    fn unit_selections_parse_and_cover_layers() {
+        assert_eq!("2..5".parse::<Units>().unwrap().of(4), 2..4);
+        let blocks: Vec<_> = (0..3).map(|k| Units::Block(k, 3).of(10)).collect();
+        assert_eq!(blocks, [0..3, 3..6, 6..10]);
+        assert_eq!("1/3".parse::<Units>().unwrap(), Units::Block(1, 3));
+        for bad in ["3/3", "5..5", "a..b", "7"] {
+            assert!(bad.parse::<Units>().is_err(), "{bad}");
         }
     }
 }

@@ -1,30 +1,61 @@
 //! `nd-quantile`: the quantile stage as a command.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// Computes every unit's activation threshold (exact top quantile) from an extract
-/// artifact. Prints the quantile artifact's directory on stdout.
+/// artifact, or from image shards of one. Prints the quantile artifact's directory on
+/// stdout. `nd-quantile merge BLOCK...` joins blocks of units into the whole table.
 #[derive(Parser)]
-#[command(name = "nd-quantile", version)]
+#[command(name = "nd-quantile", version, args_conflicts_with_subcommands = true)]
 struct Args {
-    /// The extract artifact (a directory `<cache>/extract/<key>`).
-    #[arg(long)]
-    activations: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// The extract artifact (a directory `<cache>/extract/<key>`, or a record of one), or
+    /// several image shards of one extraction, in any order.
+    #[arg(long, num_args = 1.., required = true)]
+    activations: Vec<PathBuf>,
     /// The fraction of each unit's activations above its threshold.
     #[arg(long, default_value_t = 0.005)]
     top: f64,
-    /// The cache directory (default: the one holding the input artifact).
-    #[arg(long, env = "NETDISSECT_CACHE")]
-    cache: Option<PathBuf>,
-    /// Say why the stage computes (or that it is fresh) on stderr.
+    /// Only these units of each layer: `START..END`, or `K/N` for block K (from 0) of N
+    /// nearly equal blocks. Join the blocks with `nd-quantile merge`.
     #[arg(long)]
+    units: Option<nd_quantile::Units>,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(clap::Args)]
+struct Common {
+    /// The cache directory (default: the one holding the input artifact; required when the
+    /// inputs are records).
+    #[arg(long, env = "NETDISSECT_CACHE", global = true)]
+    cache: Option<PathBuf>,
+    /// Also write the artifact's manifest to this file (a record, for workflow engines).
+    #[arg(long, global = true)]
+    record: Option<PathBuf>,
+    /// Say why the stage computes (or that it is fresh) on stderr.
+    #[arg(long, global = true)]
     explain: bool,
     /// Worker threads (default: one per core).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, global = true)]
     threads: usize,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Join the thresholds of blocks of units (`--units`) into the table a run over every
+    /// unit writes (same key, same bytes); fails unless every unit is in exactly one block.
+    Merge {
+        /// The quantile artifacts (or records) of the blocks.
+        #[arg(required = true)]
+        blocks: Vec<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 fn main() {
@@ -34,32 +65,53 @@ fn main() {
     }
 }
 
-fn run() -> anyhow::Result<()> {
-    let args = Args::parse();
-    if args.threads > 0 {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(args.threads)
-            .build_global()?;
-    }
-    let activations = nd_store::Artifact::open(&args.activations)?;
-    activations.expect_stage("extract")?;
-    let cache = match &args.cache {
-        Some(dir) => dir.clone(),
-        None => activations
+/// The store: `--cache`, or the cache of the first input artifact.
+fn store(cache: Option<&Path>, first: &nd_store::Artifact) -> anyhow::Result<nd_store::Store> {
+    let cache = match cache {
+        Some(dir) => dir.to_owned(),
+        None => first
             .cache_root()
             .context("the input artifact is not inside a cache")?
             .to_owned(),
     };
-    let store = nd_store::Store::open(&cache)
-        .with_context(|| format!("cannot open the cache {}", cache.display()))?;
-    let config = nd_quantile::Config { top: args.top };
-    if args.explain {
-        eprintln!(
-            "{}",
-            store.explain(&nd_quantile::spec(&activations, &config)?)?
-        );
-    }
-    let outcome = nd_quantile::run(&store, &activations, &config)?;
+    nd_store::Store::open(&cache)
+        .with_context(|| format!("cannot open the cache {}", cache.display()))
+}
+
+fn locate(paths: &[PathBuf], cache: Option<&Path>) -> anyhow::Result<Vec<nd_store::Artifact>> {
+    paths
+        .iter()
+        .map(|p| nd_store::locate(p, cache).map_err(anyhow::Error::from))
+        .collect()
+}
+
+fn run() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let (outcome, common) = match &args.command {
+        Some(Command::Merge { blocks, common }) => {
+            threads(common.threads)?;
+            let blocks = locate(blocks, common.cache.as_deref())?;
+            let store = store(common.cache.as_deref(), &blocks[0])?;
+            (nd_quantile::merge(&store, &blocks)?, common)
+        }
+        None => {
+            let common = &args.common;
+            threads(common.threads)?;
+            let activations = locate(&args.activations, common.cache.as_deref())?;
+            let store = store(common.cache.as_deref(), &activations[0])?;
+            let config = nd_quantile::Config {
+                top: args.top,
+                units: args.units,
+            };
+            if common.explain {
+                eprintln!(
+                    "{}",
+                    store.explain(&nd_quantile::spec(&activations, &config)?)?
+                );
+            }
+            (nd_quantile::run(&store, &activations, &config)?, common)
+        }
+    };
     eprintln!(
         "quantile: {} {}",
         if outcome.computed {
@@ -69,6 +121,18 @@ fn run() -> anyhow::Result<()> {
         },
         outcome.artifact.key().short()
     );
+    if let Some(record) = &common.record {
+        outcome.artifact.write_record(record)?;
+    }
     println!("{}", outcome.artifact.dir.display());
+    Ok(())
+}
+
+fn threads(n: usize) -> anyhow::Result<()> {
+    if n > 0 {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()?;
+    }
     Ok(())
 }

@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,
-    /// The score artifact (a directory `<cache>/score/<key>`).
+    /// The score artifact (a directory `<cache>/score/<key>`, or a record of one).
     #[arg(long)]
     scores: Option<PathBuf>,
     /// A unit is a detector when its best IoU reaches this.
@@ -26,6 +26,9 @@ struct Args {
     /// Say why the stage computes (or that it is fresh) on stderr.
     #[arg(long)]
     explain: bool,
+    /// Also write the artifact's manifest to this file (a record, for workflow engines).
+    #[arg(long)]
+    record: Option<PathBuf>,
     /// Copy the report's files (tables, summary.json, tally CSVs) to this directory.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -65,7 +68,7 @@ fn run() -> anyhow::Result<()> {
     let scores = args
         .scores
         .context("--scores is required (or use `nd-report summarize FILE...`)")?;
-    let scores = nd_store::Artifact::open(&scores)?;
+    let scores = nd_store::locate(&scores, args.cache.as_deref())?;
     scores.expect_stage("score")?;
     let cache = match &args.cache {
         Some(dir) => dir.clone(),
@@ -94,6 +97,9 @@ fn run() -> anyhow::Result<()> {
         outcome.artifact.key().short(),
         outcome.artifact.dir.display()
     );
+    if let Some(record) = &args.record {
+        outcome.artifact.write_record(record)?;
+    }
     if let Some(out) = &args.out {
         nd_report::export(&outcome.artifact, out)?;
         eprintln!("report: copied to {}", out.display());

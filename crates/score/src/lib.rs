@@ -291,10 +291,27 @@ pub fn run(
         });
     }
     let counts = count(dataset, masks, config)?;
-    let rows = score_rows(dataset, &counts);
-    let pending = store.begin(&spec)?;
+    let rows = masks_rows(masks)?;
+    let artifact = write(store, &spec, dataset, &counts, rows, json!({}))?;
+    Ok(Outcome {
+        artifact,
+        computed: true,
+    })
+}
+
+/// Writes the tables of `counts` (of the dataset rows `rows`) as the artifact of `spec`.
+fn write(
+    store: &nd_store::Store,
+    spec: &nd_store::Spec,
+    dataset: &nd_broden::Dataset,
+    counts: &Counts,
+    rows: std::ops::Range<usize>,
+    extra_outputs: serde_json::Value,
+) -> Result<nd_store::Artifact> {
+    let table = score_rows(dataset, counts);
+    let pending = store.begin(spec)?;
     let metadata = pending.table_metadata();
-    scores::write_rows(&pending.dir().join(scores::FILE), &rows, &metadata)?;
+    scores::write_rows(&pending.dir().join(scores::FILE), &table, &metadata)?;
     scores::write_truth(
         &pending.dir().join(scores::TRUTH_FILE),
         &counts.truth,
@@ -324,16 +341,188 @@ pub fn run(
         &activation,
         &metadata,
     )?;
-    let outputs = json!({
+    let mut outputs = json!({
         "scores": scores::FILE,
         "truth": scores::TRUTH_FILE,
         "activation": scores::ACTIVATION_FILE,
-        "rows": masks.manifest.outputs["rows"],
+        "rows": [rows.start, rows.end],
         "layers": counts.layers.iter().map(|l| json!({"name": l.name, "units": l.units})).collect::<Vec<_>>(),
         "categories": categories,
     });
-    let versions = nd_store::versions();
-    let artifact = pending.commit(versions, outputs)?;
+    if let (Some(out), Some(extra)) = (outputs.as_object_mut(), extra_outputs.as_object()) {
+        out.extend(extra.clone());
+    }
+    Ok(pending.commit(nd_store::versions(), outputs)?)
+}
+
+/// The counts a score artifact holds, read back from its tables: every count is there
+/// (`truth.parquet`, `activation.parquet`, and every non-zero intersection in
+/// `scores.parquet`), so the counts of image shards can be summed exactly.
+pub fn read_counts(scores: &nd_store::Artifact) -> Result<Counts> {
+    let bad = |what: &str| {
+        Error::Input(format!(
+            "{}: not a score artifact ({what})",
+            scores.dir.display()
+        ))
+    };
+    let layers = masks_layers(scores)?;
+    let categories: Vec<String> =
+        serde_json::from_value(scores.manifest.outputs["categories"].clone())
+            .map_err(|_| bad("no categories"))?;
+    let truth = scores::read_truth(&scores.dir.join(scores::TRUTH_FILE))?;
+    let mut counts = Counts::new(truth.len(), categories.len(), &layers);
+    counts.truth = truth;
+    let layer_index = |name: &str| {
+        layers
+            .iter()
+            .position(|(n, _)| n == name)
+            .ok_or_else(|| bad(&format!("a row of layer `{name}`, which it does not list")))
+    };
+    let (n_labels, n_categories) = (counts.n_labels, counts.n_categories);
+    for row in scores::read_activation(&scores.dir.join(scores::ACTIVATION_FILE))? {
+        let layer = &mut counts.layers[layer_index(&row.layer)?];
+        let c = categories
+            .iter()
+            .position(|c| *c == row.category)
+            .ok_or_else(|| bad(&format!("unknown category `{}`", row.category)))?;
+        let unit = row.unit as usize;
+        if unit >= layer.units {
+            return Err(bad(&format!("unit {unit} of layer `{}`", layer.name)));
+        }
+        layer.act[unit * n_categories + c] = row.activation;
+        layer.pixels[unit] = row.pixels;
+    }
+    for row in scores::read_rows(&scores.dir.join(scores::FILE))? {
+        let layer = &mut counts.layers[layer_index(&row.layer)?];
+        let (unit, label) = (row.unit as usize, row.label as usize);
+        if unit >= layer.units || label >= n_labels {
+            return Err(bad(&format!(
+                "unit {unit}, label {label} of layer `{}`",
+                layer.name
+            )));
+        }
+        layer.inter[unit * n_labels + label] = row.intersect;
+    }
+    Ok(counts)
+}
+
+/// The spec of the merge of image shards' scores: the shards' parameters, and their keys.
+fn merge_spec(shards: &[&nd_store::Artifact]) -> nd_store::Spec {
+    let first = shards[0];
+    let mut spec = nd_store::Spec::new(STAGE, first.manifest.schema, first.manifest.params.clone());
+    for (i, shard) in shards.iter().enumerate() {
+        spec = spec.input(&format!("scores.{i:04}"), shard.key());
+    }
+    spec
+}
+
+/// Sums the counts of score artifacts of image shards (of one model's masks, thresholded
+/// alike, scored on one dataset) and writes the tables a single run over all their rows
+/// writes: the same data, row for row, since the counts are integer sums.
+///
+/// Each shard is checked against `dataset` by recomputing its key from its segment
+/// artifact, so shards scored on another dataset or with other settings are refused.
+pub fn merge(
+    store: &nd_store::Store,
+    dataset: &nd_broden::Dataset,
+    shards: &[nd_store::Artifact],
+) -> Result<Outcome> {
+    if shards.is_empty() {
+        return Err(Error::Input("no score artifact given to merge".into()));
+    }
+    let mut ordered: Vec<(std::ops::Range<usize>, &nd_store::Artifact)> = Vec::new();
+    for shard in shards {
+        shard.expect_stage(STAGE)?;
+        ordered.push((masks_rows(shard)?, shard));
+    }
+    ordered.sort_by_key(|(rows, _)| rows.start);
+    let mut thresholds: Option<(nd_store::Key, &nd_store::Artifact)> = None;
+    for (_, shard) in &ordered {
+        let masks_key = shard.manifest.inputs.get("masks").copied().ok_or_else(|| {
+            Error::Input(format!(
+                "{} is not the score of one segment artifact (a merge already?)",
+                shard.dir.display()
+            ))
+        })?;
+        let masks = store.get_key("segment", masks_key)?.ok_or_else(|| {
+            Error::Input(format!(
+                "the masks {} that {} was scored from are not in the cache {}",
+                masks_key.short(),
+                shard.dir.display(),
+                store.root().display()
+            ))
+        })?;
+        let denominator: Denominator =
+            serde_json::from_value(shard.manifest.params["denominator"].clone()).map_err(|_| {
+                Error::Input(format!(
+                    "{}: no denominator in its manifest",
+                    shard.dir.display()
+                ))
+            })?;
+        let expected = spec(store, dataset, &masks, &Config { denominator })?;
+        if expected.key() != shard.key() {
+            return Err(Error::Input(format!(
+                "{} was not scored on this dataset (its label maps, tables or categories differ)",
+                shard.dir.display()
+            )));
+        }
+        let t = masks.manifest.inputs.get("thresholds").copied();
+        match (&thresholds, t) {
+            (None, Some(t)) => thresholds = Some((t, shard)),
+            (Some((t0, first)), Some(t)) if *t0 != t => {
+                return Err(Error::Input(format!(
+                    "{} and {} were segmented with different thresholds: not shards of one run",
+                    first.dir.display(),
+                    shard.dir.display()
+                )));
+            }
+            _ => {}
+        }
+    }
+    for pair in ordered.windows(2) {
+        let ((r0, a0), (r1, a1)) = (&pair[0], &pair[1]);
+        if r0.end != r1.start {
+            return Err(Error::Input(format!(
+                "the image shards do not follow one another: {} covers rows {}..{} and {} rows {}..{}",
+                a0.dir.display(),
+                r0.start,
+                r0.end,
+                a1.dir.display(),
+                r1.start,
+                r1.end
+            )));
+        }
+        if a0.manifest.params != a1.manifest.params
+            || a0.manifest.outputs["layers"] != a1.manifest.outputs["layers"]
+        {
+            return Err(Error::Input(format!(
+                "{} and {} differ in denominator, categories or layers: not shards of one run",
+                a0.dir.display(),
+                a1.dir.display()
+            )));
+        }
+    }
+    let shards: Vec<&nd_store::Artifact> = ordered.iter().map(|(_, a)| *a).collect();
+    let spec = merge_spec(&shards);
+    if let Some(artifact) = store.get(&spec)? {
+        return Ok(Outcome {
+            artifact,
+            computed: false,
+        });
+    }
+    let mut counts = read_counts(shards[0])?;
+    for shard in &shards[1..] {
+        counts.merge(&read_counts(shard)?);
+    }
+    let rows = ordered[0].0.start..ordered[ordered.len() - 1].0.end;
+    let artifact = write(
+        store,
+        &spec,
+        dataset,
+        &counts,
+        rows,
+        json!({ "shards": shards.len() }),
+    )?;
     Ok(Outcome {
         artifact,
         computed: true,

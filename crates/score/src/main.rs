@@ -1,36 +1,62 @@
 //! `nd-score`: the score stage as a command.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// Counts every unit's masks against the dataset's concept labels and writes the IoU
-/// tables. Prints the score artifact's directory on stdout.
+/// tables. Prints the score artifact's directory on stdout. `nd-score merge` sums the
+/// counts of image shards into the tables of all their rows.
 #[derive(Parser)]
-#[command(name = "nd-score", version)]
+#[command(name = "nd-score", version, args_conflicts_with_subcommands = true)]
 struct Args {
-    /// The dataset directory.
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// The segment artifact (a directory, or a record of one).
     #[arg(long)]
-    dataset: PathBuf,
-    /// The segment artifact.
-    #[arg(long)]
-    masks: PathBuf,
+    masks: Option<PathBuf>,
     /// lite (NetDissect-Lite) or original (the original NetDissect).
     #[arg(long, default_value = "lite")]
     denominator: nd_score::Denominator,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(clap::Args)]
+struct Common {
+    /// The dataset directory, or the record of a synthetic dataset in the cache.
+    #[arg(long)]
+    dataset: Option<PathBuf>,
     /// Load only these categories (comma-separated).
     #[arg(long, value_delimiter = ',')]
     categories: Option<Vec<String>>,
-    /// The cache directory (default: the one holding the input artifact).
+    /// The cache directory (default: the one holding the input artifact; required when the
+    /// inputs are records).
     #[arg(long, env = "NETDISSECT_CACHE")]
     cache: Option<PathBuf>,
+    /// Also write the artifact's manifest to this file (a record, for workflow engines).
+    #[arg(long)]
+    record: Option<PathBuf>,
     /// Say why the stage computes (or that it is fresh) on stderr.
     #[arg(long)]
     explain: bool,
     /// Worker threads (default: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sum the counts of score artifacts of image shards (their masks thresholded alike)
+    /// into the tables of all their rows: the same data a single run writes.
+    Merge {
+        /// The score artifacts (or records) of the shards, in any order.
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 fn main() {
@@ -42,39 +68,55 @@ fn main() {
 
 fn run() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.threads > 0 {
+    let common = match &args.command {
+        Some(Command::Merge { common, .. }) => common,
+        None => &args.common,
+    };
+    if common.threads > 0 {
         rayon::ThreadPoolBuilder::new()
-            .num_threads(args.threads)
+            .num_threads(common.threads)
             .build_global()?;
     }
-    let masks = nd_store::Artifact::open(&args.masks)?;
-    masks.expect_stage("segment")?;
+    let cache = common.cache.as_deref();
+    let inputs: Vec<nd_store::Artifact> = match &args.command {
+        Some(Command::Merge { shards, .. }) => shards
+            .iter()
+            .map(|p| nd_store::locate(p, cache))
+            .collect::<Result<_, _>>()?,
+        None => vec![nd_store::locate(
+            args.masks
+                .as_deref()
+                .context("--masks is required (or use `nd-score merge SHARD...`)")?,
+            cache,
+        )?],
+    };
+    let store = open_store(cache, &inputs[0])?;
+    let dataset = common.dataset.as_deref().context("--dataset is required")?;
+    let dir = nd_store::dataset_dir(dataset, Some(store.root()))?;
     let dataset = nd_broden::Dataset::open(
-        &args.dataset,
+        &dir,
         &nd_broden::Config {
-            categories: args.categories.clone(),
+            categories: common.categories.clone(),
         },
     )
-    .with_context(|| format!("cannot open the dataset {}", args.dataset.display()))?;
-    let cache = match &args.cache {
-        Some(dir) => dir.clone(),
-        None => masks
-            .cache_root()
-            .context("the input artifact is not inside a cache")?
-            .to_owned(),
+    .with_context(|| format!("cannot open the dataset {}", dir.display()))?;
+    let outcome = match &args.command {
+        Some(Command::Merge { .. }) => nd_score::merge(&store, &dataset, &inputs)?,
+        None => {
+            let masks = &inputs[0];
+            masks.expect_stage("segment")?;
+            let config = nd_score::Config {
+                denominator: args.denominator,
+            };
+            if common.explain {
+                eprintln!(
+                    "{}",
+                    store.explain(&nd_score::spec(&store, &dataset, masks, &config)?)?
+                );
+            }
+            nd_score::run(&store, &dataset, masks, &config)?
+        }
     };
-    let store = nd_store::Store::open(&cache)
-        .with_context(|| format!("cannot open the cache {}", cache.display()))?;
-    let config = nd_score::Config {
-        denominator: args.denominator,
-    };
-    if args.explain {
-        eprintln!(
-            "{}",
-            store.explain(&nd_score::spec(&store, &dataset, &masks, &config)?)?
-        );
-    }
-    let outcome = nd_score::run(&store, &dataset, &masks, &config)?;
     eprintln!(
         "score: {} {}",
         if outcome.computed {
@@ -84,6 +126,22 @@ fn run() -> anyhow::Result<()> {
         },
         outcome.artifact.key().short()
     );
+    if let Some(record) = &common.record {
+        outcome.artifact.write_record(record)?;
+    }
     println!("{}", outcome.artifact.dir.display());
     Ok(())
+}
+
+/// The store: `--cache`, or the cache of the first input artifact.
+fn open_store(cache: Option<&Path>, first: &nd_store::Artifact) -> anyhow::Result<nd_store::Store> {
+    let cache = match cache {
+        Some(dir) => dir.to_owned(),
+        None => first
+            .cache_root()
+            .context("the input artifact is not inside a cache")?
+            .to_owned(),
+    };
+    nd_store::Store::open(&cache)
+        .with_context(|| format!("cannot open the cache {}", cache.display()))
 }

@@ -28,6 +28,9 @@ struct Args {
     /// Say why the stage computes (or that it is fresh) on stderr.
     #[arg(long)]
     explain: bool,
+    /// Also write the artifact's manifest to this file (a record, for workflow engines).
+    #[arg(long)]
+    record: Option<PathBuf>,
     /// Worker threads (default: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -47,12 +50,10 @@ fn run() -> anyhow::Result<()> {
             .num_threads(args.threads)
             .build_global()?;
     }
-    let activations = nd_store::Artifact::open(&args.activations)?;
+    let activations = nd_store::locate(&args.activations, args.cache.as_deref())?;
     activations.expect_stage("extract")?;
-    let thresholds = nd_store::Artifact::open(&args.thresholds)?;
+    let thresholds = nd_store::locate(&args.thresholds, args.cache.as_deref())?;
     thresholds.expect_stage("quantile")?;
-    let dataset = nd_broden::Dataset::open(&args.dataset, &Default::default())
-        .with_context(|| format!("cannot open the dataset {}", args.dataset.display()))?;
     let cache = match &args.cache {
         Some(dir) => dir.clone(),
         None => activations
@@ -62,6 +63,9 @@ fn run() -> anyhow::Result<()> {
     };
     let store = nd_store::Store::open(&cache)
         .with_context(|| format!("cannot open the cache {}", cache.display()))?;
+    let dir = nd_store::dataset_dir(&args.dataset, Some(store.root()))?;
+    let dataset = nd_broden::Dataset::open(&dir, &Default::default())
+        .with_context(|| format!("cannot open the dataset {}", dir.display()))?;
     let config = nd_segment::Config {
         upsample: args.upsample,
     };
@@ -86,6 +90,9 @@ fn run() -> anyhow::Result<()> {
         },
         outcome.artifact.key().short()
     );
+    if let Some(record) = &args.record {
+        outcome.artifact.write_record(record)?;
+    }
     println!("{}", outcome.artifact.dir.display());
     Ok(())
 }

@@ -46,6 +46,8 @@ pub enum Error {
     Encode { path: PathBuf, message: String },
     #[error("{0}")]
     Config(String),
+    #[error(transparent)]
+    Store(#[from] nd_store::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -94,6 +96,44 @@ impl Default for Config {
             val_fraction: 0.2,
         }
     }
+}
+
+/// The store spec of a dataset generated into a cache: everything that changes its bytes.
+pub fn spec(config: &Config) -> nd_store::Spec {
+    let mut params = serde_json::json!({
+        "images": config.images,
+        "size": config.image_size,
+        "seed": config.seed,
+        "format": config.format.extension(),
+        "generator": GENERATOR_VERSION,
+    });
+    // Absent at its default, so the keys of datasets made before it was a setting hold.
+    if config.val_fraction != Config::default().val_fraction {
+        params["val_fraction"] = serde_json::json!(config.val_fraction);
+    }
+    nd_store::Spec::new("synth", 1, params)
+}
+
+/// Generates the dataset into the cache as a `synth` artifact (once: the same config finds
+/// it there), under its `dataset/` directory.
+pub fn generate_cached(store: &nd_store::Store, config: &Config) -> Result<nd_store::Outcome> {
+    let spec = spec(config);
+    if let Some(artifact) = store.get(&spec)? {
+        return Ok(nd_store::Outcome {
+            artifact,
+            computed: false,
+        });
+    }
+    let pending = store.begin(&spec)?;
+    generate(&pending.dir().join("dataset"), config)?;
+    let artifact = pending.commit(
+        nd_store::versions(),
+        serde_json::json!({ "dataset": "dataset" }),
+    )?;
+    Ok(nd_store::Outcome {
+        artifact,
+        computed: true,
+    })
 }
 
 /// What was written.

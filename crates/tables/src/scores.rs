@@ -120,6 +120,20 @@ pub fn write_truth(path: &Path, truth: &[u64], metadata: &[(String, String)]) ->
     write(path, &batch, metadata)
 }
 
+/// Reads `truth.parquet` back: the pixel count of every label, by label number.
+pub fn read_truth(path: &Path) -> Result<Vec<u64>> {
+    let batch = read(path)?;
+    let label = values::<UInt32Type>(&batch, "label")?;
+    let truth = values::<UInt64Type>(&batch, "truth")?;
+    if label.iter().enumerate().any(|(i, &l)| l as usize != i) {
+        return Err(crate::Error::File {
+            path: path.to_owned(),
+            message: "the labels are not 0, 1, 2... in order".into(),
+        });
+    }
+    Ok(truth)
+}
+
 /// One row of `activation.parquet`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActivationRow {
