@@ -50,6 +50,14 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         categories: Option<Vec<String>>,
     },
+    /// Print a pipeline file as the Snakemake workflow reads it (JSON: defaults filled in,
+    /// paths absolute, preprocessing resolved, the dataset's row count), after the checks
+    /// `run` makes.
+    Config {
+        /// The pipeline file.
+        #[arg(default_value = "pipeline.toml")]
+        pipeline: PathBuf,
+    },
     /// Write a synthetic dataset in the Broden layout (same seed, same bytes).
     Synth {
         /// The directory to create (it must not exist).
@@ -121,6 +129,12 @@ fn run() -> anyhow::Result<()> {
             if let Some(index) = &result.index {
                 println!("open {} to browse the models' pages", index.display());
             }
+            Ok(())
+        }
+        Command::Config { pipeline } => {
+            let loaded = pipeline::load(&pipeline)?;
+            let value = pipeline::describe(&loaded)?;
+            println!("{}", nd_store::canonical::to_pretty(&value));
             Ok(())
         }
         Command::Check {

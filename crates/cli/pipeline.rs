@@ -395,3 +395,75 @@ fn check(l: &Loaded) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The pipeline as the Snakemake workflow reads it (`netdissect config`): defaults filled
+/// in, paths absolute, preprocessing resolved to its values, and the dataset's row count
+/// (which the workflow splits into image shards). One parser and one set of checks, so the
+/// workflow and `netdissect run` cannot read a pipeline differently.
+pub fn describe(loaded: &Loaded) -> anyhow::Result<serde_json::Value> {
+    use serde_json::json;
+    let p = &loaded.pipeline;
+    let absolute = |path: &Path| -> anyhow::Result<String> {
+        let path = loaded.resolve(path);
+        let path = if path.is_absolute() {
+            path
+        } else {
+            std::env::current_dir()?.join(path)
+        };
+        Ok(path.to_string_lossy().into_owned())
+    };
+    let dataset = match (&p.dataset.path, &p.dataset.synth) {
+        (Some(path), _) => {
+            let dir = loaded.resolve(path);
+            let config = nd_broden::Config {
+                categories: p.dataset.categories.clone(),
+            };
+            let rows = nd_broden::Dataset::open(&dir, &config)
+                .with_context(|| {
+                    format!(
+                        "{}: cannot open the dataset {}",
+                        loaded.path.display(),
+                        dir.display()
+                    )
+                })?
+                .len();
+            json!({ "path": absolute(path)?, "synth": null, "rows": rows })
+        }
+        (None, Some(s)) => json!({
+            "path": null,
+            "synth": { "images": s.images, "size": s.size, "seed": s.seed, "format": s.format },
+            "rows": s.images,
+        }),
+        (None, None) => unreachable!("checked when loading"),
+    };
+    let mut dataset = dataset;
+    dataset["categories"] = json!(p.dataset.categories);
+    let mut models = Vec::new();
+    for m in &p.models {
+        models.push(json!({
+            "name": m.name,
+            "file": absolute(&m.file)?,
+            "layers": m.layers.get_ref(),
+            "output_names": m.output_names,
+            "preprocess": m.preprocess.resolve()?,
+            "batch_size": m.batch_size,
+            "device": m.device,
+        }));
+    }
+    Ok(json!({
+        "pipeline": absolute(&loaded.path)?,
+        "dataset": dataset,
+        "cache": absolute(&p.cache.dir)?,
+        "models": models,
+        "quantile": { "top": p.quantile.top.get_ref() },
+        "segment": { "upsample": p.segment.upsample },
+        "score": { "denominator": p.score.denominator },
+        "report": { "iou_threshold": p.report.iou_threshold.get_ref() },
+        "html": {
+            "pages": p.html.pages,
+            "top_images": p.html.top_images.get_ref(),
+            "thumbnail_height": p.html.thumbnail_height.get_ref(),
+        },
+        "output": { "dir": p.output.dir.as_deref().map(absolute).transpose()? },
+    }))
+}

@@ -271,8 +271,11 @@ fn run_model(
     };
     let inputs = nd_html::Inputs {
         dataset,
-        activations: &activations,
-        masks: &masks,
+        shards: vec![nd_html::Shard {
+            activations: &activations,
+            masks: &masks,
+            scores: &scores,
+        }],
         scores: &scores,
         report: &report,
     };

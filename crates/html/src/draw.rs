@@ -131,37 +131,36 @@ struct Decoded {
 const MASK_BLOCK: u64 = 512;
 
 /// The masks of every (row, unit) pair shown, in one sequential pass over the layer's
-/// masks (each compressed chunk is read once).
+/// masks of each image shard (each compressed chunk is read once).
 fn shown_masks(
     layer: &Layer,
-    masks: &MaskReader,
-    first_row: usize,
+    shards: &[(MaskReader, usize)],
 ) -> Result<HashMap<(usize, u32), Vec<Run>>> {
     let mut wanted: BTreeMap<usize, BTreeSet<u32>> = BTreeMap::new();
     for (u, top) in layer.top.iter().enumerate() {
         for &(row, _) in top {
-            wanted
-                .entry(row - first_row)
-                .or_default()
-                .insert(layer.units[u].unit);
+            wanted.entry(row).or_default().insert(layer.units[u].unit);
         }
     }
     let mut out = HashMap::new();
-    let images = masks.images();
-    let mut start = 0;
-    while start < images {
-        let end = (start + MASK_BLOCK).min(images);
-        if wanted.range(start as usize..end as usize).next().is_some() {
-            let block = masks.read_images(start..end)?;
-            for (&index, units) in wanted.range(start as usize..end as usize) {
-                for (unit, runs) in &block[index - start as usize] {
-                    if units.contains(unit) {
-                        out.insert((index + first_row, *unit), runs.clone());
+    for (masks, first_row) in shards {
+        let images = masks.images();
+        let mut start = 0;
+        while start < images {
+            let end = (start + MASK_BLOCK).min(images);
+            let rows = first_row + start as usize..first_row + end as usize;
+            if wanted.range(rows.clone()).next().is_some() {
+                let block = masks.read_images(start..end)?;
+                for (&row, units) in wanted.range(rows.clone()) {
+                    for (unit, runs) in &block[row - rows.start] {
+                        if units.contains(unit) {
+                            out.insert((row, *unit), runs.clone());
+                        }
                     }
                 }
             }
+            start = end;
         }
-        start = end;
     }
     Ok(out)
 }
@@ -173,14 +172,14 @@ fn shown_masks(
 pub(crate) fn layer_images(
     ctx: &Context,
     layer: &Layer,
-    masks: &MaskReader,
+    masks: &[(MaskReader, usize)],
     written_images: &mut BTreeSet<usize>,
 ) -> Result<Drawn> {
     let (dir, dataset, config) = (ctx.dir, ctx.dataset, ctx.config);
     for path in [dir.join(&layer.stem), dir.join("images")] {
         std::fs::create_dir_all(&path).map_err(|source| Error::Io { path, source })?;
     }
-    let runs = shown_masks(layer, masks, ctx.first_row)?;
+    let runs = shown_masks(layer, masks)?;
     let mut units = Vec::with_capacity(layer.units.len());
     let th = config.thumbnail_height;
     for block in (0..layer.units.len())

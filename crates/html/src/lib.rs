@@ -96,37 +96,137 @@ impl Config {
     }
 }
 
-/// The artifacts a report is drawn from; each must be the input of the next.
-pub struct Inputs<'a> {
-    pub dataset: &'a nd_broden::Dataset,
+/// One image shard of a report's inputs: its activations, the masks segmented from them,
+/// and the scores counted from those masks (the model's scores when there is one shard).
+#[derive(Debug, Clone, Copy)]
+pub struct Shard<'a> {
     pub activations: &'a nd_store::Artifact,
     pub masks: &'a nd_store::Artifact,
+    pub scores: &'a nd_store::Artifact,
+}
+
+/// The artifacts a report is drawn from; each must be the input of the next. A report of a
+/// sharded run (`nd-score merge`) has one shard per image range, in row order.
+pub struct Inputs<'a> {
+    pub dataset: &'a nd_broden::Dataset,
+    pub shards: Vec<Shard<'a>>,
     pub scores: &'a nd_store::Artifact,
     pub report: &'a nd_store::Artifact,
 }
 
 impl Inputs<'_> {
-    /// Checks that the artifacts form one chain: report ← scores ← masks ← activations.
+    /// Checks that the artifacts form one chain: report ← scores ← (shard scores ←) masks ←
+    /// activations.
     fn check(&self) -> Result<()> {
-        self.activations.expect_stage("extract")?;
-        self.masks.expect_stage("segment")?;
         self.scores.expect_stage("score")?;
         self.report.expect_stage("report")?;
-        let links = [
-            (self.masks, "activations", self.activations),
-            (self.scores, "masks", self.masks),
-            (self.report, "scores", self.scores),
-        ];
-        for (artifact, role, input) in links {
-            if artifact.manifest.inputs.get(role) != Some(&input.key()) {
-                return Err(Error::Input(format!(
+        let link = |artifact: &nd_store::Artifact, role: &str, input: &nd_store::Artifact| {
+            if artifact.manifest.inputs.get(role) == Some(&input.key()) {
+                Ok(())
+            } else {
+                Err(Error::Input(format!(
                     "{} was not computed from {}: pass the {role} it was made from",
                     artifact.dir.display(),
                     input.dir.display()
+                )))
+            }
+        };
+        link(self.report, "scores", self.scores)?;
+        if self.shards.is_empty() {
+            return Err(Error::Input("no image shard given".into()));
+        }
+        for (i, shard) in self.shards.iter().enumerate() {
+            shard.activations.expect_stage("extract")?;
+            shard.masks.expect_stage("segment")?;
+            shard.scores.expect_stage("score")?;
+            link(shard.masks, "activations", shard.activations)?;
+            link(shard.scores, "masks", shard.masks)?;
+            if self.shards.len() > 1 {
+                link(self.scores, &format!("scores.{i:04}"), shard.scores)?;
+            } else if shard.scores.key() != self.scores.key() {
+                return Err(Error::Input(format!(
+                    "{} is not the score of {}",
+                    self.scores.dir.display(),
+                    shard.masks.dir.display()
                 )));
             }
         }
         Ok(())
+    }
+}
+
+/// A report's inputs found in the store from the report alone, by the keys its manifest
+/// and its inputs' manifests name; owned, for [`Chain::inputs`].
+pub struct Chain {
+    pub scores: nd_store::Artifact,
+    /// `(activations, masks, scores)` of each image shard, in row order.
+    pub shards: Vec<(nd_store::Artifact, nd_store::Artifact, nd_store::Artifact)>,
+}
+
+impl Chain {
+    pub fn find(store: &nd_store::Store, report: &nd_store::Artifact) -> Result<Chain> {
+        let input = |artifact: &nd_store::Artifact, role: &str, stage: &str| {
+            let key = artifact.manifest.inputs.get(role).ok_or_else(|| {
+                Error::Input(format!(
+                    "{}: the manifest names no `{role}` input",
+                    artifact.dir.display()
+                ))
+            })?;
+            store.get_key(stage, *key)?.ok_or_else(|| {
+                Error::Input(format!(
+                    "the {stage} artifact {} that {} was made from is not in the cache {}",
+                    key.short(),
+                    artifact.dir.display(),
+                    store.root().display()
+                ))
+            })
+        };
+        report.expect_stage("report")?;
+        let scores = input(report, "scores", "score")?;
+        let shard_scores: Vec<nd_store::Artifact> = if scores.manifest.inputs.contains_key("masks")
+        {
+            vec![scores.clone()]
+        } else {
+            let roles: Vec<String> = scores
+                .manifest
+                .inputs
+                .keys()
+                .filter(|r| r.starts_with("scores."))
+                .cloned()
+                .collect();
+            roles
+                .iter()
+                .map(|role| input(&scores, role, "score"))
+                .collect::<Result<_>>()?
+        };
+        let mut shards = Vec::new();
+        for shard in shard_scores {
+            let masks = input(&shard, "masks", "segment")?;
+            let activations = input(&masks, "activations", "extract")?;
+            shards.push((activations, masks, shard));
+        }
+        Ok(Chain { scores, shards })
+    }
+
+    pub fn inputs<'a>(
+        &'a self,
+        dataset: &'a nd_broden::Dataset,
+        report: &'a nd_store::Artifact,
+    ) -> Inputs<'a> {
+        Inputs {
+            dataset,
+            shards: self
+                .shards
+                .iter()
+                .map(|(activations, masks, scores)| Shard {
+                    activations,
+                    masks,
+                    scores,
+                })
+                .collect(),
+            scores: &self.scores,
+            report,
+        }
     }
 }
 
@@ -138,7 +238,7 @@ pub fn images_spec(inputs: &Inputs, config: &Config) -> Result<nd_store::Spec> {
     config.validate()?;
     inputs.check()?;
     // The images are in the extract key (their digest), the label maps in the score key.
-    Ok(nd_store::Spec::new(
+    let mut spec = nd_store::Spec::new(
         IMAGES_STAGE,
         SCHEMA,
         json!({
@@ -146,14 +246,24 @@ pub fn images_spec(inputs: &Inputs, config: &Config) -> Result<nd_store::Spec> {
             "thumbnail_height": config.thumbnail_height,
         }),
     )
-    .input("activations", inputs.activations.key())
-    .input("masks", inputs.masks.key())
     .input("scores", inputs.scores.key())
     .digest(
         "labels",
         format!("report schema {}", inputs.report.manifest.schema),
     )
-    .digest("drawings", sources_digest(&DRAWING_SOURCES)))
+    .digest("drawings", sources_digest(&DRAWING_SOURCES));
+    // One shard keeps the roles it had before sharding existed (and so its keys).
+    for (i, shard) in inputs.shards.iter().enumerate() {
+        let suffix = if inputs.shards.len() == 1 {
+            String::new()
+        } else {
+            format!(".{i:04}")
+        };
+        spec = spec
+            .input(&format!("activations{suffix}"), shard.activations.key())
+            .input(&format!("masks{suffix}"), shard.masks.key());
+    }
+    Ok(spec)
 }
 
 /// The key of the pages: the images, the report, the title, and what the pages are made
@@ -192,7 +302,7 @@ pub fn run(store: &nd_store::Store, inputs: &Inputs, config: &Config) -> Result<
         }
     };
     let pending = store.begin(&spec)?;
-    let outputs = write_pages(pending.dir(), &images, inputs, config, &report, &rows)?;
+    let outputs = write_pages(pending.dir(), &images, inputs, config, &report)?;
     let artifact = pending.commit(nd_store::versions(), outputs)?;
     Ok(Outcome {
         artifact,
@@ -249,8 +359,6 @@ pub(crate) struct Context<'a> {
     pub categories: &'a [String],
     pub iou_threshold: f64,
     pub config: &'a Config,
-    /// The dataset row of the activations' first image.
-    pub first_row: usize,
 }
 
 impl<'a> Context<'a> {
@@ -260,7 +368,6 @@ impl<'a> Context<'a> {
         categories: &'a [String],
         iou_threshold: f64,
         config: &'a Config,
-        rows: &std::ops::Range<usize>,
     ) -> Context<'a> {
         Context {
             dir,
@@ -268,7 +375,6 @@ impl<'a> Context<'a> {
             categories,
             iou_threshold,
             config,
-            first_row: rows.start,
         }
     }
 }
@@ -484,7 +590,25 @@ fn extract_rows(activations: &nd_store::Artifact) -> Result<std::ops::Range<usiz
 }
 
 fn checked_rows(inputs: &Inputs) -> Result<std::ops::Range<usize>> {
-    let rows = extract_rows(inputs.activations)?;
+    let mut all: Option<std::ops::Range<usize>> = None;
+    for shard in &inputs.shards {
+        let rows = extract_rows(shard.activations)?;
+        all = match all {
+            None => Some(rows),
+            Some(before) if before.end == rows.start => Some(before.start..rows.end),
+            Some(before) => {
+                return Err(Error::Input(format!(
+                    "the image shards do not follow one another: rows {}..{}, then {} with rows {}..{}",
+                    before.start,
+                    before.end,
+                    shard.activations.dir.display(),
+                    rows.start,
+                    rows.end
+                )));
+            }
+        };
+    }
+    let rows = all.ok_or_else(|| Error::Input("no image shard given".into()))?;
     if rows.end > inputs.dataset.len() {
         return Err(Error::Input(format!(
             "the activations cover rows {}..{} but the dataset has {} rows: is it the same dataset?",
@@ -508,33 +632,40 @@ fn write_images(
     report: &mut Report,
     rows: &std::ops::Range<usize>,
 ) -> Result<Value> {
-    let group =
-        nd_arrays::ActivationGroup::open(&inputs.activations.dir.join(nd_arrays::ACTIVATIONS_DIR))?;
-    let masks =
-        nd_arrays::masks::MaskGroup::open(&inputs.masks.dir.join(nd_arrays::masks::MASKS_DIR))?;
+    let mut groups = Vec::new();
+    for shard in &inputs.shards {
+        groups.push((
+            nd_arrays::ActivationGroup::open(
+                &shard.activations.dir.join(nd_arrays::ACTIVATIONS_DIR),
+            )?,
+            nd_arrays::masks::MaskGroup::open(&shard.masks.dir.join(nd_arrays::masks::MASKS_DIR))?,
+            extract_rows(shard.activations)?.start,
+        ));
+    }
     let mut outputs = Vec::new();
     let mut written_images = std::collections::BTreeSet::new();
     let categories = report.categories.clone();
-    let ctx = Context::new(dir, inputs, &categories, report.iou_threshold, config, rows);
+    let ctx = Context::new(dir, inputs, &categories, report.iou_threshold, config);
     for layer in &mut report.layers {
-        let reader = group.open_layer(&layer.name)?;
-        let shape = reader.shape();
-        if shape.units as usize != layer.units.len() {
-            return Err(Error::Input(format!(
-                "layer `{}`: the activations have {} units, the report {}",
-                layer.name,
-                shape.units,
-                layer.units.len()
-            )));
+        // The shards' spatial maxima, image after image, are those of all the rows.
+        let mut maxima = Vec::new();
+        let mut readers = Vec::new();
+        for (group, masks, first_row) in &groups {
+            let reader = group.open_layer(&layer.name)?;
+            let shape = reader.shape();
+            if shape.units as usize != layer.units.len() {
+                return Err(Error::Input(format!(
+                    "layer `{}`: the activations have {} units, the report {}",
+                    layer.name,
+                    shape.units,
+                    layer.units.len()
+                )));
+            }
+            maxima.extend(reader.read_max()?);
+            readers.push((masks.open_layer(&layer.name)?, *first_row));
         }
-        let maxima = reader.read_max()?;
         layer.top = top_images(&maxima, layer.units.len(), config.top_images, rows.start);
-        let drawn = draw::layer_images(
-            &ctx,
-            layer,
-            &masks.open_layer(&layer.name)?,
-            &mut written_images,
-        )?;
+        let drawn = draw::layer_images(&ctx, layer, &readers, &mut written_images)?;
         let path = dir.join(&layer.stem).join(DRAWN_FILE);
         std::fs::write(&path, drawn.to_json().to_string())
             .map_err(|source| Error::Io { path, source })?;
@@ -551,7 +682,6 @@ fn write_pages(
     inputs: &Inputs,
     config: &Config,
     report: &Report,
-    rows: &std::ops::Range<usize>,
 ) -> Result<Value> {
     nd_store::copy_tree(&images.dir, dir, nd_store::Transfer::Link, &|name| {
         name != nd_store::MANIFEST_FILE && name != DRAWN_FILE
@@ -563,7 +693,6 @@ fn write_pages(
         &report.categories,
         report.iou_threshold,
         config,
-        rows,
     );
     let mut outputs = Vec::new();
     for layer in &report.layers {

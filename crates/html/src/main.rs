@@ -3,22 +3,24 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// Writes the HTML report of one model's dissection: an index, a page per layer with a
 /// card per unit, a page per unit. The score, segment and extract artifacts are found
 /// through the report's inputs in the same cache. Prints the artifact's directory (open
-/// its index.html) on stdout.
+/// its index.html) on stdout. `nd-html index` writes the page comparing several models.
 #[derive(Parser)]
-#[command(name = "nd-html", version)]
+#[command(name = "nd-html", version, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// The dataset directory the activations were extracted from (for the images and the
-    /// label maps).
+    /// label maps), or the record of a synthetic dataset in the cache.
     #[arg(long)]
-    dataset: PathBuf,
-    /// The report artifact (a directory `<cache>/report/<key>`).
+    dataset: Option<PathBuf>,
+    /// The report artifact (a directory `<cache>/report/<key>`, or a record of one).
     #[arg(long)]
-    report: PathBuf,
+    report: Option<PathBuf>,
     /// Top images shown per unit.
     #[arg(long, default_value_t = 10)]
     top_images: usize,
@@ -37,9 +39,62 @@ struct Args {
     /// Copy the pages to this directory (replacing an earlier copy there).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Also write the artifact's manifest to this file (a record, for workflow engines).
+    #[arg(long)]
+    record: Option<PathBuf>,
     /// Worker threads (default: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write `index.html` comparing models (what `netdissect run` writes in its output
+    /// directory): their layers side by side, unique detectors by layer across them. A
+    /// model whose pages are at `<out>/<name>/html/` is linked to them.
+    Index {
+        /// The directory to write into.
+        #[arg(long)]
+        out: PathBuf,
+        /// A model, as `NAME=REPORT` (the report's artifact directory or record), in the
+        /// order to show them.
+        #[arg(long = "model", required = true)]
+        models: Vec<String>,
+        /// The cache directory (required when the reports are records).
+        #[arg(long, env = "NETDISSECT_CACHE")]
+        cache: Option<PathBuf>,
+    },
+}
+
+fn index(
+    out: &std::path::Path,
+    models: &[String],
+    cache: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let mut reports = Vec::new();
+    for model in models {
+        let (name, report) = model
+            .split_once('=')
+            .with_context(|| format!("--model `{model}` is not NAME=REPORT"))?;
+        let report = nd_store::locate(report.as_ref(), cache)?;
+        report.expect_stage("report")?;
+        reports.push((name.to_owned(), report));
+    }
+    let entries: Vec<nd_html::RunModel> = reports
+        .iter()
+        .map(|(name, report)| nd_html::RunModel {
+            name,
+            report,
+            link: out
+                .join(name)
+                .join("html/index.html")
+                .exists()
+                .then(|| format!("{name}/html/index.html")),
+        })
+        .collect();
+    let page = nd_html::write_run_index(out, &entries)?;
+    println!("{}", page.display());
+    Ok(())
 }
 
 fn main() {
@@ -51,6 +106,14 @@ fn main() {
 
 fn run() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(Command::Index { out, models, cache }) = &args.command {
+        return index(out, models, cache.as_deref());
+    }
+    let report = args
+        .report
+        .as_deref()
+        .context("--report is required (or use `nd-html index`)")?;
+    let dataset = args.dataset.as_deref().context("--dataset is required")?;
     if args.threads > 0 {
         rayon::ThreadPoolBuilder::new()
             .num_threads(args.threads)
@@ -62,7 +125,7 @@ fn run() -> anyhow::Result<()> {
         title: args.title,
     };
     config.validate()?;
-    let report = nd_store::Artifact::open(&args.report)?;
+    let report = nd_store::locate(report, args.cache.as_deref())?;
     report.expect_stage("report")?;
     let cache = match &args.cache {
         Some(dir) => dir.clone(),
@@ -73,34 +136,11 @@ fn run() -> anyhow::Result<()> {
     };
     let store = nd_store::Store::open(&cache)
         .with_context(|| format!("cannot open the cache {}", cache.display()))?;
-    let input = |artifact: &nd_store::Artifact, role: &str, stage: &str| {
-        let key = artifact.manifest.inputs.get(role).with_context(|| {
-            format!(
-                "{}: the manifest names no `{role}` input",
-                artifact.dir.display()
-            )
-        })?;
-        store.get_key(stage, *key)?.with_context(|| {
-            format!(
-                "the {stage} artifact {} that {} was made from is not in the cache {}",
-                key.short(),
-                artifact.dir.display(),
-                cache.display()
-            )
-        })
-    };
-    let scores = input(&report, "scores", "score")?;
-    let masks = input(&scores, "masks", "segment")?;
-    let activations = input(&masks, "activations", "extract")?;
-    let dataset = nd_broden::Dataset::open(&args.dataset, &Default::default())
-        .with_context(|| format!("cannot open the dataset {}", args.dataset.display()))?;
-    let inputs = nd_html::Inputs {
-        dataset: &dataset,
-        activations: &activations,
-        masks: &masks,
-        scores: &scores,
-        report: &report,
-    };
+    let chain = nd_html::Chain::find(&store, &report)?;
+    let dir = nd_store::dataset_dir(dataset, Some(store.root()))?;
+    let dataset = nd_broden::Dataset::open(&dir, &Default::default())
+        .with_context(|| format!("cannot open the dataset {}", dir.display()))?;
+    let inputs = chain.inputs(&dataset, &report);
     if args.explain {
         eprintln!("{}", store.explain(&nd_html::spec(&inputs, &config)?)?);
     }
@@ -116,6 +156,9 @@ fn run() -> anyhow::Result<()> {
         outcome.artifact.key().short(),
         started.elapsed().as_secs_f64()
     );
+    if let Some(record) = &args.record {
+        outcome.artifact.write_record(record)?;
+    }
     if let Some(out) = &args.out {
         nd_html::export(&outcome.artifact, out)?;
         eprintln!("html: copied to {}", out.display());

@@ -1,0 +1,132 @@
+# What the rules share: the pipeline as `netdissect config` resolves it, the shards, and
+# the one function that runs a stage binary.
+
+import json
+import os
+import re
+import shlex
+import subprocess
+
+
+def bin_dir():
+    """The directory of the stage binaries: `bin`, or the repository's target/release."""
+    configured = config.get("bin") or ""
+    if configured:
+        return os.path.abspath(configured)
+    return os.path.abspath(os.path.join(workflow.basedir, "..", "target", "release"))
+
+
+BIN = bin_dir()
+IMAGE_SHARDS = int(config.get("image_shards", 1))
+UNIT_BLOCKS = int(config.get("unit_blocks", 1))
+THREADS = int(config.get("threads", 4))
+
+
+def load_pipeline(path):
+    """The pipeline, checked and resolved by `netdissect config` (the checks `run` makes,
+    with the line of the pipeline file to fix)."""
+    command = [os.path.join(BIN, "netdissect"), "config", path]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise WorkflowError(
+            f"{command[0]} does not exist: build the binaries (make build) or set the "
+            "`bin` config value to the directory holding them"
+        )
+    if done.returncode != 0:
+        raise WorkflowError(done.stderr.strip())
+    return json.loads(done.stdout)
+
+
+PIPELINE = load_pipeline(os.path.abspath(config.get("pipeline", "pipeline.toml")))
+CACHE = PIPELINE["cache"]
+MODELS = {m["name"]: m for m in PIPELINE["models"]}
+ROWS = PIPELINE["dataset"]["rows"]
+RESULTS = PIPELINE["output"]["dir"]
+PAGES = PIPELINE["html"]["pages"]
+CATEGORIES = PIPELINE["dataset"]["categories"]
+
+if not 1 <= IMAGE_SHARDS <= ROWS:
+    raise WorkflowError(
+        f"image_shards must be between 1 and the dataset's {ROWS} rows, got {IMAGE_SHARDS}"
+    )
+if UNIT_BLOCKS < 1:
+    raise WorkflowError(f"unit_blocks must be at least 1, got {UNIT_BLOCKS}")
+
+SHARDS = range(IMAGE_SHARDS)
+BLOCKS = range(UNIT_BLOCKS)
+
+# A synthetic dataset is generated into the cache by a rule and named by its record; a
+# dataset directory is named by its path, and its index.csv stands for it as an input.
+SYNTH = PIPELINE["dataset"]["synth"]
+if SYNTH:
+    DATASET_INPUT = "records/dataset.json"
+else:
+    DATASET_INPUT = os.path.join(PIPELINE["dataset"]["path"], "index.csv")
+
+
+def dataset_arg(wildcards, input):
+    """The --dataset of a stage: the synthetic dataset's record, or the directory whose
+    index.csv is the rule's input."""
+    return input.dataset if SYNTH else os.path.dirname(input.dataset)
+
+
+def rows(shard):
+    """The dataset rows of an image shard: nearly equal contiguous ranges."""
+    shard = int(shard)
+    return f"{shard * ROWS // IMAGE_SHARDS}..{(shard + 1) * ROWS // IMAGE_SHARDS}"
+
+
+def model_args(name):
+    """The extract arguments that change its result: layers, outputs and preprocessing,
+    with every preprocessing value spelled out."""
+    model = MODELS[name]
+    p = model["preprocess"]
+    args = [
+        "--layers",
+        ",".join(model["layers"]),
+        "--scale",
+        repr(p["scale"]),
+        "--mean",
+        ",".join(map(repr, p["mean"])),
+        "--std",
+        ",".join(map(repr, p["std"])),
+    ]
+    if model["output_names"]:
+        args += ["--output-names", ",".join(model["output_names"])]
+    if p["channel_order"] == "bgr":
+        args.append("--bgr")
+    if p["resize"]:
+        args += ["--resize", ",".join(map(str, p["resize"]))]
+    return args
+
+
+def extract_shards(wildcards):
+    return expand(
+        "records/{model}/extract/{shard}.json", model=wildcards.model, shard=SHARDS
+    )
+
+
+def category_args():
+    return ["--categories", ",".join(CATEGORIES)] if CATEGORIES else []
+
+
+def stage(binary, args, log, threads=None):
+    """Runs a stage binary with an argument list (no shell, so no quoting of paths), its
+    stdout and stderr in the job's log; on failure, the error names the log and repeats
+    its last lines."""
+    argv = [os.path.join(BIN, binary), *map(str, args), "--cache", CACHE]
+    if threads is not None:
+        argv += ["--threads", str(threads)]
+    os.makedirs(os.path.dirname(log) or ".", exist_ok=True)
+    with open(log, "w") as out:
+        out.write(f"$ {shlex.join(argv)}\n")
+        out.flush()
+        done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        with open(log) as out:
+            tail = out.read().splitlines()[-10:]
+        raise WorkflowError(
+            f"{binary} failed (exit {done.returncode}); the end of its log {log}:\n"
+            f"{chr(10).join(tail)}"
+        )

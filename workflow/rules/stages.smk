@@ -1,0 +1,283 @@
+# The stages as rules. Each writes a record (its artifact's manifest) under records/; the
+# artifacts live in the pipeline's cache. Everything that changes a result is a parameter
+# (params:), so Snakemake reruns exactly what a changed parameter affects; batch size,
+# device and threads change no result and are not.
+
+
+wildcard_constraints:
+    model="|".join(re.escape(name) for name in MODELS),
+    shard=r"\d+",
+    block=r"\d+",
+
+
+localrules:
+    report,
+
+
+if SYNTH:
+
+    rule dataset:
+        output:
+            record="records/dataset.json",
+        params:
+            images=SYNTH["images"],
+            size=SYNTH["size"],
+            seed=SYNTH["seed"],
+            format=SYNTH["format"],
+        threads: THREADS
+        log:
+            "logs/dataset.log",
+        run:
+            stage(
+                "nd-synth",
+                ["--images", params.images, "--size", params.size, "--seed", params.seed,
+                 "--format", params.format, "--record", output.record],
+                log[0],
+                threads,
+            )
+
+
+rule extract:
+    input:
+        model=lambda wc: MODELS[wc.model]["file"],
+        dataset=DATASET_INPUT,
+    output:
+        record="records/{model}/extract/{shard}.json",
+    params:
+        dataset=dataset_arg,
+        model=lambda wc: model_args(wc.model),
+        images=lambda wc: rows(wc.shard),
+    resources:
+        batch_size=lambda wc: MODELS[wc.model]["batch_size"],
+        device=lambda wc: MODELS[wc.model]["device"],
+    threads: THREADS
+    log:
+        "logs/{model}/extract-{shard}.log",
+    run:
+        stage(
+            "nd-extract",
+            ["--dataset", params.dataset, "--model", input.model, *params.model,
+             "--images", params.images, "--batch-size", resources.batch_size,
+             "--device", resources.device, "--no-progress", "--record", output.record],
+            log[0],
+            threads,
+        )
+
+
+if UNIT_BLOCKS == 1:
+
+    rule quantile:
+        input:
+            activations=extract_shards,
+        output:
+            record="records/{model}/quantile.json",
+        params:
+            top=PIPELINE["quantile"]["top"],
+        threads: THREADS
+        log:
+            "logs/{model}/quantile.log",
+        run:
+            stage(
+                "nd-quantile",
+                ["--activations", *input.activations, "--top", params.top,
+                 "--record", output.record],
+                log[0],
+                threads,
+            )
+
+else:
+
+    rule quantile_block:
+        input:
+            activations=extract_shards,
+        output:
+            record="records/{model}/quantile/{block}.json",
+        params:
+            top=PIPELINE["quantile"]["top"],
+            units=lambda wc: f"{wc.block}/{UNIT_BLOCKS}",
+        threads: THREADS
+        log:
+            "logs/{model}/quantile-{block}.log",
+        run:
+            stage(
+                "nd-quantile",
+                ["--activations", *input.activations, "--top", params.top,
+                 "--units", params.units, "--record", output.record],
+                log[0],
+                threads,
+            )
+
+    rule quantile_merge:
+        input:
+            blocks=lambda wc: expand(
+                "records/{model}/quantile/{block}.json", model=wc.model, block=BLOCKS
+            ),
+        output:
+            record="records/{model}/quantile.json",
+        log:
+            "logs/{model}/quantile-merge.log",
+        run:
+            stage(
+                "nd-quantile",
+                ["merge", *input.blocks, "--record", output.record],
+                log[0],
+            )
+
+
+rule segment:
+    input:
+        activations="records/{model}/extract/{shard}.json",
+        thresholds="records/{model}/quantile.json",
+        dataset=DATASET_INPUT,
+    output:
+        record="records/{model}/segment/{shard}.json",
+    params:
+        dataset=dataset_arg,
+        upsample=PIPELINE["segment"]["upsample"],
+    threads: THREADS
+    log:
+        "logs/{model}/segment-{shard}.log",
+    run:
+        stage(
+            "nd-segment",
+            ["--dataset", params.dataset, "--activations", input.activations,
+             "--thresholds", input.thresholds, "--upsample", params.upsample,
+             "--record", output.record],
+            log[0],
+            threads,
+        )
+
+
+# With one image shard, the score of its masks is the model's score (nothing to merge).
+if IMAGE_SHARDS > 1:
+    SCORE = dict(
+        masks="records/{model}/segment/{shard}.json",
+        record="records/{model}/score/{shard}.json",
+        log="logs/{model}/score-{shard}.log",
+    )
+else:
+    SCORE = dict(
+        masks="records/{model}/segment/0.json",
+        record="records/{model}/score.json",
+        log="logs/{model}/score.log",
+    )
+
+
+rule score:
+    input:
+        masks=SCORE["masks"],
+        dataset=DATASET_INPUT,
+    output:
+        record=SCORE["record"],
+    params:
+        dataset=dataset_arg,
+        denominator=PIPELINE["score"]["denominator"],
+        categories=category_args(),
+    threads: THREADS
+    log:
+        SCORE["log"],
+    run:
+        stage(
+            "nd-score",
+            ["--dataset", params.dataset, "--masks", input.masks,
+             "--denominator", params.denominator, *params.categories,
+             "--record", output.record],
+            log[0],
+            threads,
+        )
+
+
+if IMAGE_SHARDS > 1:
+
+    rule score_merge:
+        input:
+            shards=lambda wc: expand(
+                "records/{model}/score/{shard}.json", model=wc.model, shard=SHARDS
+            ),
+            dataset=DATASET_INPUT,
+        output:
+            record="records/{model}/score.json",
+        params:
+            dataset=dataset_arg,
+            categories=category_args(),
+        threads: THREADS
+        log:
+            "logs/{model}/score-merge.log",
+        run:
+            stage(
+                "nd-score",
+                ["merge", *input.shards, "--dataset", params.dataset,
+                 *params.categories, "--record", output.record],
+                log[0],
+                threads,
+            )
+
+
+rule report:
+    input:
+        scores="records/{model}/score.json",
+    output:
+        record="records/{model}/report.json",
+    params:
+        iou_threshold=PIPELINE["report"]["iou_threshold"],
+        out=lambda wc: ["--out", os.path.join(RESULTS, wc.model)] if RESULTS else [],
+    log:
+        "logs/{model}/report.log",
+    run:
+        stage(
+            "nd-report",
+            ["--scores", input.scores, "--iou-threshold", params.iou_threshold,
+             *params.out, "--record", output.record],
+            log[0],
+        )
+
+
+rule pages:
+    input:
+        report="records/{model}/report.json",
+        dataset=DATASET_INPUT,
+    output:
+        record="records/{model}/pages.json",
+    params:
+        dataset=dataset_arg,
+        top_images=PIPELINE["html"]["top_images"],
+        thumbnail_height=PIPELINE["html"]["thumbnail_height"],
+        title=lambda wc: wc.model,
+        out=lambda wc: (
+            ["--out", os.path.join(RESULTS, wc.model, "html")] if RESULTS else []
+        ),
+    threads: THREADS
+    log:
+        "logs/{model}/pages.log",
+    run:
+        stage(
+            "nd-html",
+            ["--dataset", params.dataset, "--report", input.report,
+             "--top-images", params.top_images,
+             "--thumbnail-height", params.thumbnail_height, "--title", params.title,
+             *params.out, "--record", output.record],
+            log[0],
+            threads,
+        )
+
+
+if RESULTS:
+
+    rule index:
+        input:
+            reports=expand("records/{model}/report.json", model=MODELS),
+            pages=expand("records/{model}/pages.json", model=MODELS) if PAGES else [],
+        output:
+            os.path.join(RESULTS, "index.html"),
+        params:
+            results=lambda wc, output: os.path.dirname(output[0]),
+            models=[f"{name}=records/{name}/report.json" for name in MODELS],
+        log:
+            "logs/index.log",
+        run:
+            stage(
+                "nd-html",
+                ["index", "--out", params.results,
+                 *[a for m in params.models for a in ("--model", m)]],
+                log[0],
+            )
