@@ -7,3 +7,4 @@ mod fixture;
 mod html;
 mod oracle;
 mod run;
+mod workflow;

@@ -1,0 +1,319 @@
+//! The Snakemake workflow (`workflow/Snakefile`): sharded over images and units, it gives
+//! the tables and pages `netdissect run` gives; a changed parameter plans exactly the rules
+//! it affects; two workflows sharing one cache both finish whole; `snakemake --lint` is
+//! clean.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::common::{netdissect, python, repo};
+
+/// A pipeline of the demo's models on a small synthetic world, with the cache and the
+/// output directory (if any) given.
+fn pipeline(models: &[&str], cache: &Path, output: Option<&Path>, pages: bool) -> String {
+    let mut text = format!(
+        "[dataset]\nsynth = {{ images = 60, size = 96, seed = 1 }}\n\n[cache]\ndir = \"{}\"\n",
+        cache.display()
+    );
+    for name in models {
+        text += &format!(
+            "\n[[model]]\nname = \"{name}\"\nfile = \"{}\"\nlayers = [\"conv1\", \"conv2\", \"conv3\", \"conv4\", \"conv5\"]\nbatch_size = 16\n",
+            repo().join(format!("models/demo/demo-{name}.pt")).display()
+        );
+    }
+    text += &format!("\n[html]\npages = {pages}\n");
+    if let Some(dir) = output {
+        text += &format!("\n[output]\ndir = \"{}\"\n", dir.display());
+    }
+    text
+}
+
+/// The directory of the stage binaries this test run built.
+fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_netdissect"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// `snakemake` in `dir` with the repository's workflow, `--cores 2`, and `config` values
+/// after the pipeline and binaries.
+fn snakemake(dir: &Path, pipeline: &Path, config: &[&str], extra: &[&str]) -> Command {
+    let mut command = Command::new(repo().join(".venv/bin/snakemake"));
+    command
+        .arg("--snakefile")
+        .arg(repo().join("workflow/Snakefile"))
+        .arg("--directory")
+        .arg(dir)
+        .args(["--cores", "2"])
+        .args(extra)
+        .arg("--config")
+        .arg(format!("pipeline={}", pipeline.display()))
+        .arg(format!("bin={}", bin_dir().display()))
+        .args(config)
+        .env_remove("LD_LIBRARY_PATH");
+    command
+}
+
+fn succeeded(output: &Output, what: &str) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{what} failed:\n{text}");
+    text
+}
+
+/// The jobs per rule of a dry run's "Job stats" table.
+fn planned(text: &str) -> BTreeMap<String, usize> {
+    let mut jobs = BTreeMap::new();
+    let Some(start) = text.find("Job stats:") else {
+        assert!(text.contains("Nothing to be done"), "{text}");
+        return jobs;
+    };
+    for line in text[start..].lines().skip(3) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields[..] {
+            ["total", _] => break,
+            [rule, count] => {
+                jobs.insert(rule.to_owned(), count.parse().unwrap());
+            }
+            _ => panic!("unexpected job stats line `{line}` in\n{text}"),
+        }
+    }
+    jobs
+}
+
+/// Every file under `dir`, by relative path.
+fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                out.insert(path.strip_prefix(dir).unwrap().to_owned(), bytes);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn sharded_workflow_gives_the_tables_and_pages_of_netdissect_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let models = ["step75", "trained"];
+    let single = d.join("run.toml");
+    std::fs::write(
+        &single,
+        pipeline(
+            &models,
+            &d.join("cache-run"),
+            Some(&d.join("results-run")),
+            true,
+        ),
+    )
+    .unwrap();
+    let run = netdissect(&single, &[]);
+    assert!(run.ok, "{}", run.stderr);
+
+    let sharded = d.join("workflow.toml");
+    std::fs::write(
+        &sharded,
+        pipeline(&models, &d.join("cache"), Some(&d.join("results")), true),
+    )
+    .unwrap();
+    let work = d.join("work");
+    let shards = ["image_shards=3", "unit_blocks=2"];
+    let output = snakemake(&work, &sharded, &shards, &[]).output().unwrap();
+    succeeded(&output, "the sharded workflow");
+
+    // It did shard: three image ranges, two blocks of units, merged.
+    for (shard, rows) in [(0, [0, 20]), (1, [20, 40]), (2, [40, 60])] {
+        let record = work.join(format!("records/trained/extract/{shard}.json"));
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();
+        assert_eq!(manifest["params"]["rows"], serde_json::json!(rows));
+    }
+    for block in 0..2 {
+        assert!(
+            work.join(format!("records/trained/quantile/{block}.json"))
+                .is_file()
+        );
+    }
+    for model in models {
+        for log in [
+            "extract-0",
+            "quantile-1",
+            "segment-2",
+            "score-merge",
+            "report",
+            "pages",
+        ] {
+            assert!(
+                work.join(format!("logs/{model}/{log}.log")).is_file(),
+                "{log}"
+            );
+        }
+    }
+
+    // The same data in every table: report, scores, counts and thresholds.
+    let compared = python(&[
+        "tests/python/compare_runs.py",
+        d.join("cache").to_str().unwrap(),
+        d.join("results").to_str().unwrap(),
+        d.join("cache-run").to_str().unwrap(),
+        d.join("results-run").to_str().unwrap(),
+        "step75",
+        "trained",
+    ]);
+    assert_eq!(compared.matches(", same").count(), 16, "{compared}");
+    // The same pages and images, byte for byte (their manifests name other keys).
+    let (a, b) = (files(&d.join("results")), files(&d.join("results-run")));
+    let pages = |files: &BTreeMap<PathBuf, Vec<u8>>| -> BTreeMap<PathBuf, Vec<u8>> {
+        files
+            .iter()
+            .filter(|(p, _)| {
+                p.components().any(|c| c.as_os_str() == "html") && !p.ends_with("manifest.json")
+                    || p.parent() == Some(Path::new(""))
+            })
+            .map(|(p, v)| (p.clone(), v.clone()))
+            .collect()
+    };
+    let (pa, pb) = (pages(&a), pages(&b));
+    assert!(pa.keys().any(|p| p.ends_with("unit-0000.html")));
+    assert!(pa.contains_key(Path::new("index.html")));
+    assert_eq!(pa.keys().collect::<Vec<_>>(), pb.keys().collect::<Vec<_>>());
+    for (path, bytes) in &pa {
+        assert!(bytes == &pb[path], "{} differs", path.display());
+    }
+
+    // Nothing to do the second time.
+    let again = snakemake(&work, &sharded, &shards, &[]).output().unwrap();
+    let text = succeeded(&again, "the rerun");
+    assert!(text.contains("Nothing to be done"), "{text}");
+}
+
+#[test]
+fn a_changed_parameter_plans_exactly_the_rules_it_affects() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let path = d.join("pipeline.toml");
+    let text = pipeline(&["trained"], &d.join("cache"), None, false);
+    std::fs::write(&path, &text).unwrap();
+    let work = d.join("work");
+    let shards = ["image_shards=3", "unit_blocks=2"];
+    succeeded(
+        &snakemake(&work, &path, &shards, &[]).output().unwrap(),
+        "the workflow",
+    );
+    let plan = |text: &str| {
+        std::fs::write(&path, text).unwrap();
+        let output = snakemake(&work, &path, &shards, &["--dry-run"])
+            .output()
+            .unwrap();
+        planned(&succeeded(&output, "the dry run"))
+    };
+    assert!(plan(&text).is_empty());
+    let jobs = |list: &[(&str, usize)]| -> BTreeMap<String, usize> {
+        list.iter().map(|(r, n)| (r.to_string(), *n)).collect()
+    };
+    let iou = plan(&format!("{text}\n[report]\niou_threshold = 0.05\n"));
+    assert_eq!(iou, jobs(&[("report", 1), ("all", 1)]));
+    let top = plan(&format!("{text}\n[quantile]\ntop = 0.01\n"));
+    assert_eq!(
+        top,
+        jobs(&[
+            ("quantile_block", 2),
+            ("quantile_merge", 1),
+            ("segment", 3),
+            ("score", 3),
+            ("score_merge", 1),
+            ("report", 1),
+            ("all", 1),
+        ])
+    );
+    assert!(plan(&text).is_empty(), "back to the computed parameters");
+
+    // The lint is clean, sharded or not.
+    for config in [&shards[..], &[]] {
+        let output = snakemake(&work, &path, config, &["--lint"])
+            .output()
+            .unwrap();
+        let text = succeeded(&output, "snakemake --lint");
+        assert!(
+            text.contains("your workflow is in a good condition"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn two_workflows_at_once_on_one_cache_both_finish_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let path = d.join("pipeline.toml");
+    std::fs::write(
+        &path,
+        pipeline(
+            &["trained"],
+            &d.join("cache"),
+            Some(&d.join("results")),
+            true,
+        ),
+    )
+    .unwrap();
+    let shards = ["image_shards=3", "unit_blocks=2"];
+    let (one, two) = (d.join("one"), d.join("two"));
+    let children: Vec<_> = [&one, &two]
+        .iter()
+        .map(|work| {
+            snakemake(work, &path, &shards, &["--cores", "1"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        succeeded(&child.wait_with_output().unwrap(), "a concurrent workflow");
+    }
+    // The same records: the same artifacts, each whole in the cache.
+    let (a, b) = (files(&one.join("records")), files(&two.join("records")));
+    assert_eq!(a.len(), 16, "{:?}", a.keys().collect::<Vec<_>>());
+    assert_eq!(a, b);
+    for record in a.values() {
+        let manifest: nd_store::Manifest = serde_json::from_slice(record).unwrap();
+        let dir = d
+            .join("cache")
+            .join(&manifest.stage)
+            .join(manifest.key.to_string());
+        assert_eq!(&std::fs::read(dir.join("manifest.json")).unwrap(), record);
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(d.join("cache/tmp"))
+        .unwrap()
+        .flat_map(|host| std::fs::read_dir(host.unwrap().path()).unwrap())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // Every table reads back, and the exported copy is one run's, whole.
+    python(&[
+        "tests/python/compare_runs.py",
+        d.join("cache").to_str().unwrap(),
+        d.join("results").to_str().unwrap(),
+        d.join("cache").to_str().unwrap(),
+        d.join("results").to_str().unwrap(),
+        "trained",
+    ]);
+    let results: Vec<_> = std::fs::read_dir(d.join("results"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(results.iter().all(|n| !n.starts_with('.')), "{results:?}");
+    assert!(d.join("results/trained/html/index.html").is_file());
+}
