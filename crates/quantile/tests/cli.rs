@@ -60,3 +60,41 @@ fn top_out_of_range() {
     // Nothing was written for it.
     assert!(!dir.path().join("cache/quantile").exists());
 }
+
+#[test]
+fn bad_blocks_and_merges_are_refused_and_leave_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let extract = artifact(&cache, "extract");
+    for (units, message) in [
+        ("2/2", "block 2 of 2 does not exist (blocks count from 0)"),
+        ("5..5", "the range is empty"),
+        ("half", "use START..END (unit numbers) or K/N"),
+    ] {
+        let (ok, err) = quantile(&[
+            "--activations".as_ref(),
+            extract.as_os_str(),
+            "--units".as_ref(),
+            units.as_ref(),
+        ]);
+        assert!(!ok);
+        assert!(err.contains(message), "{units}: {err}");
+    }
+    // A merge takes quantile blocks only.
+    let (ok, err) = quantile(&["merge".as_ref(), extract.as_os_str()]);
+    assert!(!ok);
+    assert!(
+        err.contains("is a extract artifact, expected a quantile artifact"),
+        "{err}"
+    );
+    // A record names an artifact only with the cache that holds it.
+    let record = dir.path().join("extract.json");
+    std::fs::copy(extract.join("manifest.json"), &record).unwrap();
+    let (ok, err) = quantile(&["--activations".as_ref(), record.as_os_str()]);
+    assert!(!ok);
+    assert!(
+        err.contains("give --cache (or set NETDISSECT_CACHE)"),
+        "{err}"
+    );
+    assert!(!cache.join("quantile").exists());
+}

@@ -60,3 +60,60 @@ fn wrong_inputs_and_parameters() {
     assert!(err.contains("not a segment artifact (no rows)"), "{err}");
     assert!(!cache.join("score").exists());
 }
+
+#[test]
+fn merges_take_score_artifacts_of_one_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    nd_synth::generate(
+        &data,
+        &nd_synth::Config {
+            images: 3,
+            image_size: 16,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let cache = dir.path().join("cache");
+    let merge = |inputs: &[&std::path::Path]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_nd-score"))
+            .arg("merge")
+            .args(inputs)
+            .arg("--dataset")
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let segment = artifact(&cache, "segment");
+    let err = merge(&[&segment]);
+    assert!(
+        err.contains("is a segment artifact, expected a score artifact"),
+        "{err}"
+    );
+    // A score artifact whose masks are gone cannot be checked against the dataset.
+    let store = nd_store::Store::open(&cache).unwrap();
+    let orphan = store
+        .begin(
+            &nd_store::Spec::new("score", 1, serde_json::json!({"denominator": "lite"})).input(
+                "masks",
+                nd_store::Spec::new("segment", 9, serde_json::json!({})).key(),
+            ),
+        )
+        .unwrap()
+        .commit(Default::default(), serde_json::json!({ "rows": [0, 3] }))
+        .unwrap();
+    let err = merge(&[&orphan.dir]);
+    assert!(err.contains("are not in the cache"), "{err}");
+    let err = Command::new(env!("CARGO_BIN_EXE_nd-score"))
+        .arg("--dataset")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&err.stderr).contains("--masks is required"),
+        "{err:?}"
+    );
+    assert_eq!(std::fs::read_dir(cache.join("score")).unwrap().count(), 1);
+}
