@@ -8,11 +8,13 @@
 //! Both reference implementations estimate it with a sampling sketch instead (and read it
 //! at level 994/999); ours is exact and reproducible.
 //!
-//! It takes two passes over each block of units ([`select`]): a 65,536-bin histogram of the
+//! It reads each block of units once ([`select::TopK`]): the rank is near the top, so only
+//! the values not below the smallest of the largest `n − rank` seen so far are kept (8
+//! bytes per value above the threshold). Where that would pass 4 MiB per unit (`top` near
+//! 0.5), it takes two passes instead ([`select::Selector`]): a 65,536-bin histogram of the
 //! high 16 bits of an order-preserving integer key, then one of the low 16 bits inside the
-//! bins that hold the two wanted ranks. Memory is 256 KiB per unit being processed and
-//! does not depend on the number of images. Blocks of units (columns of Zarr chunks) run in
-//! parallel.
+//! bins that hold the two wanted ranks, in 256 KiB per unit whatever the number of images.
+//! Blocks of units (columns of Zarr chunks) run in parallel.
 //!
 //! ```no_run
 //! let store = nd_store::Store::open("cache".as_ref())?;
@@ -30,7 +32,13 @@ use nd_tables::thresholds::{self, Row};
 use rayon::prelude::*;
 use serde_json::json;
 
-use select::{Selector, Target};
+use std::sync::Mutex;
+
+use select::{Selector, Target, TopK};
+
+/// Units whose one-pass buffer would exceed this take two passes instead (a rank far from
+/// the top: `top` near 0.5, or billions of values).
+const ONE_PASS_BYTES: u64 = 4 << 20;
 
 pub const STAGE: &str = "quantile";
 pub const SCHEMA: u32 = 1;
@@ -145,6 +153,17 @@ pub fn layer_thresholds(
     top: f64,
     units: std::ops::Range<u64>,
 ) -> Result<Vec<Row>> {
+    thresholds_by(shards, name, top, units, ONE_PASS_BYTES)
+}
+
+/// [`layer_thresholds`], in one pass when a unit's buffer fits in `one_pass_bytes`.
+fn thresholds_by(
+    shards: &[LayerReader],
+    name: &str,
+    top: f64,
+    units: std::ops::Range<u64>,
+    one_pass_bytes: u64,
+) -> Result<Vec<Row>> {
     let shape = shards[0].shape();
     let (_, chunk_units) = shards[0].chunk_extent();
     let per_map = shape.per_map();
@@ -158,13 +177,14 @@ pub fn layer_thresholds(
         columns.push(u..next);
         u = next;
     }
+    let target = Target::new(images * per_map as u64, level);
+    let one_pass = TopK::memory(images * per_map as u64, target) <= one_pass_bytes;
     let blocks: Vec<Vec<Row>> = columns
         .into_par_iter()
         .map(|units| -> Result<Vec<Row>> {
             let n_units = (units.end - units.start) as usize;
-            let mut selectors: Vec<Selector> = (0..n_units).map(|_| Selector::new()).collect();
-            // The same sweep over the column twice: count, then refine.
-            let sweep = |selectors: &mut Vec<Selector>, refine: bool| -> Result<()> {
+            // One sweep over the column of chunks, handing each unit's maps to its state.
+            let sweep = |f: &(dyn Fn(usize, &[f32]) + Sync)| -> Result<()> {
                 for layer in shards {
                     let n = layer.shape().images;
                     let (chunk_images, _) = layer.chunk_extent();
@@ -172,37 +192,59 @@ pub fn layer_thresholds(
                         let images = i0..(i0 + chunk_images).min(n);
                         let n_images = (images.end - images.start) as usize;
                         let data = layer.read(images, units.clone())?;
-                        selectors.par_iter_mut().enumerate().for_each(|(j, s)| {
+                        (0..n_units).into_par_iter().for_each(|j| {
                             for i in 0..n_images {
                                 let start = (i * n_units + j) * per_map;
-                                let map = &data[start..start + per_map];
-                                if refine { s.refine(map) } else { s.count(map) }
+                                f(j, &data[start..start + per_map]);
                             }
                         });
                     }
                 }
                 Ok(())
             };
-            sweep(&mut selectors, false)?;
-            let target = Target::new(images * per_map as u64, level);
-            selectors.par_iter_mut().for_each(|s| s.locate(target));
-            sweep(&mut selectors, true)?;
+            let row = |unit: u64, (a, b): (f32, f32), count: u64, zeros: u64, min, max| {
+                let (a, b) = (f64::from(a), f64::from(b));
+                Row {
+                    layer: name.to_owned(),
+                    unit: unit as u32,
+                    threshold: a + target.fraction * (b - a),
+                    top,
+                    n_values: count,
+                    min,
+                    max,
+                    zero_fraction: zeros as f64 / count.max(1) as f64,
+                }
+            };
+            if one_pass {
+                let n = images * per_map as u64;
+                let tops: Vec<Mutex<TopK>> = (0..n_units)
+                    .map(|_| Mutex::new(TopK::new(n, target)))
+                    .collect();
+                sweep(&|j, map| tops[j].lock().expect("not poisoned").push(map))?;
+                return Ok(tops
+                    .into_iter()
+                    .zip(units)
+                    .map(|(t, unit)| {
+                        let mut t = t.into_inner().expect("not poisoned");
+                        let values = t.values(target);
+                        row(unit, values, t.count, t.zeros, t.min, t.max)
+                    })
+                    .collect());
+            }
+            // Two sweeps: count, then refine.
+            let selectors: Vec<Mutex<Selector>> =
+                (0..n_units).map(|_| Mutex::new(Selector::new())).collect();
+            sweep(&|j, map| selectors[j].lock().expect("not poisoned").count(map))?;
+            for s in &selectors {
+                s.lock().expect("not poisoned").locate(target);
+            }
+            sweep(&|j, map| selectors[j].lock().expect("not poisoned").refine(map))?;
             Ok(selectors
-                .iter()
+                .into_iter()
                 .zip(units)
                 .map(|(s, unit)| {
-                    let (a, b) = s.values();
-                    let (a, b) = (f64::from(a), f64::from(b));
-                    Row {
-                        layer: name.to_owned(),
-                        unit: unit as u32,
-                        threshold: a + target.fraction * (b - a),
-                        top,
-                        n_values: s.count,
-                        min: s.min,
-                        max: s.max,
-                        zero_fraction: s.zeros as f64 / s.count.max(1) as f64,
-                    }
+                    let s = s.into_inner().expect("not poisoned");
+                    row(unit, s.values(), s.count, s.zeros, s.min, s.max)
                 })
                 .collect())
         })
@@ -539,6 +581,13 @@ mod tests {
         w.push(&values).unwrap();
         w.finish().unwrap();
         let rows = layer_thresholds(&[group.open_layer("l").unwrap()], "l", 0.005, 0..5).unwrap();
+        // Both methods, for any rank.
+        for top in [0.005, 0.3, 0.999] {
+            let layer = [group.open_layer("l").unwrap()];
+            let one = thresholds_by(&layer, "l", top, 0..5, u64::MAX).unwrap();
+            let two = thresholds_by(&layer, "l", top, 0..5, 0).unwrap();
+            assert_eq!(one, two, "top {top}");
+        }
         for unit in 0..5 {
             let mut v: Vec<f64> = (0..150)
                 .flat_map(|i| {

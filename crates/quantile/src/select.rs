@@ -1,10 +1,15 @@
-//! Exact order statistics of a unit's activations in two passes over the data, with two
-//! 65,536-bin histograms and nothing that grows with the number of values.
+//! Exact order statistics of a unit's activations.
 //!
-//! Floats are mapped to `u32` keys whose order is the floats' order. The first pass counts
-//! values by the key's high 16 bits; the bins holding the wanted ranks are found from the
-//! counts; the second pass counts only the values of those bins by their low 16 bits,
-//! which pins down the exact key, and so the exact value, at each rank.
+//! Floats are mapped to `u32` keys whose order is the floats' order. Two ways to the value
+//! at a rank:
+//! - [`TopK`], one pass: when the rank is near the top (as `top = 0.005` puts it), keep
+//!   every value not below the smallest of the `k` largest seen so far, cutting the buffer
+//!   back to the `k` largest whenever it doubles; memory is 8 bytes per value above the
+//!   rank.
+//! - [`Selector`], two passes, for any rank: the first counts values by the key's high 16
+//!   bits; the bins holding the wanted ranks are found from the counts; the second counts
+//!   only the values of those bins by their low 16 bits, which pins down the exact key.
+//!   Memory is two 65,536-bin histograms, whatever the number of values.
 
 const BINS: usize = 1 << 16;
 
@@ -158,6 +163,73 @@ impl Selector {
     }
 }
 
+/// The values at two ranks near the top, exactly, in one pass (see the module's notes).
+pub struct TopK {
+    /// How many of the largest values the answer needs.
+    keep: usize,
+    /// Every value whose key is below this is not among the `keep` largest.
+    bound: u32,
+    keys: Vec<u32>,
+    pub count: u64,
+    pub zeros: u64,
+    pub min: f32,
+    pub max: f32,
+}
+
+impl TopK {
+    /// For the ranks of `target` among `n` values.
+    pub fn new(n: u64, target: Target) -> TopK {
+        let keep = (n - target.lower) as usize;
+        TopK {
+            keep,
+            bound: 0,
+            keys: Vec::with_capacity(2 * keep.max(1024)),
+            count: 0,
+            zeros: 0,
+            min: f32::INFINITY,
+            max: f32::NEG_INFINITY,
+        }
+    }
+
+    /// How many values the buffer holds at most, for choosing between the two methods.
+    pub fn memory(n: u64, target: Target) -> u64 {
+        2 * (n - target.lower).max(1024) * 4
+    }
+
+    pub fn push(&mut self, values: &[f32]) {
+        let limit = 2 * self.keep.max(1024);
+        for &v in values {
+            let k = key(v);
+            if k >= self.bound {
+                self.keys.push(k);
+                if self.keys.len() >= limit {
+                    self.cut();
+                }
+            }
+            self.zeros += u64::from(v == 0.0);
+            self.min = self.min.min(v);
+            self.max = self.max.max(v);
+        }
+        self.count += values.len() as u64;
+    }
+
+    /// Keeps the `keep` largest keys; the smallest of them becomes the bound.
+    fn cut(&mut self) {
+        let at = self.keys.len() - self.keep;
+        self.keys.select_nth_unstable(at);
+        self.keys.drain(..at);
+        self.bound = self.keys.iter().copied().min().unwrap_or(0);
+    }
+
+    /// The values at the target's ranks (ascending, 0-based) once every value was pushed.
+    pub fn values(&mut self, target: Target) -> (f32, f32) {
+        self.keys.sort_unstable();
+        let (kept, n) = (self.keys.len() as u64, self.count);
+        let at = |rank: u64| value(self.keys[(kept - (n - rank)) as usize]);
+        (at(target.lower), at(target.upper))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,7 +256,17 @@ mod tests {
             s.refine(c);
         }
         let (a, b) = s.values();
-        a as f64 + t.fraction * (b as f64 - a as f64)
+        let two_passes = a as f64 + t.fraction * (b as f64 - a as f64);
+        // The one-pass method gives the same answer, whatever the chunking.
+        let mut top = TopK::new(values.len() as u64, t);
+        for c in values.chunks(chunk) {
+            top.push(c);
+        }
+        assert_eq!((top.count, top.zeros), (s.count, s.zeros));
+        assert_eq!((top.min, top.max), (s.min, s.max));
+        let (a, b) = top.values(t);
+        assert_eq!(a as f64 + t.fraction * (b as f64 - a as f64), two_passes);
+        two_passes
     }
 
     #[test]
