@@ -136,68 +136,71 @@ pub fn hot_runs(
 ) {
     let hot: Vec<bool> = map.iter().map(|&v| f64::from(v) > threshold).collect();
     let hot_row: Vec<bool> = hot.chunks_exact(width).map(|r| r.contains(&true)).collect();
-    let mut hot_column = vec![false; width];
-    // The output pixels that read each input column: a contiguous range, taps being
-    // monotonic.
+    // The output columns that read each input column.
     let mut spans = vec![(usize::MAX, 0); width];
     for (x, tx) in columns.iter().enumerate() {
         for c in [tx.lo, tx.hi] {
             spans[c] = (spans[c].0.min(x), spans[c].1.max(x + 1));
         }
     }
+    // For the pair of input rows of the current output row: the output columns that can
+    // exceed the threshold (disjoint ranges, in order) and, there, the horizontal blends
+    // of both input rows, which every output row reading the same pair shares.
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    let (mut h_lo, mut h_hi) = (vec![0f64; columns.len()], vec![0f64; columns.len()]);
     let mut cached = (usize::MAX, usize::MAX);
     for (y, ty) in rows.iter().enumerate() {
         if !hot_row[ty.lo] && !hot_row[ty.hi] {
             continue;
         }
         if cached != (ty.lo, ty.hi) {
+            cached = (ty.lo, ty.hi);
             let (a, b) = (
                 &hot[ty.lo * width..][..width],
                 &hot[ty.hi * width..][..width],
             );
-            for (c, h) in hot_column.iter_mut().enumerate() {
-                *h = a[c] || b[c];
-            }
-            cached = (ty.lo, ty.hi);
-        }
-        let (lo, hi) = (
-            &map[ty.lo * width..][..width],
-            &map[ty.hi * width..][..width],
-        );
-        let value = |tx: &Tap| {
-            let h_lo = (1.0 - tx.weight) * f64::from(lo[tx.lo]) + tx.weight * f64::from(lo[tx.hi]);
-            let h_hi = (1.0 - tx.weight) * f64::from(hi[tx.lo]) + tx.weight * f64::from(hi[tx.hi]);
-            (1.0 - ty.weight) * h_lo + ty.weight * h_hi
-        };
-        // Only the output pixels that read a hot column are computed; `x` is the first
-        // pixel not yet looked at, and every pixel skipped is below the threshold.
-        let (mut x, mut start) = (0, None);
-        for (c, _) in hot_column.iter().enumerate().filter(|(_, h)| **h) {
-            let (a, b) = spans[c];
-            if a >= b {
-                // No output pixel reads this column (the map is being shrunk).
-                continue;
-            }
-            if a > x {
-                if let Some(x0) = start.take() {
-                    run(y, x0, x);
+            ranges.clear();
+            for c in (0..width).filter(|&c| a[c] || b[c]) {
+                let (start, end) = spans[c];
+                if start >= end {
+                    continue;
                 }
-                x = a;
+                match ranges.last_mut() {
+                    Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                    _ => ranges.push((start, end)),
+                }
             }
-            while x < b {
-                match (value(&columns[x]) > threshold, start) {
-                    (true, None) => start = Some(x),
+            let (lo, hi) = (
+                &map[ty.lo * width..][..width],
+                &map[ty.hi * width..][..width],
+            );
+            for &(start, end) in &ranges {
+                for x in start..end {
+                    let tx = &columns[x];
+                    h_lo[x] =
+                        (1.0 - tx.weight) * f64::from(lo[tx.lo]) + tx.weight * f64::from(lo[tx.hi]);
+                    h_hi[x] =
+                        (1.0 - tx.weight) * f64::from(hi[tx.lo]) + tx.weight * f64::from(hi[tx.hi]);
+                }
+            }
+        }
+        let (w0, w1) = (1.0 - ty.weight, ty.weight);
+        for &(start, end) in &ranges {
+            let mut open = None;
+            for x in start..end {
+                let above = w0 * h_lo[x] + w1 * h_hi[x] > threshold;
+                match (above, open) {
+                    (true, None) => open = Some(x),
                     (false, Some(x0)) => {
                         run(y, x0, x);
-                        start = None;
+                        open = None;
                     }
                     _ => {}
                 }
-                x += 1;
             }
-        }
-        if let Some(x0) = start {
-            run(y, x0, x);
+            if let Some(x0) = open {
+                run(y, x0, end);
+            }
         }
     }
 }
