@@ -153,11 +153,7 @@ fn run() -> anyhow::Result<()> {
                 seed,
                 images,
                 image_size: size,
-                format: if format == "png" {
-                    nd_synth::ImageFormat::Png
-                } else {
-                    nd_synth::ImageFormat::Jpeg
-                },
+                format: format.parse().map_err(anyhow::Error::msg)?,
                 ..Default::default()
             };
             let summary = nd_synth::generate(&out, &config)

@@ -50,11 +50,7 @@ fn dataset(loaded: &Loaded, store: &Store) -> anyhow::Result<(PathBuf, nd_broden
                 seed: synth.seed,
                 images: synth.images,
                 image_size: synth.size,
-                format: if synth.format == "png" {
-                    nd_synth::ImageFormat::Png
-                } else {
-                    nd_synth::ImageFormat::Jpeg
-                },
+                format: synth.format.parse().map_err(anyhow::Error::msg)?,
                 ..Default::default()
             };
             let nd_store::Outcome { artifact, computed } =

@@ -86,6 +86,21 @@ fn planned(text: &str) -> BTreeMap<String, usize> {
     jobs
 }
 
+/// `tests/python/compare_runs.py` on two (cache, results) pairs under `dir`: every table's
+/// data, model by model; fails the test if any differ.
+fn compare(dir: &Path, a: (&str, &str), b: (&str, &str), models: &[&str]) -> String {
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let mut args = vec![
+        "tests/python/compare_runs.py".to_owned(),
+        path(a.0),
+        path(a.1),
+        path(b.0),
+        path(b.1),
+    ];
+    args.extend(models.iter().map(|m| m.to_string()));
+    python(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
 /// Every file under `dir`, by relative path.
 fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();
@@ -164,15 +179,12 @@ fn sharded_workflow_gives_the_tables_and_pages_of_netdissect_run() {
     }
 
     // The same data in every table: report, scores, counts and thresholds.
-    let compared = python(&[
-        "tests/python/compare_runs.py",
-        d.join("cache").to_str().unwrap(),
-        d.join("results").to_str().unwrap(),
-        d.join("cache-run").to_str().unwrap(),
-        d.join("results-run").to_str().unwrap(),
-        "step75",
-        "trained",
-    ]);
+    let compared = compare(
+        d,
+        ("cache", "results"),
+        ("cache-run", "results-run"),
+        &models,
+    );
     assert_eq!(compared.matches(", same").count(), 16, "{compared}");
     // The same pages and images, byte for byte (their manifests name other keys).
     let (a, b) = (files(&d.join("results")), files(&d.join("results-run")));
@@ -302,14 +314,7 @@ fn two_workflows_at_once_on_one_cache_both_finish_whole() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     // Every table reads back, and the exported copy is one run's, whole.
-    python(&[
-        "tests/python/compare_runs.py",
-        d.join("cache").to_str().unwrap(),
-        d.join("results").to_str().unwrap(),
-        d.join("cache").to_str().unwrap(),
-        d.join("results").to_str().unwrap(),
-        "trained",
-    ]);
+    compare(d, ("cache", "results"), ("cache", "results"), &["trained"]);
     let results: Vec<_> = std::fs::read_dir(d.join("results"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())

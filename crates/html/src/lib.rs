@@ -577,38 +577,24 @@ fn top_images(maxima: &[f32], units: usize, k: usize, first_row: usize) -> Vec<V
         .collect()
 }
 
-/// The rows of `index.csv` an extract artifact covers.
-fn extract_rows(activations: &nd_store::Artifact) -> Result<std::ops::Range<usize>> {
-    let rows = &activations.manifest.params["rows"];
-    match (rows[0].as_u64(), rows[1].as_u64()) {
-        (Some(a), Some(b)) if a <= b => Ok(a as usize..b as usize),
-        _ => Err(Error::Input(format!(
-            "{}: the extract manifest has no `rows` parameter",
-            activations.dir.display()
-        ))),
-    }
-}
-
 fn checked_rows(inputs: &Inputs) -> Result<std::ops::Range<usize>> {
-    let mut all: Option<std::ops::Range<usize>> = None;
-    for shard in &inputs.shards {
-        let rows = extract_rows(shard.activations)?;
-        all = match all {
-            None => Some(rows),
-            Some(before) if before.end == rows.start => Some(before.start..rows.end),
-            Some(before) => {
-                return Err(Error::Input(format!(
-                    "the image shards do not follow one another: rows {}..{}, then {} with rows {}..{}",
-                    before.start,
-                    before.end,
-                    shard.activations.dir.display(),
-                    rows.start,
-                    rows.end
-                )));
-            }
-        };
+    let activations: Vec<nd_store::Artifact> = inputs
+        .shards
+        .iter()
+        .map(|s| s.activations.clone())
+        .collect();
+    let ordered = nd_store::in_row_order(&activations)?;
+    if ordered
+        .iter()
+        .zip(&inputs.shards)
+        .any(|((_, a), s)| a.key() != s.activations.key())
+    {
+        return Err(Error::Input("the image shards are not in row order".into()));
     }
-    let rows = all.ok_or_else(|| Error::Input("no image shard given".into()))?;
+    let rows = match (ordered.first(), ordered.last()) {
+        (Some((first, _)), Some((last, _))) => first.start..last.end,
+        _ => return Err(Error::Input("no image shard given".into())),
+    };
     if rows.end > inputs.dataset.len() {
         return Err(Error::Input(format!(
             "the activations cover rows {}..{} but the dataset has {} rows: is it the same dataset?",
@@ -639,7 +625,7 @@ fn write_images(
                 &shard.activations.dir.join(nd_arrays::ACTIVATIONS_DIR),
             )?,
             nd_arrays::masks::MaskGroup::open(&shard.masks.dir.join(nd_arrays::masks::MASKS_DIR))?,
-            extract_rows(shard.activations)?.start,
+            shard.activations.rows()?.start,
         ));
     }
     let mut outputs = Vec::new();

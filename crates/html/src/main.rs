@@ -127,15 +127,7 @@ fn run() -> anyhow::Result<()> {
     config.validate()?;
     let report = nd_store::locate(report, args.cache.as_deref())?;
     report.expect_stage("report")?;
-    let cache = match &args.cache {
-        Some(dir) => dir.clone(),
-        None => report
-            .cache_root()
-            .context("the report artifact is not inside a cache")?
-            .to_owned(),
-    };
-    let store = nd_store::Store::open(&cache)
-        .with_context(|| format!("cannot open the cache {}", cache.display()))?;
+    let store = nd_store::Store::open_for(args.cache.as_deref(), &report)?;
     let chain = nd_html::Chain::find(&store, &report)?;
     let dir = nd_store::dataset_dir(dataset, Some(store.root()))?;
     let dataset = nd_broden::Dataset::open(&dir, &Default::default())

@@ -252,18 +252,6 @@ fn thresholds_by(
     Ok(blocks.into_iter().flatten().collect())
 }
 
-/// The rows of `index.csv` an extract artifact covers.
-fn extract_rows(activations: &nd_store::Artifact) -> Result<std::ops::Range<u64>> {
-    let rows = &activations.manifest.params["rows"];
-    match (rows[0].as_u64(), rows[1].as_u64()) {
-        (Some(a), Some(b)) => Ok(a..b),
-        _ => Err(Error::Config(format!(
-            "{}: the extract manifest has no `rows` parameter",
-            activations.dir.display()
-        ))),
-    }
-}
-
 /// Puts image shards of one extraction in row order, and checks that they are shards of
 /// one extraction (same model, layers and preprocessing) that follow one another.
 fn order_shards(activations: &[nd_store::Artifact]) -> Result<Vec<&nd_store::Artifact>> {
@@ -274,12 +262,10 @@ fn order_shards(activations: &[nd_store::Artifact]) -> Result<Vec<&nd_store::Art
         first.expect_stage("extract")?;
         return Ok(vec![first]);
     }
-    let mut shards: Vec<(std::ops::Range<u64>, &nd_store::Artifact)> = Vec::new();
     for a in activations {
         a.expect_stage("extract")?;
-        shards.push((extract_rows(a)?, a));
     }
-    shards.sort_by_key(|(rows, _)| rows.start);
+    let shards = nd_store::in_row_order(activations)?;
     let without_rows = |a: &nd_store::Artifact| {
         let mut params = a.manifest.params.clone();
         params.as_object_mut().map(|p| p.remove("rows"));
@@ -288,25 +274,13 @@ fn order_shards(activations: &[nd_store::Artifact]) -> Result<Vec<&nd_store::Art
         (a.manifest.schema, params, digests)
     };
     for pair in shards.windows(2) {
-        let ((r0, a0), (r1, a1)) = (&pair[0], &pair[1]);
+        let ((_, a0), (_, a1)) = (&pair[0], &pair[1]);
         if without_rows(a0) != without_rows(a1) {
             return Err(Error::Config(format!(
                 "{} and {} are not image shards of one extraction (their model, layers or \
                  preprocessing differ)",
                 a0.dir.display(),
                 a1.dir.display()
-            )));
-        }
-        if r0.end != r1.start {
-            return Err(Error::Config(format!(
-                "the image shards do not follow one another: {} covers rows {}..{} and {} \
-                 rows {}..{}",
-                a0.dir.display(),
-                r0.start,
-                r0.end,
-                a1.dir.display(),
-                r1.start,
-                r1.end
             )));
         }
     }

@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 /// Computes every unit's activation threshold (exact top quantile) from an extract
@@ -65,19 +64,6 @@ fn main() {
     }
 }
 
-/// The store: `--cache`, or the cache of the first input artifact.
-fn store(cache: Option<&Path>, first: &nd_store::Artifact) -> anyhow::Result<nd_store::Store> {
-    let cache = match cache {
-        Some(dir) => dir.to_owned(),
-        None => first
-            .cache_root()
-            .context("the input artifact is not inside a cache")?
-            .to_owned(),
-    };
-    nd_store::Store::open(&cache)
-        .with_context(|| format!("cannot open the cache {}", cache.display()))
-}
-
 fn locate(paths: &[PathBuf], cache: Option<&Path>) -> anyhow::Result<Vec<nd_store::Artifact>> {
     paths
         .iter()
@@ -91,14 +77,14 @@ fn run() -> anyhow::Result<()> {
         Some(Command::Merge { blocks, common }) => {
             threads(common.threads)?;
             let blocks = locate(blocks, common.cache.as_deref())?;
-            let store = store(common.cache.as_deref(), &blocks[0])?;
+            let store = nd_store::Store::open_for(common.cache.as_deref(), &blocks[0])?;
             (nd_quantile::merge(&store, &blocks)?, common)
         }
         None => {
             let common = &args.common;
             threads(common.threads)?;
             let activations = locate(&args.activations, common.cache.as_deref())?;
-            let store = store(common.cache.as_deref(), &activations[0])?;
+            let store = nd_store::Store::open_for(common.cache.as_deref(), &activations[0])?;
             let config = nd_quantile::Config {
                 top: args.top,
                 units: args.units,
@@ -112,19 +98,7 @@ fn run() -> anyhow::Result<()> {
             (nd_quantile::run(&store, &activations, &config)?, common)
         }
     };
-    eprintln!(
-        "quantile: {} {}",
-        if outcome.computed {
-            "wrote"
-        } else {
-            "fresh, nothing to do"
-        },
-        outcome.artifact.key().short()
-    );
-    if let Some(record) = &common.record {
-        outcome.artifact.write_record(record)?;
-    }
-    println!("{}", outcome.artifact.dir.display());
+    outcome.announce("quantile", common.record.as_deref())?;
     Ok(())
 }
 

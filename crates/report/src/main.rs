@@ -70,15 +70,7 @@ fn run() -> anyhow::Result<()> {
         .context("--scores is required (or use `nd-report summarize FILE...`)")?;
     let scores = nd_store::locate(&scores, args.cache.as_deref())?;
     scores.expect_stage("score")?;
-    let cache = match &args.cache {
-        Some(dir) => dir.clone(),
-        None => scores
-            .cache_root()
-            .context("the input artifact is not inside a cache")?
-            .to_owned(),
-    };
-    let store = nd_store::Store::open(&cache)
-        .with_context(|| format!("cannot open the cache {}", cache.display()))?;
+    let store = nd_store::Store::open_for(args.cache.as_deref(), &scores)?;
     let config = nd_report::Config {
         iou_threshold: args.iou_threshold,
     };

@@ -48,17 +48,6 @@ pub struct Config {
     pub denominator: Denominator,
 }
 
-fn masks_rows(masks: &nd_store::Artifact) -> Result<std::ops::Range<usize>> {
-    let rows = &masks.manifest.outputs["rows"];
-    match (rows[0].as_u64(), rows[1].as_u64()) {
-        (Some(a), Some(b)) => Ok(a as usize..b as usize),
-        _ => Err(Error::Input(format!(
-            "{}: not a segment artifact (no rows)",
-            masks.dir.display()
-        ))),
-    }
-}
-
 /// The layers of a segment artifact with their numbers of units.
 fn masks_layers(masks: &nd_store::Artifact) -> Result<Vec<(String, usize)>> {
     let missing = || {
@@ -86,7 +75,7 @@ pub fn spec(
     masks: &nd_store::Artifact,
     config: &Config,
 ) -> Result<nd_store::Spec> {
-    let rows = masks_rows(masks)?;
+    let rows = masks.rows()?;
     if rows.end > dataset.len() {
         return Err(Error::Input(format!(
             "the masks cover rows {}..{} but the dataset has {} rows: is it the same dataset?",
@@ -120,7 +109,7 @@ pub fn count(
     masks: &nd_store::Artifact,
     config: &Config,
 ) -> Result<Counts> {
-    let rows = masks_rows(masks)?;
+    let rows = masks.rows()?;
     let group = MaskGroup::open(&masks.dir.join(MASKS_DIR))?;
     let units = masks_layers(masks)?;
     let names: Vec<String> = units.iter().map(|(n, _)| n.clone()).collect();
@@ -291,7 +280,7 @@ pub fn run(
         });
     }
     let counts = count(dataset, masks, config)?;
-    let rows = masks_rows(masks)?;
+    let rows = masks.rows()?;
     let artifact = write(store, &spec, dataset, &counts, rows, json!({}))?;
     Ok(Outcome {
         artifact,
@@ -430,12 +419,10 @@ pub fn merge(
     if shards.is_empty() {
         return Err(Error::Input("no score artifact given to merge".into()));
     }
-    let mut ordered: Vec<(std::ops::Range<usize>, &nd_store::Artifact)> = Vec::new();
     for shard in shards {
         shard.expect_stage(STAGE)?;
-        ordered.push((masks_rows(shard)?, shard));
     }
-    ordered.sort_by_key(|(rows, _)| rows.start);
+    let ordered = nd_store::in_row_order(shards)?;
     let mut thresholds: Option<(nd_store::Key, &nd_store::Artifact)> = None;
     for (_, shard) in &ordered {
         let masks_key = shard.manifest.inputs.get("masks").copied().ok_or_else(|| {
@@ -480,18 +467,7 @@ pub fn merge(
         }
     }
     for pair in ordered.windows(2) {
-        let ((r0, a0), (r1, a1)) = (&pair[0], &pair[1]);
-        if r0.end != r1.start {
-            return Err(Error::Input(format!(
-                "the image shards do not follow one another: {} covers rows {}..{} and {} rows {}..{}",
-                a0.dir.display(),
-                r0.start,
-                r0.end,
-                a1.dir.display(),
-                r1.start,
-                r1.end
-            )));
-        }
+        let ((_, a0), (_, a1)) = (&pair[0], &pair[1]);
         if a0.manifest.params != a1.manifest.params
             || a0.manifest.outputs["layers"] != a1.manifest.outputs["layers"]
         {

@@ -1,6 +1,6 @@
 //! `nd-score`: the score stage as a command.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -90,7 +90,7 @@ fn run() -> anyhow::Result<()> {
             cache,
         )?],
     };
-    let store = open_store(cache, &inputs[0])?;
+    let store = nd_store::Store::open_for(cache, &inputs[0])?;
     let dataset = common.dataset.as_deref().context("--dataset is required")?;
     let dir = nd_store::dataset_dir(dataset, Some(store.root()))?;
     let dataset = nd_broden::Dataset::open(
@@ -117,31 +117,6 @@ fn run() -> anyhow::Result<()> {
             nd_score::run(&store, &dataset, masks, &config)?
         }
     };
-    eprintln!(
-        "score: {} {}",
-        if outcome.computed {
-            "wrote"
-        } else {
-            "fresh, nothing to do"
-        },
-        outcome.artifact.key().short()
-    );
-    if let Some(record) = &common.record {
-        outcome.artifact.write_record(record)?;
-    }
-    println!("{}", outcome.artifact.dir.display());
+    outcome.announce("score", common.record.as_deref())?;
     Ok(())
-}
-
-/// The store: `--cache`, or the cache of the first input artifact.
-fn open_store(cache: Option<&Path>, first: &nd_store::Artifact) -> anyhow::Result<nd_store::Store> {
-    let cache = match cache {
-        Some(dir) => dir.to_owned(),
-        None => first
-            .cache_root()
-            .context("the input artifact is not inside a cache")?
-            .to_owned(),
-    };
-    nd_store::Store::open(&cache)
-        .with_context(|| format!("cannot open the cache {}", cache.display()))
 }

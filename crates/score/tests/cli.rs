@@ -13,10 +13,9 @@ fn artifact(cache: &std::path::Path, stage: &str) -> std::path::PathBuf {
         .dir
 }
 
-#[test]
-fn wrong_inputs_and_parameters() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+/// A three-image synthetic dataset in `dir`.
+fn dataset(dir: &std::path::Path) -> std::path::PathBuf {
+    let data = dir.join("data");
     nd_synth::generate(
         &data,
         &nd_synth::Config {
@@ -26,6 +25,13 @@ fn wrong_inputs_and_parameters() {
         },
     )
     .unwrap();
+    data
+}
+
+#[test]
+fn wrong_inputs_and_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
     let cache = dir.path().join("cache");
     let run = |masks: &std::path::Path, extra: &[&str]| {
         let output = Command::new(env!("CARGO_BIN_EXE_nd-score"))
@@ -57,23 +63,17 @@ fn wrong_inputs_and_parameters() {
         "{err}"
     );
     let err = run(&segment, &[]);
-    assert!(err.contains("not a segment artifact (no rows)"), "{err}");
+    assert!(
+        err.contains("the segment artifact's manifest names no rows of the dataset"),
+        "{err}"
+    );
     assert!(!cache.join("score").exists());
 }
 
 #[test]
 fn merges_take_score_artifacts_of_one_dataset() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    nd_synth::generate(
-        &data,
-        &nd_synth::Config {
-            images: 3,
-            image_size: 16,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let data = dataset(dir.path());
     let cache = dir.path().join("cache");
     let merge = |inputs: &[&std::path::Path]| {
         let output = Command::new(env!("CARGO_BIN_EXE_nd-score"))

@@ -50,18 +50,6 @@ pub struct Config {
     pub upsample: Upsample,
 }
 
-/// The rows of `index.csv` an extract artifact covers.
-pub fn extract_rows(activations: &nd_store::Artifact) -> Result<Range<usize>> {
-    let rows = &activations.manifest.params["rows"];
-    match (rows[0].as_u64(), rows[1].as_u64()) {
-        (Some(a), Some(b)) => Ok(a as usize..b as usize),
-        _ => Err(Error::Input(format!(
-            "{}: the extract manifest has no `rows` parameter",
-            activations.dir.display()
-        ))),
-    }
-}
-
 /// The label-map sizes of the rows, which set the masks' sizes.
 fn label_sizes(dataset: &nd_broden::Dataset, rows: &Range<usize>) -> Result<Vec<(usize, usize)>> {
     if rows.end > dataset.len() {
@@ -84,7 +72,7 @@ pub fn spec(
     thresholds: &nd_store::Artifact,
     config: &Config,
 ) -> Result<nd_store::Spec> {
-    let rows = extract_rows(activations)?;
+    let rows = activations.rows()?;
     let mut hasher = blake3::Hasher::new_derive_key("netdissect label sizes v1");
     for (h, w) in label_sizes(dataset, &rows)? {
         hasher.update(&(h as u64).to_le_bytes());
@@ -199,7 +187,7 @@ pub fn run(
             computed: false,
         });
     }
-    let rows = extract_rows(activations)?;
+    let rows = activations.rows()?;
     let sizes = label_sizes(dataset, &rows)?;
     let table =
         nd_tables::thresholds::read_rows(&thresholds.dir.join(nd_tables::thresholds::FILE))?;

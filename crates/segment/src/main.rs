@@ -54,15 +54,7 @@ fn run() -> anyhow::Result<()> {
     activations.expect_stage("extract")?;
     let thresholds = nd_store::locate(&args.thresholds, args.cache.as_deref())?;
     thresholds.expect_stage("quantile")?;
-    let cache = match &args.cache {
-        Some(dir) => dir.clone(),
-        None => activations
-            .cache_root()
-            .context("the input artifact is not inside a cache")?
-            .to_owned(),
-    };
-    let store = nd_store::Store::open(&cache)
-        .with_context(|| format!("cannot open the cache {}", cache.display()))?;
+    let store = nd_store::Store::open_for(args.cache.as_deref(), &activations)?;
     let dir = nd_store::dataset_dir(&args.dataset, Some(store.root()))?;
     let dataset = nd_broden::Dataset::open(&dir, &Default::default())
         .with_context(|| format!("cannot open the dataset {}", dir.display()))?;
@@ -81,18 +73,6 @@ fn run() -> anyhow::Result<()> {
         );
     }
     let outcome = nd_segment::run(&store, &dataset, &activations, &thresholds, &config)?;
-    eprintln!(
-        "segment: {} {}",
-        if outcome.computed {
-            "wrote"
-        } else {
-            "fresh, nothing to do"
-        },
-        outcome.artifact.key().short()
-    );
-    if let Some(record) = &args.record {
-        outcome.artifact.write_record(record)?;
-    }
-    println!("{}", outcome.artifact.dir.display());
+    outcome.announce("segment", args.record.as_deref())?;
     Ok(())
 }

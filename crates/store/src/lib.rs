@@ -33,11 +33,13 @@ mod digest;
 mod error;
 mod export;
 mod record;
+mod shards;
 mod store;
 
 pub use error::{Error, Result};
 pub use export::{Transfer, copy_tree};
 pub use record::{dataset_dir, locate};
+pub use shards::in_row_order;
 pub use store::{
     Artifact, Key, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, Outcome, Pending, Spec, Store,
     versions,

@@ -66,6 +66,19 @@ pub enum ImageFormat {
     Png,
 }
 
+impl std::str::FromStr for ImageFormat {
+    type Err = String;
+
+    /// `jpg` or `png`, as the image files' extension.
+    fn from_str(text: &str) -> Result<ImageFormat, String> {
+        match text {
+            "jpg" => Ok(ImageFormat::Jpeg),
+            "png" => Ok(ImageFormat::Png),
+            other => Err(format!("unknown image format `{other}` (use jpg or png)")),
+        }
+    }
+}
+
 impl ImageFormat {
     pub fn extension(self) -> &'static str {
         match self {

@@ -56,11 +56,7 @@ fn run() -> anyhow::Result<()> {
         seed: args.seed,
         images: args.images,
         image_size: args.size,
-        format: if args.format == "png" {
-            nd_synth::ImageFormat::Png
-        } else {
-            nd_synth::ImageFormat::Jpeg
-        },
+        format: args.format.parse().map_err(anyhow::Error::msg)?,
         val_fraction: args.val_fraction,
     };
     let (out, cache) = match (&args.out, &args.cache) {
