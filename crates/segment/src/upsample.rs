@@ -148,6 +148,7 @@ pub fn hot_runs(
     // of both input rows, which every output row reading the same pair shares.
     let mut ranges: Vec<(usize, usize)> = Vec::new();
     let (mut h_lo, mut h_hi) = (vec![0f64; columns.len()], vec![0f64; columns.len()]);
+    let mut above: Vec<bool> = Vec::with_capacity(columns.len());
     let mut cached = (usize::MAX, usize::MAX);
     for (y, ty) in rows.iter().enumerate() {
         if !hot_row[ty.lo] && !hot_row[ty.hi] {
@@ -186,20 +187,23 @@ pub fn hot_runs(
         }
         let (w0, w1) = (1.0 - ty.weight, ty.weight);
         for &(start, end) in &ranges {
-            let mut open = None;
-            for x in start..end {
-                let above = w0 * h_lo[x] + w1 * h_hi[x] > threshold;
-                match (above, open) {
-                    (true, None) => open = Some(x),
-                    (false, Some(x0)) => {
-                        run(y, x0, x);
-                        open = None;
-                    }
-                    _ => {}
-                }
-            }
-            if let Some(x0) = open {
-                run(y, x0, end);
+            // The comparisons first, in a loop the compiler vectorises, then the runs.
+            above.clear();
+            above.extend(
+                h_lo[start..end]
+                    .iter()
+                    .zip(&h_hi[start..end])
+                    .map(|(&a, &b)| w0 * a + w1 * b > threshold),
+            );
+            let mut x = 0;
+            while let Some(first) = above[x..].iter().position(|&a| a) {
+                let x0 = x + first;
+                let x1 = above[x0..]
+                    .iter()
+                    .position(|&a| !a)
+                    .map_or(above.len(), |n| x0 + n);
+                run(y, start + x0, start + x1);
+                x = x1;
             }
         }
     }
