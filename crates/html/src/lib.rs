@@ -578,12 +578,7 @@ fn top_images(maxima: &[f32], units: usize, k: usize, first_row: usize) -> Vec<V
 }
 
 fn checked_rows(inputs: &Inputs) -> Result<std::ops::Range<usize>> {
-    let activations: Vec<nd_store::Artifact> = inputs
-        .shards
-        .iter()
-        .map(|s| s.activations.clone())
-        .collect();
-    let ordered = nd_store::in_row_order(&activations)?;
+    let ordered = nd_store::in_row_order(inputs.shards.iter().map(|s| s.activations))?;
     if ordered
         .iter()
         .zip(&inputs.shards)

@@ -32,8 +32,6 @@ use nd_tables::thresholds::{self, Row};
 use rayon::prelude::*;
 use serde_json::json;
 
-use std::sync::Mutex;
-
 use select::{Selector, Target, TopK};
 
 /// Units whose one-pass buffer would exceed this take two passes instead (a rank far from
@@ -184,7 +182,14 @@ fn thresholds_by(
         .map(|units| -> Result<Vec<Row>> {
             let n_units = (units.end - units.start) as usize;
             // One sweep over the column of chunks, handing each unit's maps to its state.
-            let sweep = |f: &(dyn Fn(usize, &[f32]) + Sync)| -> Result<()> {
+            fn sweep<S: Send>(
+                shards: &[LayerReader],
+                units: &std::ops::Range<u64>,
+                per_map: usize,
+                states: &mut [S],
+                f: impl Fn(&mut S, &[f32]) + Sync,
+            ) -> Result<()> {
+                let n_units = states.len();
                 for layer in shards {
                     let n = layer.shape().images;
                     let (chunk_images, _) = layer.chunk_extent();
@@ -192,16 +197,16 @@ fn thresholds_by(
                         let images = i0..(i0 + chunk_images).min(n);
                         let n_images = (images.end - images.start) as usize;
                         let data = layer.read(images, units.clone())?;
-                        (0..n_units).into_par_iter().for_each(|j| {
+                        states.par_iter_mut().enumerate().for_each(|(j, state)| {
                             for i in 0..n_images {
                                 let start = (i * n_units + j) * per_map;
-                                f(j, &data[start..start + per_map]);
+                                f(state, &data[start..start + per_map]);
                             }
                         });
                     }
                 }
                 Ok(())
-            };
+            }
             let row = |unit: u64, (a, b): (f32, f32), count: u64, zeros: u64, min, max| {
                 let (a, b) = (f64::from(a), f64::from(b));
                 Row {
@@ -217,35 +222,30 @@ fn thresholds_by(
             };
             if one_pass {
                 let n = images * per_map as u64;
-                let tops: Vec<Mutex<TopK>> = (0..n_units)
-                    .map(|_| Mutex::new(TopK::new(n, target)))
-                    .collect();
-                sweep(&|j, map| tops[j].lock().expect("not poisoned").push(map))?;
+                let mut tops: Vec<TopK> = (0..n_units).map(|_| TopK::new(n, target)).collect();
+                sweep(shards, &units, per_map, &mut tops, |t, map| t.push(map))?;
                 return Ok(tops
-                    .into_iter()
+                    .iter_mut()
                     .zip(units)
                     .map(|(t, unit)| {
-                        let mut t = t.into_inner().expect("not poisoned");
                         let values = t.values(target);
                         row(unit, values, t.count, t.zeros, t.min, t.max)
                     })
                     .collect());
             }
             // Two sweeps: count, then refine.
-            let selectors: Vec<Mutex<Selector>> =
-                (0..n_units).map(|_| Mutex::new(Selector::new())).collect();
-            sweep(&|j, map| selectors[j].lock().expect("not poisoned").count(map))?;
-            for s in &selectors {
-                s.lock().expect("not poisoned").locate(target);
-            }
-            sweep(&|j, map| selectors[j].lock().expect("not poisoned").refine(map))?;
+            let mut selectors: Vec<Selector> = (0..n_units).map(|_| Selector::new()).collect();
+            sweep(shards, &units, per_map, &mut selectors, |s, map| {
+                s.count(map)
+            })?;
+            selectors.par_iter_mut().for_each(|s| s.locate(target));
+            sweep(shards, &units, per_map, &mut selectors, |s, map| {
+                s.refine(map)
+            })?;
             Ok(selectors
-                .into_iter()
+                .iter()
                 .zip(units)
-                .map(|(s, unit)| {
-                    let s = s.into_inner().expect("not poisoned");
-                    row(unit, s.values(), s.count, s.zeros, s.min, s.max)
-                })
+                .map(|(s, unit)| row(unit, s.values(), s.count, s.zeros, s.min, s.max))
                 .collect())
         })
         .collect::<Result<_>>()?;

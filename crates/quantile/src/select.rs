@@ -191,7 +191,7 @@ impl TopK {
         }
     }
 
-    /// How many values the buffer holds at most, for choosing between the two methods.
+    /// The bytes the buffer holds at most, for choosing between the two methods.
     pub fn memory(n: u64, target: Target) -> u64 {
         2 * (n - target.lower).max(1024) * 4
     }

@@ -29,9 +29,11 @@ impl Artifact {
 
 /// Image shards in row order, with their rows; fails unless each starts where the one
 /// before ends (no gap, no overlap).
-pub fn in_row_order(shards: &[Artifact]) -> Result<Vec<(Range<usize>, &Artifact)>> {
+pub fn in_row_order<'a>(
+    shards: impl IntoIterator<Item = &'a Artifact>,
+) -> Result<Vec<(Range<usize>, &'a Artifact)>> {
     let mut ordered = shards
-        .iter()
+        .into_iter()
         .map(|a| Ok((a.rows()?, a)))
         .collect::<Result<Vec<_>>>()?;
     ordered.sort_by_key(|(rows, _)| rows.start);
