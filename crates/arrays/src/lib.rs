@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use zarrs::array::codec::{BloscCodec, BloscCompressionLevel, BloscCompressor, BloscShuffleMode};
-use zarrs::array::{Array, ArrayBuilder, data_type};
+use zarrs::array::{Array, ArrayBuilder, ArrayBytes, data_type};
 use zarrs::filesystem::FilesystemStore;
 use zarrs::group::GroupBuilder;
 
@@ -407,6 +407,53 @@ impl LayerReader {
             .map_err(|e| self.error(e))
     }
 
+    /// One chunk of activations, decoded straight into the buffer it is returned in: the
+    /// `image_chunk`-th block of images and the `unit_chunk`-th block of units (in units of
+    /// [`LayerReader::chunk_extent`]). Every consumer reads all activations, so the copy a
+    /// subset read makes from each decoded chunk into its output is a cost worth avoiding:
+    /// it was an eighth of the segment stage's time (perf, ResNet-18 on 2,000 images).
+    pub fn read_chunk(&self, image_chunk: u64, unit_chunk: u64) -> Result<Chunk> {
+        let s = self.shape;
+        let (chunk_images, chunk_units) = self.chunk_extent();
+        let images = image_chunk * chunk_images..((image_chunk + 1) * chunk_images).min(s.images);
+        let units = unit_chunk * chunk_units..((unit_chunk + 1) * chunk_units).min(s.units);
+        if images.is_empty() || units.is_empty() {
+            return Err(self.error(format!(
+                "chunk ({image_chunk}, {unit_chunk}) is outside the {}×{} images and units",
+                s.images, s.units
+            )));
+        }
+        let bytes = self
+            .activations
+            .retrieve_chunk::<ArrayBytes<'static>>(&[image_chunk, unit_chunk, 0, 0])
+            .map_err(|e| self.error(e))?
+            .into_fixed()
+            .map_err(|e| self.error(e))?
+            .into_owned();
+        let per_map = s.per_map();
+        let expected = (chunk_images * chunk_units) as usize * per_map * 4;
+        if bytes.len() != expected {
+            return Err(self.error(format!(
+                "chunk ({image_chunk}, {unit_chunk}) decoded to {} bytes, expected {expected}",
+                bytes.len()
+            )));
+        }
+        Ok(Chunk {
+            images,
+            units,
+            unit_stride: chunk_units as usize,
+            per_map,
+            values: Values::from_bytes(bytes),
+        })
+    }
+
+    /// The `[image, unit]` spatial maxima of a block of images, row-major.
+    pub fn read_max_images(&self, images: Range<u64>) -> Result<Vec<f32>> {
+        self.max
+            .retrieve_array_subset::<Vec<f32>>(&[images, 0..self.shape.units])
+            .map_err(|e| self.error(e))
+    }
+
     /// The `[image, unit]` spatial maxima of every map, row-major.
     pub fn read_max(&self) -> Result<Vec<f32>> {
         self.max
@@ -419,6 +466,64 @@ impl LayerReader {
             layer: self.layer.clone(),
             message: e.to_string(),
         }
+    }
+}
+
+/// Decoded `f32` values, in the buffer the decoder wrote (when it is aligned for `f32`,
+/// as allocators give it in practice) or in a copy.
+pub struct Values {
+    bytes: Vec<u8>,
+    copy: Vec<f32>,
+}
+
+impl Values {
+    fn from_bytes(bytes: Vec<u8>) -> Values {
+        // Zarr's bytes codec hands little-endian values over in native order.
+        if bytemuck::try_cast_slice::<u8, f32>(&bytes).is_ok() {
+            Values {
+                bytes,
+                copy: Vec::new(),
+            }
+        } else {
+            let copy = bytemuck::pod_collect_to_vec(&bytes);
+            Values {
+                bytes: Vec::new(),
+                copy,
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Values {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        if self.bytes.is_empty() {
+            &self.copy
+        } else {
+            bytemuck::cast_slice(&self.bytes)
+        }
+    }
+}
+
+/// One decoded chunk of a layer: the maps of a block of images and a block of units, laid
+/// out `[image, unit, y, x]` with `unit_stride` units per image (a chunk at the units' edge
+/// holds fill values past `units.end`; one at the images' edge, past `images.end`).
+pub struct Chunk {
+    pub images: Range<u64>,
+    pub units: Range<u64>,
+    unit_stride: usize,
+    per_map: usize,
+    values: Values,
+}
+
+impl Chunk {
+    /// The map of `image` and `unit` (indices of the layer, inside the chunk's ranges).
+    pub fn map(&self, image: u64, unit: u64) -> &[f32] {
+        debug_assert!(self.images.contains(&image) && self.units.contains(&unit));
+        let i = (image - self.images.start) as usize;
+        let u = (unit - self.units.start) as usize;
+        let start = (i * self.unit_stride + u) * self.per_map;
+        &self.values[start..start + self.per_map]
     }
 }
 
@@ -518,6 +623,51 @@ mod tests {
                 .copied()
                 .fold(f32::MIN, f32::max)
         );
+    }
+
+    /// Chunks at both edges (images past a whole chunk, units past a whole block) read
+    /// back the values written, map by map.
+    #[test]
+    fn chunks_read_back_at_the_edges() {
+        let dir = tempfile::tempdir().unwrap();
+        let group = ActivationGroup::create(&dir.path().join("a.zarr")).unwrap();
+        let shape = LayerShape {
+            images: 70,
+            units: 7,
+            height: 64,
+            width: 64,
+        };
+        let per_map = shape.per_map();
+        let values: Vec<f32> = (0..70 * 7 * per_map)
+            .map(|i| ((i * 7919) % 10007) as f32 * 0.25 - 10.0)
+            .collect();
+        let mut writer = group.create_layer("conv", shape).unwrap();
+        writer.push(&values).unwrap();
+        writer.finish().unwrap();
+        let reader = group.open_layer("conv").unwrap();
+        let (chunk_images, chunk_units) = reader.chunk_extent();
+        assert_eq!((chunk_images, chunk_units), (64, 2));
+        let mut seen = 0;
+        for ic in 0..2 {
+            for uc in 0..4 {
+                let chunk = reader.read_chunk(ic, uc).unwrap();
+                assert_eq!(chunk.images, ic * 64..(ic * 64 + 64).min(70));
+                assert_eq!(chunk.units, uc * 2..(uc * 2 + 2).min(7));
+                for image in chunk.images.clone() {
+                    for unit in chunk.units.clone() {
+                        let start = (image as usize * 7 + unit as usize) * per_map;
+                        assert_eq!(chunk.map(image, unit), &values[start..start + per_map]);
+                        seen += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(seen, 70 * 7);
+        assert!(reader.read_chunk(2, 0).is_err());
+        assert!(reader.read_chunk(0, 4).is_err());
+        let max = reader.read_max_images(64..70).unwrap();
+        assert_eq!(max.len(), 6 * 7);
+        assert_eq!(max, reader.read_max().unwrap()[64 * 7..]);
     }
 
     #[test]
