@@ -20,7 +20,7 @@
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use zarrs::array::codec::{BloscCodec, BloscCompressionLevel, BloscCompressor, BloscShuffleMode};
 use zarrs::array::{Array, ArrayBuilder, DataType, Element, ElementOwned, data_type};
@@ -108,15 +108,10 @@ impl<T: Element + Copy> Growing<T> {
         })
     }
 
-    fn push(&mut self, values: &[T]) -> Result<()> {
-        for chunk in values.chunks(CHUNK as usize) {
-            let room = CHUNK as usize - self.buffer.len();
-            let (now, rest) = chunk.split_at(room.min(chunk.len()));
-            self.buffer.extend_from_slice(now);
-            if self.buffer.len() == CHUNK as usize {
-                self.flush()?;
-            }
-            self.buffer.extend_from_slice(rest);
+    fn push_one(&mut self, value: T) -> Result<()> {
+        self.buffer.push(value);
+        if self.buffer.len() == CHUNK as usize {
+            self.flush()?;
         }
         Ok(())
     }
@@ -180,19 +175,27 @@ pub struct MaskWriter {
 impl MaskWriter {
     /// Appends the masks of the next image.
     pub fn push(&mut self, masks: &ImageMasks) -> Result<()> {
-        for (unit, runs) in masks {
-            self.unit.push(&[*unit])?;
-            self.run_start
-                .push(&runs.iter().map(|r| r.start).collect::<Vec<_>>())?;
-            self.run_length
-                .push(&runs.iter().map(|r| r.length).collect::<Vec<_>>())?;
+        self.push_pairs(masks.iter().map(|(unit, runs)| (*unit, runs.as_slice())))
+    }
+
+    /// Appends the masks of the next image, given as `(unit, runs)` pairs, units ascending.
+    pub fn push_pairs<'a>(
+        &mut self,
+        pairs: impl IntoIterator<Item = (u32, &'a [Run])>,
+    ) -> Result<()> {
+        for (unit, runs) in pairs {
+            self.unit.push_one(unit)?;
+            for run in runs {
+                self.run_start.push_one(run.start)?;
+                self.run_length.push_one(run.length)?;
+                self.totals.pixels += u64::from(run.length);
+            }
             self.totals.runs += runs.len() as u64;
-            self.totals.pixels += runs.iter().map(|r| u64::from(r.length)).sum::<u64>();
-            self.pair_runs.push(&[self.totals.runs])?;
+            self.pair_runs.push_one(self.totals.runs)?;
+            self.totals.pairs += 1;
         }
-        self.totals.pairs += masks.len() as u64;
         self.totals.images += 1;
-        self.image_pairs.push(&[self.totals.pairs])
+        self.image_pairs.push_one(self.totals.pairs)
     }
 
     pub fn finish(self) -> Result<MaskTotals> {
@@ -264,8 +267,8 @@ impl MaskGroup {
         };
         let (mut image_pairs, mut pair_runs) = (wide("image_pairs")?, wide("pair_runs")?);
         // Both offset arrays start with 0.
-        image_pairs.push(&[0])?;
-        pair_runs.push(&[0])?;
+        image_pairs.push_one(0)?;
+        pair_runs.push_one(0)?;
         Ok(MaskWriter {
             image_pairs,
             unit: narrow("unit")?,
@@ -284,11 +287,11 @@ impl MaskGroup {
         };
         let reader = MaskReader {
             layer: layer.to_owned(),
-            image_pairs: open("image_pairs")?,
-            unit: open("unit")?,
-            pair_runs: open("pair_runs")?,
-            run_start: open("run_start")?,
-            run_length: open("run_length")?,
+            image_pairs: Sequential::new(open("image_pairs")?),
+            unit: Sequential::new(open("unit")?),
+            pair_runs: Sequential::new(open("pair_runs")?),
+            run_start: Sequential::new(open("run_start")?),
+            run_length: Sequential::new(open("run_length")?),
         };
         Ok(reader)
     }
@@ -301,69 +304,189 @@ fn store_error(path: &Path, e: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Reads the masks of one layer.
+/// A 1-D array read front to back, which keeps the chunk it decoded last: consecutive
+/// blocks of images share chunks (a chunk holds a million runs, thousands of images), so
+/// each chunk is decoded once in a sequential pass instead of once per block.
+struct Sequential<T> {
+    array: Array<FilesystemStore>,
+    last: Mutex<Option<(u64, Arc<Vec<T>>)>>,
+}
+
+impl<T: ElementOwned + Copy> Sequential<T> {
+    fn new(array: Array<FilesystemStore>) -> Self {
+        Sequential {
+            array,
+            last: Mutex::new(None),
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.array.shape()[0]
+    }
+
+    fn chunk(&self, index: u64) -> Result<Arc<Vec<T>>, String> {
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((i, values)) = last.as_ref()
+            && *i == index
+        {
+            return Ok(values.clone());
+        }
+        // The chunk's elements inside the array only: a short array (the offsets of a
+        // few thousand images) does not hold a whole chunk of fill values in memory.
+        let chunk = index * CHUNK..((index + 1) * CHUNK).min(self.len());
+        let values = Arc::new(
+            self.array
+                .retrieve_array_subset::<Vec<T>>(&[chunk])
+                .map_err(|e| e.to_string())?,
+        );
+        *last = Some((index, values.clone()));
+        Ok(values)
+    }
+
+    /// The elements `range`, which must lie inside the array.
+    fn read(&self, range: Range<u64>) -> Result<Vec<T>, String> {
+        if range.end > self.len() {
+            return Err(format!(
+                "{}: elements {}..{} asked of {}",
+                self.array.path(),
+                range.start,
+                range.end,
+                self.len()
+            ));
+        }
+        let mut out = Vec::with_capacity((range.end - range.start) as usize);
+        let mut at = range.start;
+        while at < range.end {
+            let index = at / CHUNK;
+            let chunk = self.chunk(index)?;
+            let from = (at - index * CHUNK) as usize;
+            let to = ((range.end - index * CHUNK) as usize).min(chunk.len());
+            out.extend_from_slice(&chunk[from..to]);
+            at = index * CHUNK + to as u64;
+        }
+        Ok(out)
+    }
+}
+
+/// Reads the masks of one layer. Blocks of images are best read in order: each compressed
+/// chunk is then decoded once.
 pub struct MaskReader {
     layer: String,
-    image_pairs: Array<FilesystemStore>,
-    unit: Array<FilesystemStore>,
-    pair_runs: Array<FilesystemStore>,
-    run_start: Array<FilesystemStore>,
-    run_length: Array<FilesystemStore>,
+    image_pairs: Sequential<u64>,
+    unit: Sequential<u32>,
+    pair_runs: Sequential<u64>,
+    run_start: Sequential<u32>,
+    run_length: Sequential<u32>,
+}
+
+/// The masks of a block of images, flat: image `i` has the pairs
+/// `pair_bounds[i]..pair_bounds[i + 1]` (indices into the block's `units`), pair `p` the
+/// runs `run_bounds[p]..run_bounds[p + 1]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaskBlock {
+    pair_bounds: Vec<usize>,
+    units: Vec<u32>,
+    run_bounds: Vec<usize>,
+    runs: Vec<Run>,
+}
+
+impl MaskBlock {
+    /// The number of images in the block.
+    pub fn len(&self) -> usize {
+        self.pair_bounds.len() - 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The non-empty masks of image `i` of the block: `(unit, runs)`, units ascending.
+    pub fn image(&self, i: usize) -> impl ExactSizeIterator<Item = (u32, &[Run])> + Clone {
+        (self.pair_bounds[i]..self.pair_bounds[i + 1]).map(|p| {
+            (
+                self.units[p],
+                &self.runs[self.run_bounds[p]..self.run_bounds[p + 1]],
+            )
+        })
+    }
 }
 
 impl MaskReader {
     /// The number of images the layer has masks for.
     pub fn images(&self) -> u64 {
-        self.image_pairs.shape()[0].saturating_sub(1)
+        self.image_pairs.len().saturating_sub(1)
     }
 
-    fn read<T: ElementOwned>(
-        &self,
-        array: &Array<FilesystemStore>,
-        range: Range<u64>,
-    ) -> Result<Vec<T>> {
-        if range.is_empty() {
-            return Ok(Vec::new());
+    /// The masks of a block of images, flat.
+    pub fn read_block(&self, images: Range<u64>) -> Result<MaskBlock> {
+        let bad = |message: String| Error::Layer {
+            layer: self.layer.clone(),
+            message,
+        };
+        if images.end > self.images() {
+            return Err(bad(format!(
+                "images {}..{} asked of masks of {} images",
+                images.start,
+                images.end,
+                self.images()
+            )));
         }
-        array
-            .retrieve_array_subset::<Vec<T>>(&[range])
-            .map_err(|e| Error::Layer {
-                layer: self.layer.clone(),
-                message: e.to_string(),
-            })
+        let pair_bounds = self
+            .image_pairs
+            .read(images.start..images.end + 1)
+            .map_err(bad)?;
+        let monotone = |bounds: &[u64]| bounds.windows(2).all(|w| w[0] <= w[1]);
+        if !monotone(&pair_bounds) {
+            return Err(bad(
+                "image_pairs is not ascending: the masks are corrupt".into()
+            ));
+        }
+        let pairs = pair_bounds[0]..pair_bounds[pair_bounds.len() - 1];
+        let units = self.unit.read(pairs.clone()).map_err(bad)?;
+        let run_bounds = self
+            .pair_runs
+            .read(pairs.start..pairs.end + 1)
+            .map_err(bad)?;
+        if !monotone(&run_bounds) {
+            return Err(bad(
+                "pair_runs is not ascending: the masks are corrupt".into()
+            ));
+        }
+        let runs = run_bounds[0]..run_bounds[run_bounds.len() - 1];
+        let starts = self.run_start.read(runs.clone()).map_err(bad)?;
+        let lengths = self.run_length.read(runs.clone()).map_err(bad)?;
+        Ok(MaskBlock {
+            pair_bounds: pair_bounds
+                .iter()
+                .map(|&b| (b - pairs.start) as usize)
+                .collect(),
+            units,
+            run_bounds: run_bounds
+                .iter()
+                .map(|&b| (b - runs.start) as usize)
+                .collect(),
+            runs: starts
+                .into_iter()
+                .zip(lengths)
+                .map(|(start, length)| Run { start, length })
+                .collect(),
+        })
     }
 
     /// The masks of a block of images, one entry per image.
     pub fn read_images(&self, images: Range<u64>) -> Result<Vec<ImageMasks>> {
-        let n = images.end - images.start;
-        let pair_bounds: Vec<u64> = self.read(&self.image_pairs, images.start..images.end + 1)?;
-        let pairs = pair_bounds[0]..pair_bounds[n as usize];
-        let units: Vec<u32> = self.read(&self.unit, pairs.clone())?;
-        let run_bounds: Vec<u64> = self.read(&self.pair_runs, pairs.start..pairs.end + 1)?;
-        let runs = run_bounds[0]..run_bounds[units.len()];
-        let starts: Vec<u32> = self.read(&self.run_start, runs.clone())?;
-        let lengths: Vec<u32> = self.read(&self.run_length, runs.clone())?;
-        let mut out = Vec::with_capacity(n as usize);
-        for i in 0..n as usize {
-            let mut masks = ImageMasks::new();
-            for p in
-                (pair_bounds[i] - pairs.start) as usize..(pair_bounds[i + 1] - pairs.start) as usize
-            {
-                let (r0, r1) = (
-                    (run_bounds[p] - runs.start) as usize,
-                    (run_bounds[p + 1] - runs.start) as usize,
-                );
-                let runs = (r0..r1)
-                    .map(|r| Run {
-                        start: starts[r],
-                        length: lengths[r],
-                    })
-                    .collect();
-                masks.push((units[p], runs));
-            }
-            out.push(masks);
-        }
-        Ok(out)
+        let block = self.read_block(images)?;
+        Ok((0..block.len())
+            .map(|i| {
+                block
+                    .image(i)
+                    .map(|(unit, runs)| (unit, runs.to_vec()))
+                    .collect()
+            })
+            .collect())
     }
 }
 
@@ -431,5 +554,17 @@ mod tests {
         assert_eq!(reader.read_images(0..40).unwrap(), images);
         assert_eq!(reader.read_images(17..23).unwrap(), images[17..23]);
         assert_eq!(reader.read_images(5..5).unwrap(), Vec::<ImageMasks>::new());
+        // Blocks read in order, as the score stage reads them, and out of order.
+        for start in (0..40).step_by(7).chain([21, 0, 35]) {
+            let end = (start + 7).min(40);
+            let block = reader.read_block(start..end).unwrap();
+            assert_eq!(block.len(), (end - start) as usize);
+            for i in 0..block.len() {
+                let masks: ImageMasks =
+                    block.image(i).map(|(u, runs)| (u, runs.to_vec())).collect();
+                assert_eq!(masks, images[start as usize + i]);
+            }
+        }
+        assert!(reader.read_block(39..41).is_err());
     }
 }
