@@ -20,13 +20,13 @@ pub mod upsample;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
-use nd_arrays::masks::{ImageMasks, MASKS_DIR, MaskGroup, Run};
+use nd_arrays::masks::{MASKS_DIR, MaskGroup, Run};
 use nd_arrays::{ActivationGroup, LayerReader};
 use rayon::prelude::*;
 use serde_json::json;
 
 pub use upsample::Upsample;
-use upsample::{Tap, hot_runs, taps};
+use upsample::{Geometry, Scratch, hot_runs};
 
 pub const STAGE: &str = "segment";
 pub const SCHEMA: u32 = 1;
@@ -88,36 +88,86 @@ pub fn spec(
 
 pub use nd_store::Outcome;
 
-/// The masks of one image for every unit: `data` is the image's `units × h × w` values.
-pub fn image_masks(
-    data: &[f32],
-    h: usize,
-    w: usize,
-    thresholds: &[f64],
-    rows: &[Tap],
-    columns: &[Tap],
-) -> ImageMasks {
-    let per_map = h * w;
-    let sw = columns.len();
-    let mut out = ImageMasks::new();
-    for (unit, (map, &threshold)) in data.chunks_exact(per_map).zip(thresholds).enumerate() {
-        if !map.iter().any(|&v| f64::from(v) > threshold) {
-            continue;
-        }
-        let mut runs: Vec<Run> = Vec::new();
-        hot_runs(map, w, rows, columns, threshold, |y, x0, x1| {
-            let (start, length) = ((y * sw + x0) as u32, (x1 - x0) as u32);
-            match runs.last_mut() {
-                // A run ending a row and one starting the next are one run.
-                Some(last) if last.start + last.length == start => last.length += length,
-                _ => runs.push(Run { start, length }),
-            }
-        });
-        if !runs.is_empty() {
-            out.push((unit as u32, runs));
-        }
+/// The masks of some units of one image, flat: pair `p` is unit `units[p]` with the runs
+/// `runs[ends[p - 1]..ends[p]]`.
+#[derive(Debug, Default)]
+struct ImageRuns {
+    units: Vec<u32>,
+    ends: Vec<usize>,
+    runs: Vec<Run>,
+}
+
+impl ImageRuns {
+    fn pairs(&self) -> impl Iterator<Item = (u32, &[Run])> {
+        self.units.iter().enumerate().map(|(p, &unit)| {
+            let start = if p == 0 { 0 } else { self.ends[p - 1] };
+            (unit, &self.runs[start..self.ends[p]])
+        })
     }
-    out
+}
+
+/// Appends the mask of one map to `out` as unit `unit`'s pair, unless it is empty.
+fn map_mask(
+    map: &[f32],
+    geometry: &Geometry,
+    threshold: f64,
+    unit: u32,
+    scratch: &mut Scratch,
+    out: &mut ImageRuns,
+) {
+    let sw = geometry.label_width();
+    let first = out.runs.len();
+    let runs = &mut out.runs;
+    hot_runs(map, geometry, threshold, scratch, |y, x0, x1| {
+        let (start, length) = ((y * sw + x0) as u32, (x1 - x0) as u32);
+        let this_map = runs.len() > first;
+        match runs.last_mut() {
+            // A run ending a row and one starting the next are one run.
+            Some(last) if this_map && last.start + last.length == start => last.length += length,
+            _ => runs.push(Run { start, length }),
+        }
+    });
+    if out.runs.len() > first {
+        out.units.push(unit);
+        out.ends.push(out.runs.len());
+    }
+}
+
+/// The masks of one decoded chunk (a block of images and units), image by image: only the
+/// maps whose maximum exceeds their unit's threshold are upsampled (no blend exceeds its
+/// inputs' maximum), and the extract stage stored every map's maximum.
+fn chunk_masks(
+    chunk: &nd_arrays::Chunk,
+    maxima: &[f32],
+    first_image: u64,
+    n_units: usize,
+    thresholds: &[f64],
+    geometries: &[&Geometry],
+) -> Vec<ImageRuns> {
+    chunk
+        .images
+        .clone()
+        .into_par_iter()
+        .map_init(Scratch::default, |scratch, image| {
+            let i = (image - first_image) as usize;
+            let mut out = ImageRuns::default();
+            for unit in chunk.units.clone() {
+                let threshold = thresholds[unit as usize];
+                if f64::from(maxima[i * n_units + unit as usize]) > threshold {
+                    let map = chunk.map(image, unit);
+                    map_mask(
+                        map,
+                        geometries[i],
+                        threshold,
+                        unit as u32,
+                        scratch,
+                        &mut out,
+                    );
+                }
+            }
+            out
+        })
+        .collect()
 }
 
 fn segment_layer(
@@ -129,46 +179,80 @@ fn segment_layer(
 ) -> Result<()> {
     let shape = layer.shape();
     let (h, w) = (shape.height as usize, shape.width as usize);
-    let mut tap_cache: HashMap<(usize, usize), (Vec<Tap>, Vec<Tap>)> = HashMap::new();
+    let mut by_size: HashMap<(usize, usize), Geometry> = HashMap::new();
     for &(sh, sw) in sizes {
-        tap_cache
+        by_size
             .entry((sh, sw))
-            .or_insert_with(|| (taps(mode, h, sh), taps(mode, w, sw)));
+            .or_insert_with(|| Geometry::new(mode, h, w, sh, sw));
     }
-    let (chunk_images, _) = layer.chunk_extent();
-    let per_image = shape.per_image();
-    // Reading (decompressing) the next row of chunks overlaps with computing and writing
-    // the masks of this one; one row in flight bounds the memory.
+    let (chunk_images, chunk_units) = layer.chunk_extent();
+    let n_units = shape.units as usize;
+    let unit_chunks = shape.units.div_ceil(chunk_units);
+    // Rows of chunks (a block of images, every unit) are masked in parallel, chunk by chunk
+    // and image by image, while a thread writes the masks of the row before: a row at a
+    // time bounds the memory.
     std::thread::scope(|scope| -> Result<()> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(Range<u64>, Vec<f32>)>>(1);
-        scope.spawn(move || {
-            for i0 in (0..shape.images).step_by(chunk_images as usize) {
-                let images = i0..(i0 + chunk_images).min(shape.images);
-                let data = layer
-                    .read(images.clone(), 0..shape.units)
-                    .map_err(Error::from);
-                let failed = data.is_err();
-                if tx.send(data.map(|d| (images, d))).is_err() || failed {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Vec<ImageRuns>>>(1);
+        let written = scope.spawn(move || -> Result<()> {
+            for row in rx {
+                let n_images = row.iter().map(Vec::len).max().unwrap_or(0);
+                for i in 0..n_images {
+                    writer.push_pairs(
+                        row.iter()
+                            .filter_map(|chunk| chunk.get(i))
+                            .flat_map(ImageRuns::pairs),
+                    )?;
+                }
+            }
+            Ok(())
+        });
+        let computed = (|| -> Result<()> {
+            for image_chunk in 0..shape.images.div_ceil(chunk_images) {
+                let first = image_chunk * chunk_images;
+                let images = first..(first + chunk_images).min(shape.images);
+                let maxima = layer.read_max_images(images.clone())?;
+                let geometries: Vec<&Geometry> = sizes[images.start as usize..images.end as usize]
+                    .iter()
+                    .map(|size| &by_size[size])
+                    .collect();
+                let row: Vec<Vec<ImageRuns>> = (0..unit_chunks)
+                    .into_par_iter()
+                    .map(|unit_chunk| -> Result<Vec<ImageRuns>> {
+                        let units = unit_chunk * chunk_units
+                            ..((unit_chunk + 1) * chunk_units).min(shape.units);
+                        let any_hot = (0..images.end - images.start).any(|i| {
+                            units.clone().any(|u| {
+                                f64::from(maxima[i as usize * n_units + u as usize])
+                                    > thresholds[u as usize]
+                            })
+                        });
+                        if !any_hot {
+                            // Nothing to decode: every image's masks are empty here.
+                            return Ok((images.start..images.end)
+                                .map(|_| ImageRuns::default())
+                                .collect());
+                        }
+                        let chunk = layer.read_chunk(image_chunk, unit_chunk)?;
+                        Ok(chunk_masks(
+                            &chunk,
+                            &maxima,
+                            images.start,
+                            n_units,
+                            thresholds,
+                            &geometries,
+                        ))
+                    })
+                    .collect::<Result<_>>()?;
+                if tx.send(row).is_err() {
+                    // The writer stopped on an error, which its join reports.
                     break;
                 }
             }
-        });
-        for read in rx {
-            let (images, data) = read?;
-            let masks: Vec<ImageMasks> = data
-                .par_chunks_exact(per_image)
-                .enumerate()
-                .map(|(i, values)| {
-                    let image = images.start as usize + i;
-                    let (rows, columns) = &tap_cache[&sizes[image]];
-                    image_masks(values, h, w, thresholds, rows, columns)
-                })
-                .collect();
-            for m in &masks {
-                writer.push(m)?;
-            }
-        }
-        Ok(())
+            Ok(())
+        })();
+        drop(tx);
+        let written = written.join().expect("the mask writer panicked");
+        computed.and(written)
     })
 }
 

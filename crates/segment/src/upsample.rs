@@ -118,6 +118,79 @@ pub fn upsample_rows(
     }
 }
 
+/// The taps of one map size brought to one label size, with, for each input column, the
+/// output columns that read it: everything [`hot_runs`] needs that does not depend on the
+/// values, computed once per size.
+#[derive(Debug, Clone)]
+pub struct Geometry {
+    rows: Vec<Tap>,
+    columns: Vec<Tap>,
+    /// `spans[c]`: the output columns `start..end` whose taps read input column `c`.
+    spans: Vec<(usize, usize)>,
+    /// Runs of output columns reading the same two input columns: `(x0, x1, lo, hi)`.
+    segments: Vec<(usize, usize, usize, usize)>,
+    /// `segment_of[x]`: the segment holding output column `x`.
+    segment_of: Vec<usize>,
+    /// The weights of every output column's two input columns: `1 − weight` and `weight`.
+    w0: Vec<f64>,
+    w1: Vec<f64>,
+    width: usize,
+}
+
+impl Geometry {
+    /// An `height × width` map upsampled to `label_height × label_width`.
+    pub fn new(
+        mode: Upsample,
+        height: usize,
+        width: usize,
+        label_height: usize,
+        label_width: usize,
+    ) -> Geometry {
+        let rows = taps(mode, height, label_height);
+        let columns = taps(mode, width, label_width);
+        let mut spans = vec![(usize::MAX, 0); width];
+        for (x, tx) in columns.iter().enumerate() {
+            for c in [tx.lo, tx.hi] {
+                spans[c] = (spans[c].0.min(x), spans[c].1.max(x + 1));
+            }
+        }
+        let mut segments: Vec<(usize, usize, usize, usize)> = Vec::new();
+        let mut segment_of = Vec::with_capacity(columns.len());
+        for (x, tx) in columns.iter().enumerate() {
+            match segments.last_mut() {
+                Some(last) if (last.2, last.3) == (tx.lo, tx.hi) => last.1 = x + 1,
+                _ => segments.push((x, x + 1, tx.lo, tx.hi)),
+            }
+            segment_of.push(segments.len() - 1);
+        }
+        Geometry {
+            w0: columns.iter().map(|t| 1.0 - t.weight).collect(),
+            w1: columns.iter().map(|t| t.weight).collect(),
+            rows,
+            columns,
+            spans,
+            segments,
+            segment_of,
+            width,
+        }
+    }
+
+    /// The output width (the label maps' width).
+    pub fn label_width(&self) -> usize {
+        self.columns.len()
+    }
+}
+
+/// Buffers [`hot_runs`] reuses from one map to the next (one per thread).
+#[derive(Debug, Default)]
+pub struct Scratch {
+    hot: Vec<bool>,
+    hot_row: Vec<bool>,
+    ranges: Vec<(usize, usize)>,
+    h_lo: Vec<f64>,
+    h_hi: Vec<f64>,
+}
+
 /// The mask of one map: calls `run(y, x0, x1)` for every maximal run of output pixels
 /// `x0..x1` of row `y` whose upsampled value exceeds `threshold`, in row order.
 ///
@@ -128,29 +201,32 @@ pub fn upsample_rows(
 /// cells does. Most of a map is below its unit's top-0.5 % threshold.
 pub fn hot_runs(
     map: &[f32],
-    width: usize,
-    rows: &[Tap],
-    columns: &[Tap],
+    geometry: &Geometry,
     threshold: f64,
+    scratch: &mut Scratch,
     mut run: impl FnMut(usize, usize, usize),
 ) {
-    let hot: Vec<bool> = map.iter().map(|&v| f64::from(v) > threshold).collect();
-    let hot_row: Vec<bool> = hot.chunks_exact(width).map(|r| r.contains(&true)).collect();
-    // The output columns that read each input column.
-    let mut spans = vec![(usize::MAX, 0); width];
-    for (x, tx) in columns.iter().enumerate() {
-        for c in [tx.lo, tx.hi] {
-            spans[c] = (spans[c].0.min(x), spans[c].1.max(x + 1));
-        }
-    }
+    let width = geometry.width;
+    let (columns, spans) = (&geometry.columns, &geometry.spans);
+    let Scratch {
+        hot,
+        hot_row,
+        ranges,
+        h_lo,
+        h_hi,
+    } = scratch;
+    hot.clear();
+    hot.extend(map.iter().map(|&v| f64::from(v) > threshold));
+    hot_row.clear();
+    hot_row.extend(hot.chunks_exact(width).map(|r| r.contains(&true)));
+    h_lo.resize(columns.len(), 0.0);
+    h_hi.resize(columns.len(), 0.0);
     // For the pair of input rows of the current output row: the output columns that can
     // exceed the threshold (disjoint ranges, in order) and, there, the horizontal blends
     // of both input rows, which every output row reading the same pair shares.
-    let mut ranges: Vec<(usize, usize)> = Vec::new();
-    let (mut h_lo, mut h_hi) = (vec![0f64; columns.len()], vec![0f64; columns.len()]);
-    let mut above: Vec<bool> = Vec::with_capacity(columns.len());
+    ranges.clear();
     let mut cached = (usize::MAX, usize::MAX);
-    for (y, ty) in rows.iter().enumerate() {
+    for (y, ty) in geometry.rows.iter().enumerate() {
         if !hot_row[ty.lo] && !hot_row[ty.hi] {
             continue;
         }
@@ -175,37 +251,130 @@ pub fn hot_runs(
                 &map[ty.lo * width..][..width],
                 &map[ty.hi * width..][..width],
             );
-            for &(start, end) in &ranges {
-                for x in start..end {
-                    let tx = &columns[x];
-                    h_lo[x] =
-                        (1.0 - tx.weight) * f64::from(lo[tx.lo]) + tx.weight * f64::from(lo[tx.hi]);
-                    h_hi[x] =
-                        (1.0 - tx.weight) * f64::from(hi[tx.lo]) + tx.weight * f64::from(hi[tx.hi]);
+            // Segment by segment, so that the two input values of a segment are read
+            // once and the blend over its columns is a loop the compiler vectorises.
+            let (w0, w1) = (&geometry.w0, &geometry.w1);
+            for &(start, end) in ranges.iter() {
+                for &(x0, x1, c0, c1) in &geometry.segments[geometry.segment_of[start]..] {
+                    if x0 >= end {
+                        break;
+                    }
+                    let xs = x0.max(start)..x1.min(end);
+                    let (a, b) = (f64::from(lo[c0]), f64::from(lo[c1]));
+                    for ((h, &u), &v) in h_lo[xs.clone()]
+                        .iter_mut()
+                        .zip(&w0[xs.clone()])
+                        .zip(&w1[xs.clone()])
+                    {
+                        *h = u * a + v * b;
+                    }
+                    let (a, b) = (f64::from(hi[c0]), f64::from(hi[c1]));
+                    for ((h, &u), &v) in h_hi[xs.clone()]
+                        .iter_mut()
+                        .zip(&w0[xs.clone()])
+                        .zip(&w1[xs])
+                    {
+                        *h = u * a + v * b;
+                    }
                 }
             }
         }
         let (w0, w1) = (1.0 - ty.weight, ty.weight);
-        for &(start, end) in &ranges {
-            // The comparisons first, in a loop the compiler vectorises, then the runs.
-            above.clear();
-            above.extend(
-                h_lo[start..end]
-                    .iter()
-                    .zip(&h_hi[start..end])
-                    .map(|(&a, &b)| w0 * a + w1 * b > threshold),
+        for &(start, end) in ranges.iter() {
+            above_runs(
+                &h_lo[start..end],
+                &h_hi[start..end],
+                (w0, w1),
+                threshold,
+                |x0, x1| run(y, start + x0, start + x1),
             );
-            let mut x = 0;
-            while let Some(first) = above[x..].iter().position(|&a| a) {
-                let x0 = x + first;
-                let x1 = above[x0..]
-                    .iter()
-                    .position(|&a| !a)
-                    .map_or(above.len(), |n| x0 + n);
-                run(y, start + x0, start + x1);
-                x = x1;
+        }
+    }
+}
+
+/// Bit `i` is set when `w0 · lo[i] + w1 · hi[i] > threshold` (at most 64 pixels).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+fn above_bits_sse2(lo: &[f64], hi: &[f64], (w0, w1): (f64, f64), threshold: f64) -> u64 {
+    // SSE2, which every x86-64 processor has: two pixels per multiply, add and compare
+    // (the same IEEE operations as the scalar expression, so the same results), and the
+    // two comparison bits moved out at once.
+    use std::arch::x86_64::{
+        _mm_add_pd, _mm_cmpgt_pd, _mm_movemask_pd, _mm_mul_pd, _mm_set_pd, _mm_set1_pd,
+    };
+    debug_assert!(lo.len() <= 64 && lo.len() == hi.len());
+    let (v0, v1, t) = (_mm_set1_pd(w0), _mm_set1_pd(w1), _mm_set1_pd(threshold));
+    let mut bits = 0u64;
+    let pairs = lo.len() / 2;
+    for p in 0..pairs {
+        let i = 2 * p;
+        let a = _mm_set_pd(lo[i + 1], lo[i]);
+        let b = _mm_set_pd(hi[i + 1], hi[i]);
+        let above = _mm_cmpgt_pd(_mm_add_pd(_mm_mul_pd(v0, a), _mm_mul_pd(v1, b)), t);
+        bits |= (_mm_movemask_pd(above) as u64) << i;
+    }
+    if lo.len() % 2 == 1 {
+        let i = lo.len() - 1;
+        bits |= u64::from(w0 * lo[i] + w1 * hi[i] > threshold) << i;
+    }
+    bits
+}
+
+/// Bit `i` is set when `w0 · lo[i] + w1 · hi[i] > threshold` (at most 64 pixels).
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+fn above_bits(lo: &[f64], hi: &[f64], (w0, w1): (f64, f64), threshold: f64) -> u64 {
+    let mut bits = 0u64;
+    for (i, (&a, &b)) in lo.iter().zip(hi).enumerate() {
+        bits |= u64::from(w0 * a + w1 * b > threshold) << i;
+    }
+    bits
+}
+
+/// Calls `emit(x0, x1)` for every maximal run of pixels `x0..x1` where the vertical blend
+/// `w0 · lo[x] + w1 · hi[x]` exceeds `threshold`. The comparisons of 64 pixels at a time
+/// go into the bits of a word (a loop the compiler vectorises), and the runs are read off
+/// the word by counting zeros and ones: a run costs a few instructions, not a few per pixel.
+fn above_runs(
+    lo: &[f64],
+    hi: &[f64],
+    (w0, w1): (f64, f64),
+    threshold: f64,
+    mut emit: impl FnMut(usize, usize),
+) {
+    let mut open: Option<usize> = None;
+    for (k, (lo, hi)) in lo.chunks(64).zip(hi.chunks(64)).enumerate() {
+        let base = k * 64;
+        let n = lo.len();
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: SSE2 is part of the x86-64 baseline: every processor it runs on has it.
+        let bits = unsafe { above_bits_sse2(lo, hi, (w0, w1), threshold) };
+        #[cfg(not(target_arch = "x86_64"))]
+        let bits = above_bits(lo, hi, (w0, w1), threshold);
+        let mut i = 0;
+        while i < n {
+            match open {
+                None => {
+                    let rest = bits >> i;
+                    if rest == 0 {
+                        break;
+                    }
+                    i += rest.trailing_zeros() as usize;
+                    open = Some(base + i);
+                }
+                Some(x0) => {
+                    // Bits past `n` are zero, so a run reaching the word's end stops there.
+                    i += (!bits >> i).trailing_zeros() as usize;
+                    if i >= n {
+                        break;
+                    }
+                    emit(x0, base + i);
+                    open = None;
+                }
             }
         }
+    }
+    if let Some(x0) = open {
+        emit(x0, lo.len());
     }
 }
 
@@ -245,6 +414,70 @@ mod tests {
         assert_eq!(out, [0.0, 0.0, 0.0, 2.0, 4.0, 6.0, 8.0, 8.0]);
     }
 
+    /// The runs read off words of comparisons are those of a plain scan, for runs that
+    /// start, end or continue at word boundaries and a short last word.
+    #[test]
+    fn runs_are_read_off_the_comparisons() {
+        let mut state = 3u64;
+        for len in [1, 7, 63, 64, 65, 127, 128, 129, 200] {
+            for density in [0.0, 0.1, 0.5, 0.9, 1.0] {
+                let flags: Vec<bool> = (0..len)
+                    .map(|_| {
+                        state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        ((state >> 33) as f64 / (1u64 << 31) as f64) < density
+                    })
+                    .collect();
+                let mut expected = Vec::new();
+                let mut x = 0;
+                while x < len {
+                    if flags[x] {
+                        let x0 = x;
+                        while x < len && flags[x] {
+                            x += 1;
+                        }
+                        expected.push((x0, x));
+                    } else {
+                        x += 1;
+                    }
+                }
+                // w0 · lo + w1 · hi is the flag itself.
+                let lo: Vec<f64> = flags.iter().map(|&f| if f { 1.0 } else { 0.0 }).collect();
+                let hi = vec![0.0; len];
+                let mut found = Vec::new();
+                above_runs(&lo, &hi, (1.0, 0.0), 0.5, |x0, x1| found.push((x0, x1)));
+                assert_eq!(found, expected, "{len} pixels at density {density}");
+            }
+        }
+    }
+
+    /// The vector comparisons give the scalar expression's bits, at every length.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vector_comparisons_equal_the_scalar_ones() {
+        let mut state = 5u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for len in 0..=64 {
+            let lo: Vec<f64> = (0..len).map(|_| next()).collect();
+            let hi: Vec<f64> = (0..len).map(|_| next()).collect();
+            let w1 = next();
+            let weights = (1.0 - w1, w1);
+            for threshold in [0.2, 0.5, 0.8] {
+                // SAFETY: SSE2 is part of the x86-64 baseline.
+                let vector = unsafe { above_bits_sse2(&lo, &hi, weights, threshold) };
+                assert_eq!(
+                    vector,
+                    above_bits(&lo, &hi, weights, threshold),
+                    "{len} pixels"
+                );
+            }
+        }
+    }
+
     #[test]
     fn one_cell_maps_are_constant() {
         for mode in [Upsample::Bilinear, Upsample::ReceptiveField] {
@@ -277,17 +510,28 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             ((state >> 33) as f32 / (1u64 << 31) as f32) * 4.0 - 1.0
         };
+        // One scratch for every map, as a thread of the stage uses it.
+        let mut scratch = Scratch::default();
         for mode in [Upsample::Bilinear, Upsample::ReceptiveField] {
-            for (h, w, sh, sw) in [(7, 7, 112, 112), (5, 3, 16, 9), (9, 12, 8, 5), (4, 4, 4, 4)] {
+            for (h, w, sh, sw) in [
+                (7, 7, 112, 112),
+                (5, 3, 16, 9),
+                (9, 12, 8, 5),
+                (4, 4, 4, 4),
+                (28, 28, 113, 113),
+                (3, 70, 6, 140),
+            ] {
                 let map: Vec<f32> = (0..h * w).map(|_| next()).collect();
                 for threshold in [-2.0, 0.5, 1.5, 2.9, 5.0] {
                     let full = upsample(mode, &map, h, w, sh, sw);
-                    let (rows, cols) = (taps(mode, h, sh), taps(mode, w, sw));
+                    let geometry = Geometry::new(mode, h, w, sh, sw);
                     let mut fast = vec![false; sh * sw];
-                    hot_runs(&map, w, &rows, &cols, threshold, |y, x0, x1| {
-                        fast[y * sw + x0..y * sw + x1]
-                            .iter_mut()
-                            .for_each(|p| *p = true)
+                    hot_runs(&map, &geometry, threshold, &mut scratch, |y, x0, x1| {
+                        assert!(x0 < x1 && x1 <= sw, "run {x0}..{x1} of row {y}");
+                        let row = &mut fast[y * sw..(y + 1) * sw];
+                        // Runs are maximal: none touches another of the same row.
+                        assert!(x0 == 0 || !row[x0 - 1]);
+                        row[x0..x1].iter_mut().for_each(|p| *p = true)
                     });
                     let expected: Vec<bool> = full.iter().map(|&v| v > threshold).collect();
                     assert_eq!(
