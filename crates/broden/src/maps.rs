@@ -106,42 +106,59 @@ impl Dataset {
 
     fn read_label_map(&self, row: usize, file: &str) -> Result<Vec<u16>> {
         let bytes = self.read_referenced(row, file)?;
-        let decoded = image::load_from_memory_with_format(&bytes, image::ImageFormat::Png)
-            .map_err(|e| self.referenced(row, file, format!("cannot decode label map: {e}")))?;
-        let r = &self.rows[row];
-        if decoded.height() != r.label_height || decoded.width() != r.label_width {
-            return Err(self.referenced(
-                row,
-                file,
-                format!(
-                    "label map is {}×{} (height×width), index.csv says {}×{}",
-                    decoded.height(),
-                    decoded.width(),
-                    r.label_height,
-                    r.label_width
-                ),
-            ));
-        }
-        // Palette images decode to RGB too; grey or 16-bit maps cannot carry R + 256·G.
-        let (channels, raw) = match decoded {
-            image::DynamicImage::ImageRgb8(img) => (3, img.into_raw()),
-            image::DynamicImage::ImageRgba8(img) => (4, img.into_raw()),
+        let cannot = |e: png::DecodingError| {
+            self.referenced(row, file, format!("cannot decode label map: {e}"))
+        };
+        // The png crate directly, into one buffer: palettes expand to RGB, as the image
+        // crate would decode them; grey or 16-bit maps cannot carry R + 256·G.
+        let mut decoder = png::Decoder::new(std::io::Cursor::new(&bytes));
+        decoder.set_transformations(png::Transformations::EXPAND);
+        let mut reader = decoder.read_info().map_err(cannot)?;
+        let (color, depth) = reader.output_color_type();
+        let channels = match (color, depth) {
+            (png::ColorType::Rgb, png::BitDepth::Eight) => 3,
+            (png::ColorType::Rgba, png::BitDepth::Eight) => 4,
             other => {
                 return Err(self.referenced(
                     row,
                     file,
                     format!(
-                        "label map is {:?}; label maps are 8-bit RGB (label = R + 256·G)",
-                        other.color()
+                        "label map is {:?} with {:?} bits; label maps are 8-bit RGB (label = R + 256·G)",
+                        other.0, other.1
                     ),
                 ));
             }
         };
-        let width = r.label_width as usize;
-        let mut pixels = Vec::with_capacity(raw.len() / channels);
-        for (i, px) in raw.chunks_exact(channels).enumerate() {
-            let label = u16::from(px[0]) | (u16::from(px[1]) << 8);
-            if label != 0 && self.label(u32::from(label)).is_none() {
+        let info = reader.info();
+        let (height, width) = (info.height, info.width);
+        let r = &self.rows[row];
+        if height != r.label_height || width != r.label_width {
+            return Err(self.referenced(
+                row,
+                file,
+                format!(
+                    "label map is {height}×{width} (height×width), index.csv says {}×{}",
+                    r.label_height, r.label_width
+                ),
+            ));
+        }
+        let mut raw = vec![
+            0u8;
+            reader.output_buffer_size().ok_or_else(|| {
+                self.referenced(row, file, "label map too large to decode".to_owned())
+            })?
+        ];
+        let frame = reader.next_frame(&mut raw).map_err(cannot)?;
+        raw.truncate(frame.buffer_size());
+        let pixels: Vec<u16> = raw
+            .chunks_exact(channels)
+            .map(|px| u16::from(px[0]) | (u16::from(px[1]) << 8))
+            .collect();
+        // Every label must have a row in label.csv: one check per distinct run of labels.
+        let mut last = 0u16;
+        for (i, &label) in pixels.iter().enumerate() {
+            if label != last && label != 0 && self.label(u32::from(label)).is_none() {
+                let width = width as usize;
                 return Err(self.referenced(
                     row,
                     file,
@@ -152,7 +169,7 @@ impl Dataset {
                     ),
                 ));
             }
-            pixels.push(label);
+            last = label;
         }
         Ok(pixels)
     }

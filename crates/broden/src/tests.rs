@@ -443,6 +443,75 @@ fn grey_label_maps_are_refused() {
     assert!(err.contains("label maps are 8-bit RGB"), "{err}");
 }
 
+/// Writes a 3×4 PNG of `color` with the given bytes per pixel (and palette, if any).
+fn write_png(
+    path: &Path,
+    color: png::ColorType,
+    depth: png::BitDepth,
+    data: &[u8],
+    palette: Option<Vec<u8>>,
+) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), 3, 4);
+    encoder.set_color(color);
+    encoder.set_depth(depth);
+    if let Some(palette) = palette {
+        encoder.set_palette(palette);
+    }
+    encoder
+        .write_header()
+        .unwrap()
+        .write_image_data(data)
+        .unwrap();
+}
+
+/// Label maps saved as a palette or with an alpha channel carry the same R + 256·G labels
+/// as RGB ones; 16-bit maps are refused.
+#[test]
+fn palette_and_alpha_label_maps_read_as_rgb() {
+    let (dir, ds) = fixture();
+    let path = dir.path().join("images/a/2_color.png");
+    // Labels 1, 2 and 300 (R 44, G 1), in a palette of three colours.
+    let labels: [u16; 12] = [1, 2, 300, 1, 1, 2, 300, 300, 0, 2, 1, 1];
+    let index = |l: u16| match l {
+        0 => 3u8,
+        1 => 0,
+        2 => 1,
+        _ => 2,
+    };
+    let palette = vec![1, 0, 9, 2, 0, 9, 44, 1, 9, 0, 0, 0];
+    let indices: Vec<u8> = labels.iter().map(|&l| index(l)).collect();
+    write_png(
+        &path,
+        png::ColorType::Indexed,
+        png::BitDepth::Eight,
+        &indices,
+        Some(palette),
+    );
+    assert_eq!(ds.read_labels(1).unwrap().maps[0].pixels, labels);
+    let rgba: Vec<u8> = labels
+        .iter()
+        .flat_map(|&l| [(l & 0xff) as u8, (l >> 8) as u8, 5, 255])
+        .collect();
+    write_png(
+        &path,
+        png::ColorType::Rgba,
+        png::BitDepth::Eight,
+        &rgba,
+        None,
+    );
+    assert_eq!(ds.read_labels(1).unwrap().maps[0].pixels, labels);
+    write_png(
+        &path,
+        png::ColorType::Rgb,
+        png::BitDepth::Sixteen,
+        &[0; 72],
+        None,
+    );
+    let err = ds.read_labels(1).unwrap_err().to_string();
+    assert!(err.contains("label maps are 8-bit RGB"), "{err}");
+}
+
 #[test]
 fn duplicate_label_numbers_are_refused() {
     let dir = tempfile::tempdir().unwrap();
