@@ -1,7 +1,7 @@
 //! The integer counts of Network Dissection and how one image adds to them.
 
-use nd_arrays::masks::ImageMasks;
-use nd_broden::RowLabels;
+use nd_arrays::masks::Run;
+use nd_broden::{LabelMap, RowLabels};
 use serde::{Deserialize, Serialize};
 
 /// Which pixels of a unit's mask count towards a category's activation (METHOD §3.4).
@@ -97,114 +97,431 @@ fn add(into: &mut [u64], from: &[u64]) {
     }
 }
 
-/// One image's contribution, kept sparse: it is merged into [`Counts`] in image order.
-#[derive(Debug, Default)]
-pub struct ImageCounts {
-    pub truth: Vec<(u32, u64)>,
-    pub layers: Vec<ImageLayerCounts>,
-}
-
-/// One image's contribution to one layer.
-#[derive(Debug, Default)]
-pub struct ImageLayerCounts {
-    /// `(unit, label, pixels)`.
-    pub inter: Vec<(u32, u32, u64)>,
-    /// `(unit, category, pixels)`.
-    pub act: Vec<(u32, u32, u64)>,
-    /// `(unit, pixels)`: the size of each non-empty mask.
-    pub pixels: Vec<(u32, u64)>,
-}
-
-impl ImageCounts {
-    pub fn add_to(&self, counts: &mut Counts) {
-        for &(label, n) in &self.truth {
-            counts.truth[label as usize] += n;
-        }
-        let (n_labels, n_categories) = (counts.n_labels, counts.n_categories);
-        for (layer, image) in counts.layers.iter_mut().zip(&self.layers) {
-            for &(unit, label, n) in &image.inter {
-                layer.inter[unit as usize * n_labels + label as usize] += n;
-            }
-            for &(unit, category, n) in &image.act {
-                layer.act[unit as usize * n_categories + category as usize] += n;
-            }
-            for &(unit, n) in &image.pixels {
-                layer.pixels[unit as usize] += n;
-            }
-        }
-    }
-}
-
-/// Counts one image: its labels and, per layer, its units' masks.
+/// The labels of every pixel of one image, as one code per pixel: pixels with the same
+/// labels in every label map share a code. A mask's pixels are then counted in one pass
+/// whatever the number of maps, and a code's labels are added once per code, not per pixel.
 ///
-/// `primary[label]` is the category each label is scored in.
-pub fn count_image(
-    labels: &RowLabels,
-    masks: &[ImageMasks],
-    primary: &[usize],
-    n_categories: usize,
+/// Codes are built map by map: the codes after map `m` are the distinct pairs (code after
+/// map `m − 1`, label in map `m`), numbered in the order their first pixel comes. A code of
+/// level `m` remembers its parent of level `m − 1` and its label, so the chain from a final
+/// code back to level 0 gives a pixel's labels, one per map.
+#[derive(Debug, Default)]
+struct PixelCodes {
+    /// The code of every pixel after the last map.
+    code: Vec<u32>,
+    /// Per level (map), per code of that level: `(parent code, label)`.
+    levels: Vec<Vec<(u32, u16)>>,
+    /// Scratch: the codes of the map being combined.
+    next: Vec<u32>,
+    /// Scratch: label to its index among the current map's labels, `u32::MAX` if absent.
+    local: Vec<u32>,
+    /// Scratch: `table[local label · codes + code]`, the code of that pair.
+    table: Vec<u32>,
+    pairs: std::collections::HashMap<(u32, u16), u32>,
+}
+
+/// The largest (codes × labels of a map) table used to combine a map with the codes so far;
+/// beyond it (thousands of labels in one map) a hash map does the same more slowly.
+const DENSE_TABLE: usize = 1 << 20;
+
+impl PixelCodes {
+    fn build(&mut self, maps: &[LabelMap], pixels: usize, n_labels: usize, dense_limit: usize) {
+        self.code.clear();
+        self.code.resize(pixels, 0);
+        self.levels.clear();
+        if self.local.len() < n_labels {
+            self.local.resize(n_labels, u32::MAX);
+        }
+        for map in maps {
+            let n_codes = self.n_codes();
+            let level = if n_codes == 1 {
+                // The first map: its codes are its labels, numbered as they come.
+                let mut level: Vec<(u32, u16)> = Vec::new();
+                for (code, &p) in self.code.iter_mut().zip(&map.pixels) {
+                    let slot = &mut self.local[p as usize];
+                    if *slot == u32::MAX {
+                        *slot = level.len() as u32;
+                        level.push((0, p));
+                    }
+                    *code = *slot;
+                }
+                for &(_, p) in &level {
+                    self.local[p as usize] = u32::MAX;
+                }
+                level
+            } else {
+                self.combine_dense(map, n_codes, dense_limit)
+                    .unwrap_or_else(|| self.combine_hashed(map))
+            };
+            self.levels.push(level);
+        }
+    }
+
+    /// Combines a map with the codes so far through a table of (label, code) pairs, which
+    /// grows by one column of codes per label of the map; `None` (nothing changed) when it
+    /// would pass `dense_limit` entries.
+    fn combine_dense(
+        &mut self,
+        map: &LabelMap,
+        n_codes: usize,
+        dense_limit: usize,
+    ) -> Option<Vec<(u32, u16)>> {
+        let mut level: Vec<(u32, u16)> = Vec::new();
+        let mut labels: Vec<u16> = Vec::new();
+        self.table.clear();
+        self.next.clear();
+        let mut fits = true;
+        for (&code, &p) in self.code.iter().zip(&map.pixels) {
+            let mut local = self.local[p as usize];
+            if local == u32::MAX {
+                if (labels.len() + 1) * n_codes > dense_limit {
+                    fits = false;
+                    break;
+                }
+                local = labels.len() as u32;
+                self.local[p as usize] = local;
+                labels.push(p);
+                self.table.resize(labels.len() * n_codes, u32::MAX);
+            }
+            let slot = &mut self.table[local as usize * n_codes + code as usize];
+            if *slot == u32::MAX {
+                *slot = level.len() as u32;
+                level.push((code, p));
+            }
+            self.next.push(*slot);
+        }
+        for &p in &labels {
+            self.local[p as usize] = u32::MAX;
+        }
+        if !fits {
+            return None;
+        }
+        std::mem::swap(&mut self.code, &mut self.next);
+        Some(level)
+    }
+
+    /// The same as [`PixelCodes::combine_dense`] through a hash map of pairs.
+    fn combine_hashed(&mut self, map: &LabelMap) -> Vec<(u32, u16)> {
+        let mut level: Vec<(u32, u16)> = Vec::new();
+        self.pairs.clear();
+        for (code, &p) in self.code.iter_mut().zip(&map.pixels) {
+            let next = level.len() as u32;
+            let slot = *self.pairs.entry((*code, p)).or_insert(next);
+            if slot == next {
+                level.push((*code, p));
+            }
+            *code = slot;
+        }
+        level
+    }
+
+    fn n_codes(&self) -> usize {
+        self.levels.last().map_or(1, Vec::len)
+    }
+
+    /// Calls `f(label)` for every map's label of final code `code` (0s included).
+    fn labels(&self, mut code: u32, mut f: impl FnMut(u16)) {
+        for level in self.levels.iter().rev() {
+            let (parent, label) = level[code as usize];
+            f(label);
+            code = parent;
+        }
+    }
+}
+
+/// Counts images into dense [`Counts`], with the scratch buffers it reuses from one image
+/// to the next (one counter per thread; counters of disjoint images merge exactly).
+#[derive(Debug)]
+pub struct Counter<'a> {
+    pub counts: Counts,
+    primary: &'a [usize],
     denominator: Denominator,
-) -> ImageCounts {
-    let area = u64::from(labels.height) * u64::from(labels.width);
-    let mut truth = std::collections::BTreeMap::<u32, u64>::new();
-    // Categories present anywhere in the image, for the original denominator.
-    let mut present = vec![false; n_categories];
-    for map in &labels.maps {
-        for &p in map.pixels.iter().filter(|&&p| p != 0) {
-            *truth.entry(u32::from(p)).or_default() += 1;
-            present[primary[p as usize]] = true;
+    codes: PixelCodes,
+    hist: Vec<u32>,
+    present: Vec<bool>,
+    overlapped: Vec<bool>,
+    dense_limit: usize,
+}
+
+impl<'a> Counter<'a> {
+    /// `primary[label]` is the category each label is scored in; `layers` the layers'
+    /// names and numbers of units.
+    pub fn new(
+        primary: &'a [usize],
+        n_categories: usize,
+        layers: &[(String, usize)],
+        denominator: Denominator,
+    ) -> Counter<'a> {
+        Counter {
+            counts: Counts::new(primary.len(), n_categories, layers),
+            primary,
+            denominator,
+            codes: PixelCodes::default(),
+            hist: Vec::new(),
+            present: vec![false; n_categories],
+            overlapped: vec![false; n_categories],
+            dense_limit: DENSE_TABLE,
         }
     }
-    for item in &labels.image_labels {
-        *truth.entry(item.label).or_default() += area;
-        if item.label != 0 {
-            present[primary[item.label as usize]] = true;
+
+    /// Adds one image: its labels and, per layer (in the order of the counts' layers), its
+    /// units' non-empty masks, `(unit, runs)`. Masks must lie inside the label maps.
+    pub fn add_image<'m, M>(&mut self, labels: &RowLabels, masks: &[M])
+    where
+        M: IntoIterator<Item = (u32, &'m [Run])> + Clone,
+    {
+        let n_labels = self.counts.n_labels;
+        let n_categories = self.counts.n_categories;
+        let area = labels.height as usize * labels.width as usize;
+        let primary = self.primary;
+        let codes = &mut self.codes;
+        codes.build(&labels.maps, area, n_labels, self.dense_limit);
+        let n_codes = codes.n_codes();
+        // Truth, and the categories present anywhere (the original denominator), from the
+        // histogram of the whole image's codes.
+        self.hist.clear();
+        self.hist.resize(n_codes, 0);
+        for &c in &codes.code {
+            self.hist[c as usize] += 1;
         }
-    }
-    let mut out = ImageCounts {
-        truth: truth.into_iter().collect(),
-        layers: Vec::with_capacity(masks.len()),
-    };
-    let mut hits: Vec<u64> = Vec::new();
-    for layer_masks in masks {
-        let (mut inter, mut act, mut pixels) = (Vec::new(), Vec::new(), Vec::new());
-        for (unit, runs) in layer_masks {
-            let size: u64 = runs.iter().map(|r| u64::from(r.length)).sum();
-            pixels.push((*unit, size));
-            // Pixel labels under the mask, layer by layer.
-            hits.clear();
-            for map in &labels.maps {
-                for run in runs {
-                    let (a, b) = (run.start as usize, (run.start + run.length) as usize);
-                    for &p in &map.pixels[a..b] {
-                        if p != 0 {
-                            if hits.len() <= p as usize {
-                                hits.resize(p as usize + 1, 0);
+        self.present.iter_mut().for_each(|p| *p = false);
+        for (c, &n) in self.hist.iter().enumerate() {
+            if n > 0 {
+                codes.labels(c as u32, |label| {
+                    if label != 0 {
+                        self.counts.truth[label as usize] += u64::from(n);
+                        self.present[primary[label as usize]] = true;
+                    }
+                });
+            }
+        }
+        self.hist.iter_mut().for_each(|n| *n = 0);
+        for item in &labels.image_labels {
+            self.counts.truth[item.label as usize] += area as u64;
+            if item.label != 0 {
+                self.present[primary[item.label as usize]] = true;
+            }
+        }
+        let has_maps = !labels.maps.is_empty();
+        for (layer, layer_masks) in self.counts.layers.iter_mut().zip(masks) {
+            for (unit, runs) in layer_masks.clone() {
+                let unit = unit as usize;
+                let size: u64 = runs.iter().map(|r| u64::from(r.length)).sum();
+                layer.pixels[unit] += size;
+                let inter = &mut layer.inter[unit * n_labels..(unit + 1) * n_labels];
+                self.overlapped.iter_mut().for_each(|o| *o = false);
+                if has_maps {
+                    // The codes under the mask, then each code's labels once.
+                    let pixels = |run: &Run| run.start as usize..(run.start + run.length) as usize;
+                    for run in runs {
+                        for &c in &codes.code[pixels(run)] {
+                            self.hist[c as usize] += 1;
+                        }
+                    }
+                    let mut add = |c: u32, n: u32| {
+                        codes.labels(c, |label| {
+                            if label != 0 {
+                                inter[label as usize] += u64::from(n);
+                                self.overlapped[primary[label as usize]] = true;
                             }
-                            hits[p as usize] += 1;
+                        })
+                    };
+                    if (n_codes as u64) <= size {
+                        // Fewer codes than mask pixels: read the histogram whole.
+                        for (c, n) in self.hist.iter_mut().enumerate() {
+                            if *n > 0 {
+                                add(c as u32, std::mem::take(n));
+                            }
+                        }
+                    } else {
+                        // Read (and clear) only the codes the mask has.
+                        for run in runs {
+                            for &c in &codes.code[pixels(run)] {
+                                let n = std::mem::take(&mut self.hist[c as usize]);
+                                if n > 0 {
+                                    add(c, n);
+                                }
+                            }
                         }
                     }
                 }
-            }
-            let mut overlapped = vec![false; n_categories];
-            for (label, &n) in hits.iter().enumerate().filter(|(_, n)| **n > 0) {
-                inter.push((*unit, label as u32, n));
-                overlapped[primary[label]] = true;
-            }
-            // Image-level labels cover the whole mask; label 0 included, as both references do.
-            for item in &labels.image_labels {
-                inter.push((*unit, item.label, size));
-                overlapped[primary[item.label as usize]] = true;
-            }
-            let counted = match denominator {
-                Denominator::Lite => &overlapped,
-                Denominator::Original => &present,
-            };
-            for (category, _) in counted.iter().enumerate().filter(|(_, on)| **on) {
-                act.push((*unit, category as u32, size));
+                // Image-level labels cover the whole mask; label 0 included, as both
+                // references do.
+                for item in &labels.image_labels {
+                    inter[item.label as usize] += size;
+                    self.overlapped[primary[item.label as usize]] = true;
+                }
+                let counted = match self.denominator {
+                    Denominator::Lite => &self.overlapped,
+                    Denominator::Original => &self.present,
+                };
+                for (category, _) in counted.iter().enumerate().filter(|(_, on)| **on) {
+                    layer.act[unit * n_categories + category] += size;
+                }
             }
         }
-        out.layers.push(ImageLayerCounts { inter, act, pixels });
     }
-    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nd_broden::ImageLabel;
+
+    /// The counts of one image by the definitions of METHOD §3.4, label map by label map
+    /// and pixel by pixel: the reference the coded counter must equal.
+    fn reference(
+        labels: &RowLabels,
+        masks: &[Vec<(u32, Vec<Run>)>],
+        primary: &[usize],
+        counts: &mut Counts,
+        denominator: Denominator,
+    ) {
+        let area = u64::from(labels.height) * u64::from(labels.width);
+        let (n_labels, n_categories) = (counts.n_labels, counts.n_categories);
+        let mut present = vec![false; n_categories];
+        for map in &labels.maps {
+            for &p in map.pixels.iter().filter(|&&p| p != 0) {
+                counts.truth[p as usize] += 1;
+                present[primary[p as usize]] = true;
+            }
+        }
+        for item in &labels.image_labels {
+            counts.truth[item.label as usize] += area;
+            if item.label != 0 {
+                present[primary[item.label as usize]] = true;
+            }
+        }
+        for (layer, layer_masks) in counts.layers.iter_mut().zip(masks) {
+            for (unit, runs) in layer_masks {
+                let unit = *unit as usize;
+                let pixels: Vec<usize> = runs
+                    .iter()
+                    .flat_map(|r| r.start as usize..(r.start + r.length) as usize)
+                    .collect();
+                let size = pixels.len() as u64;
+                layer.pixels[unit] += size;
+                let mut overlapped = vec![false; n_categories];
+                for map in &labels.maps {
+                    for &p in &pixels {
+                        let label = map.pixels[p] as usize;
+                        if label != 0 {
+                            layer.inter[unit * n_labels + label] += 1;
+                            overlapped[primary[label]] = true;
+                        }
+                    }
+                }
+                for item in &labels.image_labels {
+                    layer.inter[unit * n_labels + item.label as usize] += size;
+                    overlapped[primary[item.label as usize]] = true;
+                }
+                let counted = match denominator {
+                    Denominator::Lite => &overlapped,
+                    Denominator::Original => &present,
+                };
+                for (c, _) in counted.iter().enumerate().filter(|(_, on)| **on) {
+                    layer.act[unit * n_categories + c] += size;
+                }
+            }
+        }
+    }
+
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    /// Random images (0 to 4 label maps, blobs of few labels or noise of many, image-level
+    /// labels including 0, masks of runs that wrap rows) give the reference's counts, for
+    /// both denominators and with the dense and the hashed way of combining maps (and a
+    /// table too small for some maps, which falls back to hashing half way through one).
+    #[test]
+    fn coded_counts_equal_the_per_map_counts() {
+        let mut rng = Rng(17);
+        let n_labels = 300;
+        let n_categories = 4;
+        let primary: Vec<usize> = (0..n_labels).map(|l| l % n_categories).collect();
+        let layers = vec![("a".to_owned(), 5), ("b".to_owned(), 3)];
+        for denominator in [Denominator::Lite, Denominator::Original] {
+            for dense_limit in [DENSE_TABLE, 50, 0] {
+                let mut counter = Counter::new(&primary, n_categories, &layers, denominator);
+                counter.dense_limit = dense_limit;
+                let mut expected = Counts::new(n_labels, n_categories, &layers);
+                for _ in 0..60 {
+                    let (h, w) = (1 + rng.below(20) as u32, 1 + rng.below(20) as u32);
+                    let area = (h * w) as usize;
+                    let maps: Vec<LabelMap> = (0..rng.below(5))
+                        .map(|m| {
+                            let palette: Vec<u16> =
+                                (0..1 + rng.below(if m == 3 { 200 } else { 6 }))
+                                    .map(|_| rng.below(n_labels as u64) as u16)
+                                    .collect();
+                            let mut pixels = Vec::with_capacity(area);
+                            let mut current = palette[0];
+                            for _ in 0..area {
+                                if rng.below(4) == 0 {
+                                    current = palette[rng.below(palette.len() as u64) as usize];
+                                }
+                                pixels.push(if rng.below(5) == 0 { 0 } else { current });
+                            }
+                            LabelMap {
+                                category: m as usize,
+                                pixels,
+                            }
+                        })
+                        .collect();
+                    let image_labels: Vec<ImageLabel> = (0..rng.below(3))
+                        .map(|_| ImageLabel {
+                            category: 3,
+                            label: rng.below(n_labels as u64) as u32 * rng.below(2) as u32,
+                        })
+                        .collect();
+                    let labels = RowLabels {
+                        height: h,
+                        width: w,
+                        maps,
+                        image_labels,
+                    };
+                    let masks: Vec<Vec<(u32, Vec<Run>)>> = layers
+                        .iter()
+                        .map(|(_, units)| {
+                            (0..*units as u32)
+                                .filter_map(|unit| {
+                                    if rng.below(2) == 0 {
+                                        return None;
+                                    }
+                                    let mut runs = Vec::new();
+                                    let mut at = rng.below(area as u64) as u32;
+                                    while (at as usize) < area {
+                                        let length =
+                                            1 + rng.below((area as u64 - at as u64).min(30)) as u32;
+                                        runs.push(Run { start: at, length });
+                                        at += length + 1 + rng.below(40) as u32;
+                                    }
+                                    (!runs.is_empty()).then_some((unit, runs))
+                                })
+                                .collect()
+                        })
+                        .collect();
+                    let views: Vec<Vec<(u32, &[Run])>> = masks
+                        .iter()
+                        .map(|m| m.iter().map(|(u, r)| (*u, r.as_slice())).collect())
+                        .collect();
+                    counter.add_image(&labels, &views);
+                    reference(&labels, &masks, &primary, &mut expected, denominator);
+                }
+                assert_eq!(
+                    counter.counts, expected,
+                    "{denominator:?}, dense limit {dense_limit}"
+                );
+                assert!(expected.truth.iter().sum::<u64>() > 0);
+            }
+        }
+    }
 }

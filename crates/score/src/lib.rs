@@ -8,24 +8,27 @@
 //! Then `IoU[k, c] = inter[k, c] / (act[k, primary(c)] + truth[c] − inter[k, c])`, 0 when the
 //! denominator is 0 (the references add 1e-10 instead; the difference is below 1e-15).
 //!
-//! Images are read and counted in parallel, each giving a sparse contribution that is added
-//! in image order; [`Counts::merge`] adds the counts of disjoint image sets.
+//! Images are read and counted in parallel ([`Counter`]: each pixel of a mask is visited
+//! once, whatever the number of label maps), each worker into counts of its own, which are
+//! then summed; [`Counts::merge`] adds the counts of disjoint image sets, so the order
+//! never changes a count.
 //!
 //! Invariant: scoring never reads images or activations, only masks and labels.
 
 pub mod counts;
 
-use nd_arrays::masks::{ImageMasks, MASKS_DIR, MaskGroup, MaskReader};
+use nd_arrays::masks::{MASKS_DIR, MaskBlock, MaskGroup, MaskReader, Run};
 use nd_tables::scores::{self, ActivationRow, Row};
 use rayon::prelude::*;
 use serde_json::json;
 
-pub use counts::{Counts, Denominator, count_image};
+pub use counts::{Counter, Counts, Denominator};
 
 pub const STAGE: &str = "score";
 pub const SCHEMA: u32 = 1;
-/// Images counted per block: masks are read a block at a time.
-const BLOCK: usize = 256;
+/// Images counted per block: masks are read a block at a time, and a block is what one
+/// worker counts at once.
+const BLOCK: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -104,6 +107,11 @@ pub fn spec(
 }
 
 /// Counts every image of a segment artifact.
+///
+/// A thread reads the masks in blocks of images, in order (so each compressed chunk is
+/// decoded once), while the workers decode each block's label maps and count its images,
+/// each into counts of its own; the integer counts are then summed, which gives the same
+/// counts in any order.
 pub fn count(
     dataset: &nd_broden::Dataset,
     masks: &nd_store::Artifact,
@@ -117,63 +125,114 @@ pub fn count(
         .iter()
         .map(|n| group.open_layer(n))
         .collect::<nd_arrays::Result<_>>()?;
+    for (reader, name) in readers.iter().zip(&names) {
+        if reader.images() != rows.len() as u64 {
+            return Err(Error::Input(format!(
+                "{}: layer `{name}` has masks of {} images, the artifact covers {} rows",
+                masks.dir.display(),
+                reader.images(),
+                rows.len()
+            )));
+        }
+    }
     let n_categories = dataset.categories().len();
     let primary: Vec<usize> = (0..dataset.n_labels() as u32)
         .map(|n| dataset.primary_category(n))
         .collect();
-    let mut counts = Counts::new(dataset.n_labels(), n_categories, &units);
-    for block in (0..rows.len()).step_by(BLOCK) {
-        let images = block as u64..(block + BLOCK).min(rows.len()) as u64;
-        // Read layer by layer (one column of arrays at a time), then regroup by image.
-        let mut by_image: Vec<Vec<ImageMasks>> =
-            (images.start..images.end).map(|_| Vec::new()).collect();
-        for reader in &readers {
-            for (slot, masks) in by_image.iter_mut().zip(reader.read_images(images.clone())?) {
-                slot.push(masks);
+    let n_images = rows.len() as u64;
+    std::thread::scope(|scope| -> Result<Counts> {
+        // Two blocks in flight: one being counted, one read ahead.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(u64, Vec<MaskBlock>)>>(2);
+        let readers = &readers;
+        scope.spawn(move || {
+            for start in (0..n_images).step_by(BLOCK) {
+                let images = start..(start + BLOCK as u64).min(n_images);
+                let block: Result<Vec<MaskBlock>> = readers
+                    .iter()
+                    .map(|r| r.read_block(images.clone()).map_err(Error::from))
+                    .collect();
+                let failed = block.is_err();
+                if tx.send(block.map(|b| (start, b))).is_err() || failed {
+                    break;
+                }
             }
+        });
+        let new_counter = || Counter::new(&primary, n_categories, &units, config.denominator);
+        // Each worker keeps its counts and the first (lowest-row) error it met.
+        type Partial<'a> = (Counter<'a>, Option<(usize, Error)>);
+        let keep_first = |failure: &mut Option<(usize, Error)>, row: usize, e: Error| {
+            if failure.as_ref().is_none_or(|(r, _)| row < *r) {
+                *failure = Some((row, e));
+            }
+        };
+        let (counter, failure) = rx
+            .into_iter()
+            .par_bridge()
+            .fold(
+                || (new_counter(), None),
+                |(mut counter, mut failure): Partial, block| {
+                    let (start, blocks) = match block {
+                        Ok(block) => block,
+                        Err(e) => {
+                            keep_first(&mut failure, usize::MAX, e);
+                            return (counter, failure);
+                        }
+                    };
+                    let n = blocks.first().map_or(0, MaskBlock::len);
+                    // The block's label maps are decoded in parallel, then counted.
+                    let decoded: Vec<Result<nd_broden::RowLabels>> = (0..n)
+                        .into_par_iter()
+                        .map(|i| {
+                            let row = rows.start + start as usize + i;
+                            let labels = dataset.read_labels(row)?;
+                            let image: Vec<_> = blocks.iter().map(|b| b.image(i)).collect();
+                            check_sizes(&labels, &image, &names, row, dataset)?;
+                            Ok(labels)
+                        })
+                        .collect();
+                    for (i, labels) in decoded.into_iter().enumerate() {
+                        let row = rows.start + start as usize + i;
+                        match labels {
+                            Ok(labels) => {
+                                let image: Vec<_> = blocks.iter().map(|b| b.image(i)).collect();
+                                counter.add_image(&labels, &image);
+                            }
+                            Err(e) => keep_first(&mut failure, row, e),
+                        }
+                    }
+                    (counter, failure)
+                },
+            )
+            .reduce(
+                || (new_counter(), None),
+                |(mut a, mut fa), (b, fb)| {
+                    a.counts.merge(&b.counts);
+                    if let Some((row, e)) = fb {
+                        keep_first(&mut fa, row, e);
+                    }
+                    (a, fa)
+                },
+            );
+        match failure {
+            Some((_, e)) => Err(e),
+            None => Ok(counter.counts),
         }
-        let per_image: Vec<counts::ImageCounts> = by_image
-            .into_par_iter()
-            .enumerate()
-            .map(|(i, masks)| {
-                let image = images.start + i as u64;
-                let labels = dataset.read_labels(rows.start + image as usize)?;
-                check_sizes(
-                    &labels,
-                    &masks,
-                    &names,
-                    rows.start + image as usize,
-                    dataset,
-                )?;
-                Ok(count_image(
-                    &labels,
-                    &masks,
-                    &primary,
-                    n_categories,
-                    config.denominator,
-                ))
-            })
-            .collect::<Result<_>>()?;
-        for image in &per_image {
-            image.add_to(&mut counts);
-        }
-    }
-    Ok(counts)
+    })
 }
 
-fn check_sizes(
+fn check_sizes<'m>(
     labels: &nd_broden::RowLabels,
-    masks: &[ImageMasks],
+    masks: &[impl Iterator<Item = (u32, &'m [Run])> + Clone],
     names: &[String],
     row: usize,
     dataset: &nd_broden::Dataset,
 ) -> Result<()> {
     let area = labels.height as u64 * labels.width as u64;
     for (layer, masks) in names.iter().zip(masks) {
-        for (unit, runs) in masks {
+        for (unit, runs) in masks.clone() {
             if runs
-                .last()
-                .is_some_and(|r| u64::from(r.start) + u64::from(r.length) > area)
+                .iter()
+                .any(|r| u64::from(r.start) + u64::from(r.length) > area)
             {
                 return Err(Error::Input(format!(
                     "layer `{layer}` unit {unit}: the mask of {} (index.csv line {}) is larger than its {}×{} label map: \
