@@ -185,24 +185,29 @@ fn thresholds_by(
             fn sweep<S: Send>(
                 shards: &[LayerReader],
                 units: &std::ops::Range<u64>,
-                per_map: usize,
                 states: &mut [S],
                 f: impl Fn(&mut S, &[f32]) + Sync,
             ) -> Result<()> {
-                let n_units = states.len();
+                debug_assert_eq!(states.len() as u64, units.end - units.start);
+                // Whole chunks, each read straight into its buffer (shards of other sizes
+                // have other chunk extents, so a column may span chunks of a shard).
                 for layer in shards {
-                    let n = layer.shape().images;
-                    let (chunk_images, _) = layer.chunk_extent();
-                    for i0 in (0..n).step_by(chunk_images as usize) {
-                        let images = i0..(i0 + chunk_images).min(n);
-                        let n_images = (images.end - images.start) as usize;
-                        let data = layer.read(images, units.clone())?;
-                        states.par_iter_mut().enumerate().for_each(|(j, state)| {
-                            for i in 0..n_images {
-                                let start = (i * n_units + j) * per_map;
-                                f(state, &data[start..start + per_map]);
-                            }
-                        });
+                    let (chunk_images, chunk_units) = layer.chunk_extent();
+                    let unit_chunks = units.start / chunk_units..units.end.div_ceil(chunk_units);
+                    for image_chunk in 0..layer.shape().images.div_ceil(chunk_images) {
+                        for unit_chunk in unit_chunks.clone() {
+                            let chunk = layer.read_chunk(image_chunk, unit_chunk)?;
+                            let first = chunk.units.start.max(units.start);
+                            let last = chunk.units.end.min(units.end);
+                            let part = &mut states
+                                [(first - units.start) as usize..(last - units.start) as usize];
+                            part.par_iter_mut().enumerate().for_each(|(j, state)| {
+                                let unit = first + j as u64;
+                                for image in chunk.images.clone() {
+                                    f(state, chunk.map(image, unit));
+                                }
+                            });
+                        }
                     }
                 }
                 Ok(())
@@ -223,7 +228,7 @@ fn thresholds_by(
             if one_pass {
                 let n = images * per_map as u64;
                 let mut tops: Vec<TopK> = (0..n_units).map(|_| TopK::new(n, target)).collect();
-                sweep(shards, &units, per_map, &mut tops, |t, map| t.push(map))?;
+                sweep(shards, &units, &mut tops, |t, map| t.push(map))?;
                 return Ok(tops
                     .iter_mut()
                     .zip(units)
@@ -235,13 +240,9 @@ fn thresholds_by(
             }
             // Two sweeps: count, then refine.
             let mut selectors: Vec<Selector> = (0..n_units).map(|_| Selector::new()).collect();
-            sweep(shards, &units, per_map, &mut selectors, |s, map| {
-                s.count(map)
-            })?;
+            sweep(shards, &units, &mut selectors, |s, map| s.count(map))?;
             selectors.par_iter_mut().for_each(|s| s.locate(target));
-            sweep(shards, &units, per_map, &mut selectors, |s, map| {
-                s.refine(map)
-            })?;
+            sweep(shards, &units, &mut selectors, |s, map| s.refine(map))?;
             Ok(selectors
                 .iter()
                 .zip(units)
