@@ -139,6 +139,15 @@ def bench_model(model, file, data, work, threads):
                                "--layers", layers, "--preprocess", spec["preprocess"],
                                "--batch-size", "32", "--device", "cpu", "--floor"] + common)
     floor = float(re.search(r"forward ([0-9.]+) s", out).group(1))
+    m = re.search(r"CPU seconds: forward ([0-9.]+), decoding ([0-9.]+), compressing ([0-9.]+)", out)
+    floor_cpu = {"forward": float(m.group(1)), "decoding": float(m.group(2)),
+                 "compressing": float(m.group(3))}
+    # The floors of the stages after extract: decompressing every activation once, and
+    # decoding every label map once.
+    out, _, _, _, _ = measure([f"{BIN}/examples/read_floor", extract])
+    read_floor = min(float(x) for x in re.findall(r"in ([0-9.]+) s", out))
+    out, _, _, _, _ = measure([f"{BIN}/examples/labels_floor", data])
+    labels_floor = min(float(x) for x in re.findall(r"in ([0-9.]+) s", out))
 
     with tempfile.TemporaryDirectory() as tmp:
         _, err, oracle_wall, _, oracle_rss = measure(
@@ -158,7 +167,8 @@ def bench_model(model, file, data, work, threads):
             computed = [l.split()[1] for l in err.splitlines()
                         if l.startswith("stage ") and " computed " in l]
             reruns[label] = {"wall": wall, "computed": computed}
-    return {"stages": rows, "floor": floor, "values": values,
+    return {"stages": rows, "floor": floor, "floor_cpu": floor_cpu, "read_floor": read_floor,
+            "labels_floor": labels_floor, "values": values,
             "activation_bytes": activation_bytes, "reference": steps,
             "reference_wall": oracle_wall, "reference_rss": oracle_rss, "reruns": reruns}
 
@@ -270,7 +280,9 @@ def render(results, facts, images, threads, pages=None):
         ref = r["reference"]
         ref_total = sum(ref.get(k, 0.0) for k in ("quantile", "segment", "score"))
         add(f"| reference (NumPy): quantile {ref.get('quantile', 0):.2f}, segment "
-            f"{ref.get('segment', 0):.2f}, score {ref.get('score', 0):.2f} | {r['reference_wall']:.2f} | | "
+            f"{ref.get('segment', 0):.2f}, score {ref.get('score', 0):.2f} (besides reading "
+            f"activations {ref.get('read', 0):.2f}, label maps {ref.get('labels', 0):.2f}) | "
+            f"{r['reference_wall']:.2f} | | "
             f"{fmt_bytes(r['reference_rss'])} | | |")
         for label, rerun in r["reruns"].items():
             what = ", ".join(rerun["computed"]) or "nothing"
@@ -283,19 +295,34 @@ def render(results, facts, images, threads, pages=None):
             f"{bpv:.2f} bytes per value (float32 is 4; the published tool stores 8).")
         ex = stages["extract"]
         cores = facts["cores"]
+        fc = r["floor_cpu"]
+        work = fc["forward"] + fc["decoding"] + fc["compressing"]
+        bound = work / cores
         add(f"Extract did {ex['cpu']:.1f} CPU s of work on {cores} cores: no schedule finishes it "
-            f"in less than {ex['cpu'] / cores:.1f} s ({ex['cpu'] / cores / r['floor']:.2f} × the floor); "
-            f"the forward passes account for at most {cores * r['floor']:.1f} CPU s of it, the rest is "
-            f"decoding, normalising, checking and compressing.")
+            f"in less than {ex['cpu'] / cores:.1f} s ({ex['cpu'] / cores / r['floor']:.2f} × the floor).")
+        add(f"Its necessary work alone, measured apart (`nd-extract --floor`): forward passes "
+            f"{fc['forward']:.1f} CPU s, decoding and normalising the images {fc['decoding']:.1f}, "
+            f"laying out and compressing the activations {fc['compressing']:.1f}: {work:.1f} CPU s, "
+            f"so no extraction on {cores} cores takes less than {bound:.2f} s, "
+            f"{bound / r['floor']:.2f} × the floor.")
+        add("")
+        add(f"Floors of the stages after extract: decompressing every activation once takes "
+            f"{r['read_floor']:.2f} s (`read_floor`, {cores} threads; quantile and segment each "
+            f"must), decoding every label map once {r['labels_floor']:.2f} s (`labels_floor`; "
+            f"score must).")
         add("")
         later = sum(stages[k]["wall"] for k in ("quantile", "segment", "score", "report"))
         seg_score = stages["segment"]["wall"] + stages["score"]["wall"]
         ref_seg_score = ref.get("segment", 0.0) + ref.get("score", 0.0)
+        extract_met = stages["extract"]["wall"] <= 1.15 * r["floor"]
         targets += [
             (model, "extract ≤ 1.15 × forward floor",
-             f"{stages['extract']['wall'] / r['floor']:.2f} ×",
-             stages["extract"]["wall"] <= 1.15 * r["floor"]),
-            (model, "quantile + segment + score + report ≤ 0.10 × extract",
+             f"{stages['extract']['wall'] / r['floor']:.2f} ×"
+             + ("" if extract_met or bound <= 1.15 * r["floor"]
+                else f" (out of reach here: its necessary work needs {bound / r['floor']:.2f} ×)"),
+             extract_met),
+            (model, "quantile + segment + score + report ≤ 0.10 × extract"
+             + ("" if model == "resnet18" else " (set for ResNet-18)"),
              f"{later / stages['extract']['wall']:.3f} ×",
              later <= 0.10 * stages["extract"]["wall"]),
             (model, "segment + score ≥ 100 × faster than the reference",

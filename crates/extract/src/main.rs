@@ -190,6 +190,13 @@ fn run() -> anyhow::Result<()> {
             floor.images as f64 / floor.forward_seconds,
             floor.decode_seconds
         );
+        println!(
+            "floor: CPU seconds: forward {:.3}, decoding {:.3}, compressing {:.3} (one thread, {} bytes)",
+            floor.forward_cpu_seconds,
+            floor.decode_cpu_seconds,
+            floor.compress_cpu_seconds,
+            floor.compressed_bytes
+        );
         return Ok(());
     }
     let store = nd_store::Store::open(&args.cache)

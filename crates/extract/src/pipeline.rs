@@ -350,6 +350,25 @@ pub struct Floor {
     pub forward_seconds: f64,
     /// Seconds spent decoding and normalising the images first (not part of the floor).
     pub decode_seconds: f64,
+    /// CPU seconds of the process (every thread) in the forward passes and in decoding.
+    pub forward_cpu_seconds: f64,
+    pub decode_cpu_seconds: f64,
+    /// CPU seconds (one thread) that laying out and compressing the outputs chunk by chunk
+    /// takes, as the writer stores them, without writing: what an extraction must spend
+    /// besides the forward passes and decoding; and the bytes it gives.
+    pub compress_cpu_seconds: f64,
+    pub compressed_bytes: u64,
+}
+
+/// CPU seconds used so far by every thread of the process.
+fn process_cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes the struct it is given, which is plain data.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return f64::NAN;
+    }
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 /// Times the model's forward passes over `rows` with the images already decoded and
@@ -358,6 +377,7 @@ pub struct Floor {
 pub(crate) fn floor(dataset: &Dataset, config: &Config, rows: Range<usize>) -> Result<Floor> {
     let (model, input_size) = load(dataset, config, &rows)?;
     let started = std::time::Instant::now();
+    let cpu = process_cpu_seconds();
     let batches: Vec<Tensor> = batch_ranges(&rows, config.batch_size)
         .into_iter()
         .map(|range| {
@@ -372,8 +392,11 @@ pub(crate) fn floor(dataset: &Dataset, config: &Config, rows: Range<usize>) -> R
         })
         .collect::<Result<_>>()?;
     let decode_seconds = started.elapsed().as_secs_f64();
-    let started = std::time::Instant::now();
+    let decode_cpu_seconds = process_cpu_seconds() - cpu;
+    let (mut forward_seconds, mut forward_cpu_seconds) = (0.0, 0.0);
+    let (mut compress_cpu_seconds, mut compressed_bytes) = (0.0, 0);
     for input in &batches {
+        let (started, cpu) = (std::time::Instant::now(), process_cpu_seconds());
         let outputs = model.forward(input)?;
         let selected = select(
             outputs,
@@ -384,12 +407,31 @@ pub(crate) fn floor(dataset: &Dataset, config: &Config, rows: Range<usize>) -> R
         if let Device::Cuda(i) = model.device() {
             tch::Cuda::synchronize(i as i64);
         }
-        drop(selected);
+        forward_seconds += started.elapsed().as_secs_f64();
+        forward_cpu_seconds += process_cpu_seconds() - cpu;
+        // Outside the floor: the outputs copied out of libtorch (as extraction does), then
+        // laid out and compressed on this thread alone, timed.
+        for (info, tensor) in selected {
+            let values = tensor_values(&tensor);
+            let shape = nd_arrays::LayerShape {
+                images: input.size()[0] as u64,
+                units: info.units,
+                height: info.height,
+                width: info.width,
+            };
+            let started = std::time::Instant::now();
+            compressed_bytes += nd_arrays::compress_in_memory(&values, shape)?;
+            compress_cpu_seconds += started.elapsed().as_secs_f64();
+        }
     }
     Ok(Floor {
         images: rows.len(),
         batches: batches.len(),
-        forward_seconds: started.elapsed().as_secs_f64(),
+        forward_seconds,
         decode_seconds,
+        forward_cpu_seconds,
+        decode_cpu_seconds,
+        compress_cpu_seconds,
+        compressed_bytes,
     })
 }
