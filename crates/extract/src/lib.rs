@@ -187,8 +187,28 @@ pub fn floor(dataset: &nd_broden::Dataset, config: &Config) -> Result<Floor> {
     pipeline::floor(dataset, config, rows)
 }
 
-/// Sets torch's and rayon's worker counts (0 means one per core). Call once, early.
+/// Lets glibc's allocator keep large freed blocks instead of returning them to the kernel.
+///
+/// A forward pass allocates tensors of tens to hundreds of megabytes (ResNet-18's first
+/// feature maps are 100 MiB a batch of 32) and frees them before the next batch. Above its
+/// mmap threshold (at most 32 MiB by default) glibc maps each one afresh and unmaps it on
+/// free, so every batch faulted in and zeroed every page again: a fifth of ResNet-18's
+/// forward time went to the kernel (perf; floor 47.0 -> 31.7 s, extract 48.4 -> 37.0 s on
+/// 2,000 images). Blocks up to 1 GiB now come from the heap and are reused; the peak
+/// memory is the same, it is only not handed back between batches.
+pub fn retain_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; it is called before the model runs.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}
+
+/// Sets torch's and rayon's worker counts (0 means one per core) and keeps freed memory in
+/// the process for the next batch ([`retain_freed_memory`]). Call once, early.
 pub fn set_threads(threads: usize) -> Result<()> {
+    retain_freed_memory();
     let n = if threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
