@@ -5,8 +5,8 @@
 #
 # Generates two synthetic datasets (224×224), extracts ResNet-18 layer2–layer4 (seeded
 # random weights) once per dataset, then runs each later stage alone under /usr/bin/time
-# and prints its maximum resident set size. Everything goes to a scratch cache under
-# .netdissect/bench; rerunning reuses the extractions.
+# and prints its maximum resident set size (the median of three runs). Everything goes to
+# a scratch cache under .netdissect/bench; rerunning reuses the extractions.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -29,18 +29,27 @@ peak() { # runs a command; sets $mib to its max RSS in MiB and $out to its stdou
   rm -f "$log"
 }
 
-printf '%-8s %8s %12s\n' images stage "peak MiB"
+median() { printf '%s\n' "$@" | sort -n | sed -n "$(( ($# + 1) / 2 ))p"; }
+
+# Each stage's peak is the median of three runs: a run's peak varies by several MiB with
+# what the allocator happens to keep (massif: the heap itself grows only by the dataset's
+# index, about 750 bytes a row).
+printf '%-8s %8s %12s   %s\n' images stage "peak MiB" "(three runs)"
 for n in "$small" "$large"; do
   data=$work/synth-224-$n
   [ -d "$data" ] || "$bin/netdissect" synth "$data" --images "$n" --size 224 --seed 7 >/dev/null
   activations=$("$bin/nd-extract" --dataset "$data" --model "$model" --layers layer2,layer3,layer4 --cache "$cache" --no-progress 2>/dev/null)
-  # Fresh artifacts each time: the quantile, segment and score keys depend on `top`.
-  top=0.00$RANDOM$RANDOM
-  peak "$bin/nd-quantile" --activations "$activations" --top "$top"
-  q=$mib thresholds=$out
-  peak "$bin/nd-segment" --dataset "$data" --activations "$activations" --thresholds "$thresholds"
-  s=$mib masks=$out
-  peak "$bin/nd-score" --dataset "$data" --masks "$masks"
-  c=$mib
-  printf '%-8s %8s %12s\n' "$n" quantile "$q" "$n" segment "$s" "$n" score "$c"
+  qs=() ss=() cs=()
+  for _ in 1 2 3; do
+    # Fresh artifacts each time: the quantile, segment and score keys depend on `top`.
+    top=0.00$RANDOM$RANDOM
+    peak "$bin/nd-quantile" --activations "$activations" --top "$top"
+    qs+=("$mib") thresholds=$out
+    peak "$bin/nd-segment" --dataset "$data" --activations "$activations" --thresholds "$thresholds"
+    ss+=("$mib") masks=$out
+    peak "$bin/nd-score" --dataset "$data" --masks "$masks"
+    cs+=("$mib")
+  done
+  printf '%-8s %8s %12s   %s\n' "$n" quantile "$(median "${qs[@]}")" "${qs[*]}" \
+    "$n" segment "$(median "${ss[@]}")" "${ss[*]}" "$n" score "$(median "${cs[@]}")" "${cs[*]}"
 done

@@ -32,8 +32,12 @@ use crate::{Error, Result, node_name};
 /// The directory of the mask group inside a segment artifact.
 pub const MASKS_DIR: &str = "masks.zarr";
 
-/// Elements per chunk of the 1-D arrays (4 MiB of `u32`).
-const CHUNK: u64 = 1 << 20;
+/// Elements per chunk of the 1-D arrays written (256 KiB of `u32`). The writer buffers a
+/// chunk per array and a reader decodes one per array at a time, so this bounds both stages'
+/// memory: with a million elements (artifacts written before) those buffers grew with the
+/// dataset until each held a whole chunk, 28 MiB a layer. Readers take each array's chunk
+/// length from its metadata.
+const CHUNK: u64 = 1 << 16;
 
 /// A run of mask pixels: `start .. start + length` in row-major label-map order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +91,7 @@ struct Growing<T: Element + Copy> {
     array: Array<FilesystemStore>,
     buffer: Vec<T>,
     written: u64,
+    chunk: u64,
 }
 
 impl<T: Element + Copy> Growing<T> {
@@ -96,21 +101,23 @@ impl<T: Element + Copy> Growing<T> {
         data_type: DataType,
         typesize: usize,
         fill: impl Into<zarrs::array::builder::ArrayBuilderFillValue>,
+        chunk: u64,
     ) -> Result<Self> {
-        let array = ArrayBuilder::new(vec![0u64], vec![CHUNK], data_type, fill)
+        let array = ArrayBuilder::new(vec![0u64], vec![chunk], data_type, fill)
             .bytes_to_bytes_codecs(vec![blosc(typesize)?])
             .build(store.clone(), path)
             .map_err(|e| layer_error(path, e))?;
         Ok(Growing {
             array,
-            buffer: Vec::with_capacity(CHUNK as usize),
+            buffer: Vec::with_capacity(chunk as usize),
             written: 0,
+            chunk,
         })
     }
 
     fn push_one(&mut self, value: T) -> Result<()> {
         self.buffer.push(value);
-        if self.buffer.len() == CHUNK as usize {
+        if self.buffer.len() == self.chunk as usize {
             self.flush()?;
         }
         Ok(())
@@ -123,7 +130,7 @@ impl<T: Element + Copy> Growing<T> {
         let end = self.written + self.buffer.len() as u64;
         let path = self.array.path().as_str().to_owned();
         self.array
-            .set_shape(vec![self.written + CHUNK])
+            .set_shape(vec![self.written + self.chunk])
             .map_err(|e| layer_error(&path, e))?;
         self.array
             .store_array_subset(&[self.written..end], self.buffer.as_slice())
@@ -239,6 +246,11 @@ impl MaskGroup {
     }
 
     pub fn create_layer(&self, layer: &str) -> Result<MaskWriter> {
+        self.create_layer_chunked(layer, CHUNK)
+    }
+
+    /// A layer whose arrays have `chunk` elements per chunk (tests write other sizes).
+    fn create_layer_chunked(&self, layer: &str, chunk: u64) -> Result<MaskWriter> {
         let node = format!("/{}", node_name(layer));
         let mut group = GroupBuilder::new()
             .build(self.store.clone(), &node)
@@ -254,6 +266,7 @@ impl MaskGroup {
                 data_type::uint64(),
                 8,
                 0u64,
+                chunk,
             )
         };
         let narrow = |name: &str| {
@@ -263,6 +276,7 @@ impl MaskGroup {
                 data_type::uint32(),
                 4,
                 0u32,
+                chunk,
             )
         };
         let (mut image_pairs, mut pair_runs) = (wide("image_pairs")?, wide("pair_runs")?);
@@ -305,17 +319,24 @@ fn store_error(path: &Path, e: impl std::fmt::Display) -> Error {
 }
 
 /// A 1-D array read front to back, which keeps the chunk it decoded last: consecutive
-/// blocks of images share chunks (a chunk holds a million runs, thousands of images), so
-/// each chunk is decoded once in a sequential pass instead of once per block.
+/// blocks of images share chunks (a chunk holds tens of thousands of runs, hundreds of
+/// images), so each chunk is decoded once in a sequential pass instead of once per block.
 struct Sequential<T> {
     array: Array<FilesystemStore>,
+    /// Elements per chunk, as the array's metadata says.
+    chunk: u64,
     last: Mutex<Option<(u64, Arc<Vec<T>>)>>,
 }
 
 impl<T: ElementOwned + Copy> Sequential<T> {
     fn new(array: Array<FilesystemStore>) -> Self {
+        // An empty array has no chunk to ask about, and is never read.
+        let chunk = array
+            .chunk_shape(&[0])
+            .map_or(CHUNK, |shape| shape[0].get());
         Sequential {
             array,
+            chunk,
             last: Mutex::new(None),
         }
     }
@@ -336,7 +357,7 @@ impl<T: ElementOwned + Copy> Sequential<T> {
         }
         // The chunk's elements inside the array only: a short array (the offsets of a
         // few thousand images) does not hold a whole chunk of fill values in memory.
-        let chunk = index * CHUNK..((index + 1) * CHUNK).min(self.len());
+        let chunk = index * self.chunk..((index + 1) * self.chunk).min(self.len());
         let values = Arc::new(
             self.array
                 .retrieve_array_subset::<Vec<T>>(&[chunk])
@@ -360,12 +381,12 @@ impl<T: ElementOwned + Copy> Sequential<T> {
         let mut out = Vec::with_capacity((range.end - range.start) as usize);
         let mut at = range.start;
         while at < range.end {
-            let index = at / CHUNK;
+            let index = at / self.chunk;
             let chunk = self.chunk(index)?;
-            let from = (at - index * CHUNK) as usize;
-            let to = ((range.end - index * CHUNK) as usize).min(chunk.len());
+            let from = (at - index * self.chunk) as usize;
+            let to = ((range.end - index * self.chunk) as usize).min(chunk.len());
             out.extend_from_slice(&chunk[from..to]);
-            at = index * CHUNK + to as u64;
+            at = index * self.chunk + to as u64;
         }
         Ok(out)
     }
@@ -546,7 +567,7 @@ mod tests {
         let totals = writer.finish().unwrap();
         assert_eq!(totals.images, 40);
         assert!(
-            totals.runs > CHUNK,
+            totals.runs > 4 * CHUNK,
             "the test should span chunks: {totals:?}"
         );
         let reader = group.open_layer("layer4").unwrap();
@@ -566,5 +587,23 @@ mod tests {
             }
         }
         assert!(reader.read_block(39..41).is_err());
+        // Arrays of other chunk lengths (a million elements, as written before; an odd
+        // length) read back the same: readers take the length from the metadata.
+        for chunk in [1 << 20, 1000] {
+            let name = format!("chunk{chunk}");
+            let mut writer = group.create_layer_chunked(&name, chunk).unwrap();
+            for masks in &images {
+                writer.push(masks).unwrap();
+            }
+            writer.finish().unwrap();
+            let reader = group.open_layer(&name).unwrap();
+            assert_eq!(
+                reader.read_images(0..40).unwrap(),
+                images,
+                "chunks of {chunk}"
+            );
+            let block = reader.read_block(10..30).unwrap();
+            assert_eq!(block.image(5).count(), images[15].len());
+        }
     }
 }
