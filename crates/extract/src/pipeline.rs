@@ -45,10 +45,11 @@ pub fn list_layers(
         .collect())
 }
 
-/// A decoded, normalised batch: `rows.len() × 3 × height × width` float32.
+/// A decoded, normalised batch: a `rows.len() × 3 × height × width` float32 tensor, which
+/// the images were decoded straight into.
 struct Batch {
     rows: Range<usize>,
-    values: Vec<f32>,
+    input: Tensor,
 }
 
 /// A batch's activations, one buffer per requested layer, on their way to Zarr.
@@ -65,34 +66,74 @@ fn decode_batch(
     preprocess: &Preprocess,
     input_size: [u32; 2],
 ) -> Result<Batch> {
-    let planes: Vec<Vec<f32>> = rows
-        .clone()
-        .into_par_iter()
-        .map(|row| {
+    let [height, width] = input_size;
+    let per_image = 3 * height as usize * width as usize;
+    // Each image is normalised into its place in the batch's tensor: no copy of the
+    // batch (1.2 GB for 2,000 images at 224) between decoding and the forward pass.
+    let mut input = Tensor::empty(
+        [rows.len() as i64, 3, i64::from(height), i64::from(width)],
+        (Kind::Float, Device::Cpu),
+    );
+    // SAFETY: the tensor was just created, contiguous float32 on the CPU, and only this
+    // slice touches it until the slice is dropped below.
+    let values = unsafe { values_mut(&mut input) };
+    values
+        .par_chunks_mut(per_image.max(1))
+        .zip(rows.clone().into_par_iter())
+        .try_for_each(|(slot, row)| -> Result<()> {
             let image = dataset.read_image(row)?;
-            let mut values = Vec::with_capacity(3 * image.as_raw().len() / 3);
-            preprocess.normalise_into(&image, &mut values);
             let (h, w) = (image.height(), image.width());
             match preprocess.resize {
-                Some(size) if size != [h, w] => Ok(resize(&values, [h, w], size)),
-                Some(_) => Ok(values),
-                None if [h, w] == input_size => Ok(values),
-                None => Err(Error::Image {
-                    line: dataset.rows()[row].line,
-                    path: dataset.image_file(row).into(),
-                    message: format!(
-                        "image is {h}×{w} but the first image is {}×{}; set a resize in the preprocessing \
-                         to give the model one input size",
-                        input_size[0], input_size[1]
-                    ),
-                }),
+                Some(size) if size != [h, w] => {
+                    let mut values = vec![0f32; 3 * h as usize * w as usize];
+                    preprocess.normalise_into(&image, &mut values);
+                    slot.copy_from_slice(&resize(&values, [h, w], size));
+                }
+                _ if [h, w] == input_size => preprocess.normalise_into(&image, slot),
+                _ => {
+                    return Err(Error::Image {
+                        line: dataset.rows()[row].line,
+                        path: dataset.image_file(row).into(),
+                        message: format!(
+                            "image is {h}×{w} but the first image is {}×{}; set a resize in the preprocessing \
+                             to give the model one input size",
+                            input_size[0], input_size[1]
+                        ),
+                    });
+                }
             }
-        })
-        .collect::<Result<_>>()?;
-    Ok(Batch {
-        rows,
-        values: planes.concat(),
-    })
+            Ok(())
+        })?;
+    Ok(Batch { rows, input })
+}
+
+/// The values of a contiguous float32 CPU tensor, in its own storage.
+///
+/// # Safety
+/// Nothing else may read or write the tensor's storage while the slice lives.
+unsafe fn values_mut(t: &mut Tensor) -> &mut [f32] {
+    assert!(t.kind() == Kind::Float && t.device() == Device::Cpu && t.is_contiguous());
+    let n = t.numel();
+    if n == 0 {
+        return &mut [];
+    }
+    // SAFETY: a contiguous float32 CPU tensor of `n > 0` elements has `n` values at its
+    // data pointer; the caller guarantees exclusive access.
+    unsafe { std::slice::from_raw_parts_mut(t.data_ptr().cast::<f32>(), n) }
+}
+
+/// Calls `f` with a tensor's values as float32 on the CPU: in place for a contiguous
+/// float32 CPU tensor (a layer's output), else in a converted copy.
+fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> R {
+    let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+    let n = t.numel();
+    if n == 0 {
+        return f(&[]);
+    }
+    // SAFETY: `t` is a contiguous float32 CPU tensor of `n > 0` elements, which lives
+    // until `f` returns; nothing writes it meanwhile (the forward pass that made it has
+    // returned, and a layer's output is not an input of the next batch).
+    f(unsafe { std::slice::from_raw_parts(t.data_ptr().cast::<f32>(), n) })
 }
 
 /// Antialiased bilinear resize of CHW planes, as torch's `interpolate(..., antialias=True)`.
@@ -258,13 +299,7 @@ pub(crate) fn extract(
         for batch in batch_rx {
             let batch = batch?;
             let n = batch.rows.len();
-            let input = Tensor::from_slice(&batch.values).view([
-                n as i64,
-                3,
-                i64::from(input_size[0]),
-                i64::from(input_size[1]),
-            ]);
-            let outputs = model.forward(&input)?;
+            let outputs = model.forward(&batch.input)?;
             let selected = select(outputs, &config.layers, n, &config.model)?;
             if infos.is_empty() {
                 infos = selected.iter().map(|(info, _)| info.clone()).collect();
@@ -289,9 +324,11 @@ pub(crate) fn extract(
                         for ((info, writer), tensor) in
                             infos.iter().zip(&mut writers).zip(&job.layers)
                         {
-                            let values = tensor_values(tensor);
-                            check_finite(dataset, info, &job.rows, &values)?;
-                            writer.push(&values)?;
+                            with_values(tensor, |values| -> Result<()> {
+                                check_finite(dataset, info, &job.rows, values)?;
+                                writer.push(values)?;
+                                Ok(())
+                            })?;
                         }
                     }
                     for writer in writers {
@@ -383,16 +420,7 @@ pub(crate) fn floor(dataset: &Dataset, config: &Config, rows: Range<usize>) -> R
     let cpu = process_cpu_seconds();
     let batches: Vec<Tensor> = batch_ranges(&rows, config.batch_size)
         .into_iter()
-        .map(|range| {
-            let n = range.len() as i64;
-            let batch = decode_batch(dataset, range, &config.preprocess, input_size)?;
-            Ok(Tensor::from_slice(&batch.values).view([
-                n,
-                3,
-                i64::from(input_size[0]),
-                i64::from(input_size[1]),
-            ]))
-        })
+        .map(|range| Ok(decode_batch(dataset, range, &config.preprocess, input_size)?.input))
         .collect::<Result<_>>()?;
     let decode_seconds = started.elapsed().as_secs_f64();
     let decode_cpu_seconds = process_cpu_seconds() - cpu;
@@ -412,10 +440,9 @@ pub(crate) fn floor(dataset: &Dataset, config: &Config, rows: Range<usize>) -> R
         }
         forward_seconds += started.elapsed().as_secs_f64();
         forward_cpu_seconds += process_cpu_seconds() - cpu;
-        // Outside the floor: the outputs copied out of libtorch (as extraction does), then
-        // laid out and compressed on this thread alone, timed.
+        // Outside the floor: the outputs laid out and compressed on this thread alone,
+        // timed.
         for (info, tensor) in selected {
-            let values = tensor_values(&tensor);
             let shape = nd_arrays::LayerShape {
                 images: input.size()[0] as u64,
                 units: info.units,
@@ -423,7 +450,7 @@ pub(crate) fn floor(dataset: &Dataset, config: &Config, rows: Range<usize>) -> R
                 width: info.width,
             };
             let started = std::time::Instant::now();
-            compressed_bytes += nd_arrays::compress_in_memory(&values, shape)?;
+            compressed_bytes += with_values(&tensor, |v| nd_arrays::compress_in_memory(v, shape))?;
             compress_cpu_seconds += started.elapsed().as_secs_f64();
         }
     }

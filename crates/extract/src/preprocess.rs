@@ -98,22 +98,28 @@ impl Preprocess {
         Ok(())
     }
 
-    /// Appends the normalised CHW float32 planes of an image (before any resize) to `out`.
-    pub fn normalise_into(&self, image: &image::RgbImage, out: &mut Vec<f32>) {
+    /// Writes the normalised CHW float32 planes of an image (before any resize) into `out`,
+    /// which holds three values per pixel.
+    pub fn normalise_into(&self, image: &image::RgbImage, out: &mut [f32]) {
         let scale = self.scale as f32;
         let order: [usize; 3] = match self.channel_order {
             ChannelOrder::Rgb => [0, 1, 2],
             ChannelOrder::Bgr => [2, 1, 0],
         };
         let raw = image.as_raw();
-        for (plane, &source) in order.iter().enumerate() {
+        let pixels = raw.len() / 3;
+        assert_eq!(out.len(), 3 * pixels, "one value per channel and pixel");
+        for ((plane, &source), out) in order
+            .iter()
+            .enumerate()
+            .zip(out.chunks_exact_mut(pixels.max(1)))
+        {
             let (mean, std) = (self.mean[plane] as f32, self.std[plane] as f32);
             // (p · scale) / 255 is exact for scale 255 and equals torchvision's p / 255 for
             // scale 1, so inputs match PyTorch bit for bit in both published settings.
-            out.extend(
-                raw.chunks_exact(3)
-                    .map(|px| ((f32::from(px[source]) * scale) / 255.0 - mean) / std),
-            );
+            for (value, px) in out.iter_mut().zip(raw.chunks_exact(3)) {
+                *value = ((f32::from(px[source]) * scale) / 255.0 - mean) / std;
+            }
         }
     }
 }
@@ -125,7 +131,7 @@ mod tests {
     #[test]
     fn torchvision_and_caffe_settings() {
         let img = image::RgbImage::from_raw(1, 1, vec![255, 0, 128]).unwrap();
-        let mut out = Vec::new();
+        let mut out = vec![0.0; 3];
         Preprocess::torchvision().normalise_into(&img, &mut out);
         assert_eq!(
             out,
@@ -135,7 +141,7 @@ mod tests {
                 (128.0f32 / 255.0 - 0.406) / 0.225
             ]
         );
-        out.clear();
+        out.fill(f32::NAN);
         let mut caffe = Preprocess::lite_caffe();
         caffe.normalise_into(&img, &mut out);
         assert_eq!(
@@ -146,7 +152,7 @@ mod tests {
                 (128.0 - 109.5388f32) / 57.12
             ]
         );
-        out.clear();
+        out.fill(f32::NAN);
         caffe.channel_order = ChannelOrder::Bgr;
         caffe.normalise_into(&img, &mut out);
         assert_eq!(out[0], (128.0 - 124.6901f32) / 57.12);

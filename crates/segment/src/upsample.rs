@@ -204,7 +204,62 @@ pub fn hot_runs(
     geometry: &Geometry,
     threshold: f64,
     scratch: &mut Scratch,
+    run: impl FnMut(usize, usize, usize),
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the processor has AVX2, as just checked.
+            unsafe { hot_runs_avx2(map, geometry, threshold, scratch, run) };
+            return;
+        }
+        // SAFETY: SSE2 is part of the x86-64 baseline: every processor it runs on has it.
+        let above = |lo: &[f64], hi: &[f64], w, t| unsafe { above_bits_sse2(lo, hi, w, t) };
+        hot_runs_with(map, geometry, threshold, scratch, run, above);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    hot_runs_with(map, geometry, threshold, scratch, run, above_bits);
+}
+
+/// [`hot_runs`] compiled for AVX2: the blends the compiler vectorises take four values an
+/// instruction instead of two, and so do the comparisons. The same IEEE multiplies and
+/// adds in the same order (no fused multiply-add), so the same masks.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn hot_runs_avx2(
+    map: &[f32],
+    geometry: &Geometry,
+    threshold: f64,
+    scratch: &mut Scratch,
+    run: impl FnMut(usize, usize, usize),
+) {
+    // The closure has this function's AVX2 too.
+    hot_runs_with(map, geometry, threshold, scratch, run, |lo, hi, w, t| {
+        above_bits_avx2(lo, hi, w, t)
+    });
+}
+
+/// The largest `f32` at or below `threshold`: for every `f32` value `v`,
+/// `v > below_f32(t)` exactly when `f64::from(v) > t`, so a map's cells are compared with
+/// the threshold in their own precision.
+fn below_f32(threshold: f64) -> f32 {
+    let t = threshold as f32;
+    if f64::from(t) > threshold {
+        t.next_down()
+    } else {
+        t
+    }
+}
+
+/// The body of [`hot_runs`], with the comparison of 64 blended pixels given.
+#[inline(always)]
+fn hot_runs_with(
+    map: &[f32],
+    geometry: &Geometry,
+    threshold: f64,
+    scratch: &mut Scratch,
     mut run: impl FnMut(usize, usize, usize),
+    above_bits: impl Fn(&[f64], &[f64], (f64, f64), f64) -> u64,
 ) {
     let width = geometry.width;
     let (columns, spans) = (&geometry.columns, &geometry.spans);
@@ -216,7 +271,8 @@ pub fn hot_runs(
         h_hi,
     } = scratch;
     hot.clear();
-    hot.extend(map.iter().map(|&v| f64::from(v) > threshold));
+    let cell_threshold = below_f32(threshold);
+    hot.extend(map.iter().map(|&v| v > cell_threshold));
     hot_row.clear();
     hot_row.extend(hot.chunks_exact(width).map(|r| r.contains(&true)));
     h_lo.resize(columns.len(), 0.0);
@@ -286,6 +342,7 @@ pub fn hot_runs(
                 &h_hi[start..end],
                 (w0, w1),
                 threshold,
+                &above_bits,
                 |x0, x1| run(y, start + x0, start + x1),
             );
         }
@@ -321,6 +378,44 @@ fn above_bits_sse2(lo: &[f64], hi: &[f64], (w0, w1): (f64, f64), threshold: f64)
 }
 
 /// Bit `i` is set when `w0 · lo[i] + w1 · hi[i] > threshold` (at most 64 pixels).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn above_bits_avx2(lo: &[f64], hi: &[f64], (w0, w1): (f64, f64), threshold: f64) -> u64 {
+    // Four pixels per multiply, add and compare; `>` is the ordered, quiet comparison,
+    // false for NaN like the scalar one.
+    use std::arch::x86_64::{
+        _CMP_GT_OQ, _mm256_add_pd, _mm256_cmp_pd, _mm256_loadu_pd, _mm256_movemask_pd,
+        _mm256_mul_pd, _mm256_set1_pd,
+    };
+    let n = lo.len();
+    assert!(n <= 64 && hi.len() == n);
+    let (v0, v1, t) = (
+        _mm256_set1_pd(w0),
+        _mm256_set1_pd(w1),
+        _mm256_set1_pd(threshold),
+    );
+    let mut bits = 0u64;
+    for i in (0..n / 4).map(|q| 4 * q) {
+        // SAFETY: `i + 4 <= n`, the length of both slices.
+        let (a, b) = unsafe {
+            (
+                _mm256_loadu_pd(lo.as_ptr().add(i)),
+                _mm256_loadu_pd(hi.as_ptr().add(i)),
+            )
+        };
+        let above = _mm256_cmp_pd::<_CMP_GT_OQ>(
+            _mm256_add_pd(_mm256_mul_pd(v0, a), _mm256_mul_pd(v1, b)),
+            t,
+        );
+        bits |= (_mm256_movemask_pd(above) as u64) << i;
+    }
+    for i in n / 4 * 4..n {
+        bits |= u64::from(w0 * lo[i] + w1 * hi[i] > threshold) << i;
+    }
+    bits
+}
+
+/// Bit `i` is set when `w0 · lo[i] + w1 · hi[i] > threshold` (at most 64 pixels).
 #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
 fn above_bits(lo: &[f64], hi: &[f64], (w0, w1): (f64, f64), threshold: f64) -> u64 {
     let mut bits = 0u64;
@@ -334,21 +429,19 @@ fn above_bits(lo: &[f64], hi: &[f64], (w0, w1): (f64, f64), threshold: f64) -> u
 /// `w0 · lo[x] + w1 · hi[x]` exceeds `threshold`. The comparisons of 64 pixels at a time
 /// go into the bits of a word (a loop the compiler vectorises), and the runs are read off
 /// the word by counting zeros and ones: a run costs a few instructions, not a few per pixel.
+#[inline(always)]
 fn above_runs(
     lo: &[f64],
     hi: &[f64],
     (w0, w1): (f64, f64),
     threshold: f64,
+    above_bits: impl Fn(&[f64], &[f64], (f64, f64), f64) -> u64,
     mut emit: impl FnMut(usize, usize),
 ) {
     let mut open: Option<usize> = None;
     for (k, (lo, hi)) in lo.chunks(64).zip(hi.chunks(64)).enumerate() {
         let base = k * 64;
         let n = lo.len();
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: SSE2 is part of the x86-64 baseline: every processor it runs on has it.
-        let bits = unsafe { above_bits_sse2(lo, hi, (w0, w1), threshold) };
-        #[cfg(not(target_arch = "x86_64"))]
         let bits = above_bits(lo, hi, (w0, w1), threshold);
         let mut i = 0;
         while i < n {
@@ -444,7 +537,9 @@ mod tests {
                 let lo: Vec<f64> = flags.iter().map(|&f| if f { 1.0 } else { 0.0 }).collect();
                 let hi = vec![0.0; len];
                 let mut found = Vec::new();
-                above_runs(&lo, &hi, (1.0, 0.0), 0.5, |x0, x1| found.push((x0, x1)));
+                above_runs(&lo, &hi, (1.0, 0.0), 0.5, above_bits, |x0, x1| {
+                    found.push((x0, x1))
+                });
                 assert_eq!(found, expected, "{len} pixels at density {density}");
             }
         }
@@ -467,13 +562,61 @@ mod tests {
             let w1 = next();
             let weights = (1.0 - w1, w1);
             for threshold in [0.2, 0.5, 0.8] {
+                let scalar = above_bits(&lo, &hi, weights, threshold);
                 // SAFETY: SSE2 is part of the x86-64 baseline.
                 let vector = unsafe { above_bits_sse2(&lo, &hi, weights, threshold) };
-                assert_eq!(
-                    vector,
-                    above_bits(&lo, &hi, weights, threshold),
-                    "{len} pixels"
-                );
+                assert_eq!(vector, scalar, "SSE2, {len} pixels");
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the processor has AVX2, as just checked.
+                    let vector = unsafe { above_bits_avx2(&lo, &hi, weights, threshold) };
+                    assert_eq!(vector, scalar, "AVX2, {len} pixels");
+                }
+            }
+        }
+    }
+
+    /// Cells compared with the threshold in `f32` are above it exactly when they are in
+    /// `f64`: for thresholds between two `f32` values, on one, and beyond their range.
+    #[test]
+    fn cells_compare_in_their_own_precision() {
+        let one = 1.0f32;
+        let thresholds = [
+            f64::from(one),
+            f64::from(one) + 1e-12,
+            f64::from(one) - 1e-12,
+            f64::from(one.next_up()),
+            f64::from(-one) + 1e-12,
+            0.0,
+            -0.0,
+            f64::from(f32::MAX) * 2.0,
+            -f64::from(f32::MAX) * 2.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            1e-50,
+            -1e-50,
+        ];
+        let cells = [
+            one,
+            one.next_up(),
+            one.next_down(),
+            -one,
+            -one.next_down(),
+            0.0,
+            -0.0,
+            f32::MIN_POSITIVE,
+            f32::from_bits(1),
+            -f32::from_bits(1),
+            f32::MAX,
+            f32::MIN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+        ];
+        for t in thresholds {
+            let below = below_f32(t);
+            for v in cells {
+                assert_eq!(v > below, f64::from(v) > t, "{v:e} against {t:e}");
             }
         }
     }
