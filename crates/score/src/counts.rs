@@ -105,14 +105,21 @@ fn add(into: &mut [u64], from: &[u64]) {
 /// map `m − 1`, label in map `m`), numbered in the order their first pixel comes. A code of
 /// level `m` remembers its parent of level `m − 1` and its label, so the chain from a final
 /// code back to level 0 gives a pixel's labels, one per map.
+///
+/// The codes are kept as runs of equal codes in row-major order, not pixel by pixel: label
+/// maps are regions (runs of 12 pixels on average in the benchmark's images), so a pair is
+/// looked up once per run a map splits, and a mask is counted run by run.
 #[derive(Debug, Default)]
 struct PixelCodes {
-    /// The code of every pixel after the last map.
-    code: Vec<u32>,
     /// Per level (map), per code of that level: `(parent code, label)`.
     levels: Vec<Vec<(u32, u16)>>,
-    /// Scratch: the codes of the map being combined.
-    next: Vec<u32>,
+    /// The maximal runs of equal codes after the last map, `(end, code)`: a run starts
+    /// where the one before ends.
+    spans: Vec<(u32, u32)>,
+    /// `span_of[pixel]`: the index of the run holding the pixel.
+    span_of: Vec<u32>,
+    /// Scratch: the runs of the map being combined.
+    next: Vec<(u32, u32)>,
     /// Scratch: label to its index among the current map's labels, `u32::MAX` if absent.
     local: Vec<u32>,
     /// Scratch: `table[local label · codes + code]`, the code of that pair.
@@ -124,42 +131,100 @@ struct PixelCodes {
 /// beyond it (thousands of labels in one map) a hash map does the same more slowly.
 const DENSE_TABLE: usize = 1 << 20;
 
+/// Splits the runs of codes `spans` where the labels of `pixels` change and calls
+/// `f(code, end, label)` for each piece, in order (a piece ends at `end`, where the next
+/// begins). Stops and returns `false` as soon as `f` does.
+#[inline]
+fn split(spans: &[(u32, u32)], pixels: &[u16], mut f: impl FnMut(u32, u32, u16) -> bool) -> bool {
+    let mut start = 0u32;
+    for &(end, code) in spans {
+        let mut at = start as usize;
+        while at < end as usize {
+            let stop = label_run_end(pixels, at, end as usize);
+            let label = pixels[at];
+            if !f(code, stop as u32, label) {
+                return false;
+            }
+            at = stop;
+        }
+        start = end;
+    }
+    true
+}
+
+/// The end of the run of pixels equal to `pixels[at]` that starts at `at`, at most `end`.
+#[inline]
+fn label_run_end(pixels: &[u16], at: usize, end: usize) -> usize {
+    let label = pixels[at];
+    let mut q = at + 1;
+    #[cfg(target_arch = "x86_64")]
+    {
+        // Eight labels a comparison (SSE2, part of the x86-64 baseline): runs are a dozen
+        // pixels long on average, and a pixel-by-pixel scan was most of combining maps.
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi16, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi16,
+        };
+        // SAFETY: SSE2 is part of the x86-64 baseline, and each load reads the eight labels
+        // at `q .. q + 8`, inside the slice since `q + 8 <= end <= pixels.len()`.
+        unsafe {
+            let wanted = _mm_set1_epi16(label as i16);
+            while q + 8 <= end {
+                let block = _mm_loadu_si128(pixels.as_ptr().add(q).cast::<__m128i>());
+                let same = _mm_movemask_epi8(_mm_cmpeq_epi16(block, wanted)) as u32;
+                if same != 0xffff {
+                    // Two bits a label: the first clear pair is the first other label.
+                    return q + ((!same).trailing_zeros() / 2) as usize;
+                }
+                q += 8;
+            }
+        }
+    }
+    while q < end && pixels[q] == label {
+        q += 1;
+    }
+    q
+}
+
+/// Appends the run `..end` of code `code` to `runs`, merging it with the run before when
+/// that has the same code.
+#[inline]
+fn push_run(runs: &mut Vec<(u32, u32)>, end: u32, code: u32) {
+    match runs.last_mut() {
+        Some(last) if last.1 == code => last.0 = end,
+        _ => runs.push((end, code)),
+    }
+}
+
 impl PixelCodes {
     fn build(&mut self, maps: &[LabelMap], pixels: usize, n_labels: usize, dense_limit: usize) {
-        self.code.clear();
-        self.code.resize(pixels, 0);
         self.levels.clear();
+        self.spans.clear();
+        if pixels > 0 {
+            self.spans.push((pixels as u32, 0));
+        }
         if self.local.len() < n_labels {
             self.local.resize(n_labels, u32::MAX);
         }
         for map in maps {
             let n_codes = self.n_codes();
-            let level = if n_codes == 1 {
-                // The first map: its codes are its labels, numbered as they come.
-                let mut level: Vec<(u32, u16)> = Vec::new();
-                for (code, &p) in self.code.iter_mut().zip(&map.pixels) {
-                    let slot = &mut self.local[p as usize];
-                    if *slot == u32::MAX {
-                        *slot = level.len() as u32;
-                        level.push((0, p));
-                    }
-                    *code = *slot;
-                }
-                for &(_, p) in &level {
-                    self.local[p as usize] = u32::MAX;
-                }
-                level
-            } else {
-                self.combine_dense(map, n_codes, dense_limit)
-                    .unwrap_or_else(|| self.combine_hashed(map))
-            };
+            let level = self
+                .combine_dense(map, n_codes, dense_limit)
+                .unwrap_or_else(|| self.combine_hashed(map));
+            std::mem::swap(&mut self.spans, &mut self.next);
             self.levels.push(level);
+        }
+        self.span_of.clear();
+        let mut start = 0;
+        for (k, &(end, _)) in self.spans.iter().enumerate() {
+            let n = end as usize - start;
+            self.span_of.extend(std::iter::repeat_n(k as u32, n));
+            start = end as usize;
         }
     }
 
     /// Combines a map with the codes so far through a table of (label, code) pairs, which
-    /// grows by one column of codes per label of the map; `None` (nothing changed) when it
-    /// would pass `dense_limit` entries.
+    /// grows by one column of codes per label of the map, into `next`; `None` (nothing
+    /// kept) when it would pass `dense_limit` entries.
     fn combine_dense(
         &mut self,
         map: &LabelMap,
@@ -170,53 +235,67 @@ impl PixelCodes {
         let mut labels: Vec<u16> = Vec::new();
         self.table.clear();
         self.next.clear();
-        let mut fits = true;
-        for (&code, &p) in self.code.iter().zip(&map.pixels) {
-            let mut local = self.local[p as usize];
-            if local == u32::MAX {
+        let (local, table, next) = (&mut self.local, &mut self.table, &mut self.next);
+        let fits = split(&self.spans, &map.pixels, |code, end, p| {
+            let mut index = local[p as usize];
+            if index == u32::MAX {
                 if (labels.len() + 1) * n_codes > dense_limit {
-                    fits = false;
-                    break;
+                    return false;
                 }
-                local = labels.len() as u32;
-                self.local[p as usize] = local;
+                index = labels.len() as u32;
+                local[p as usize] = index;
                 labels.push(p);
-                self.table.resize(labels.len() * n_codes, u32::MAX);
+                table.resize(labels.len() * n_codes, u32::MAX);
             }
-            let slot = &mut self.table[local as usize * n_codes + code as usize];
+            let slot = &mut table[index as usize * n_codes + code as usize];
             if *slot == u32::MAX {
                 *slot = level.len() as u32;
                 level.push((code, p));
             }
-            self.next.push(*slot);
-        }
+            push_run(next, end, *slot);
+            true
+        });
         for &p in &labels {
             self.local[p as usize] = u32::MAX;
         }
-        if !fits {
-            return None;
-        }
-        std::mem::swap(&mut self.code, &mut self.next);
-        Some(level)
+        fits.then_some(level)
     }
 
     /// The same as [`PixelCodes::combine_dense`] through a hash map of pairs.
     fn combine_hashed(&mut self, map: &LabelMap) -> Vec<(u32, u16)> {
         let mut level: Vec<(u32, u16)> = Vec::new();
         self.pairs.clear();
-        for (code, &p) in self.code.iter_mut().zip(&map.pixels) {
-            let next = level.len() as u32;
-            let slot = *self.pairs.entry((*code, p)).or_insert(next);
-            if slot == next {
-                level.push((*code, p));
+        self.next.clear();
+        let (pairs, next) = (&mut self.pairs, &mut self.next);
+        split(&self.spans, &map.pixels, |code, end, p| {
+            let fresh = level.len() as u32;
+            let slot = *pairs.entry((code, p)).or_insert(fresh);
+            if slot == fresh {
+                level.push((code, p));
             }
-            *code = slot;
-        }
+            push_run(next, end, slot);
+            true
+        });
         level
     }
 
     fn n_codes(&self) -> usize {
         self.levels.last().map_or(1, Vec::len)
+    }
+
+    /// Calls `f(code, n)` for each piece of `run` that lies in one run of equal codes:
+    /// `n` pixels of the run have code `code`.
+    #[inline]
+    fn pieces(&self, run: &Run, mut f: impl FnMut(u32, u32)) {
+        let (mut at, end) = (run.start, run.start + run.length);
+        let mut k = self.span_of[at as usize] as usize;
+        while at < end {
+            let (span_end, code) = self.spans[k];
+            let stop = span_end.min(end);
+            f(code, stop - at);
+            at = stop;
+            k += 1;
+        }
     }
 
     /// Calls `f(label)` for every map's label of final code `code` (0s included).
@@ -281,8 +360,10 @@ impl<'a> Counter<'a> {
         // histogram of the whole image's codes.
         self.hist.clear();
         self.hist.resize(n_codes, 0);
-        for &c in &codes.code {
-            self.hist[c as usize] += 1;
+        let mut start = 0;
+        for &(end, c) in &codes.spans {
+            self.hist[c as usize] += end - start;
+            start = end;
         }
         self.present.iter_mut().for_each(|p| *p = false);
         for (c, &n) in self.hist.iter().enumerate() {
@@ -311,12 +392,11 @@ impl<'a> Counter<'a> {
                 let inter = &mut layer.inter[unit * n_labels..(unit + 1) * n_labels];
                 self.overlapped.iter_mut().for_each(|o| *o = false);
                 if has_maps {
-                    // The codes under the mask, then each code's labels once.
-                    let pixels = |run: &Run| run.start as usize..(run.start + run.length) as usize;
+                    // The codes under the mask, run of codes by run of codes, then each
+                    // code's labels once.
+                    let hist = &mut self.hist;
                     for run in runs {
-                        for &c in &codes.code[pixels(run)] {
-                            self.hist[c as usize] += 1;
-                        }
+                        codes.pieces(run, |c, n| hist[c as usize] += n);
                     }
                     let mut add = |c: u32, n: u32| {
                         codes.labels(c, |label| {
@@ -336,12 +416,12 @@ impl<'a> Counter<'a> {
                     } else {
                         // Read (and clear) only the codes the mask has.
                         for run in runs {
-                            for &c in &codes.code[pixels(run)] {
+                            codes.pieces(run, |c, _| {
                                 let n = std::mem::take(&mut self.hist[c as usize]);
                                 if n > 0 {
                                     add(c, n);
                                 }
-                            }
+                            });
                         }
                     }
                 }
@@ -434,6 +514,34 @@ mod tests {
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             (self.0 >> 33) % n
+        }
+    }
+
+    /// The vector scan ends label runs where a pixel-by-pixel scan does: runs shorter
+    /// and longer than a block, ending inside one, at its edge, or at `end`.
+    #[test]
+    fn label_runs_end_at_the_first_other_label() {
+        let mut rng = Rng(5);
+        for _ in 0..2000 {
+            let len = 1 + rng.below(70) as usize;
+            let mut pixels = Vec::with_capacity(len);
+            let mut current = 0u16;
+            for _ in 0..len {
+                if rng.below(12) == 0 {
+                    current = rng.below(3) as u16 * 300;
+                }
+                pixels.push(current);
+            }
+            let at = rng.below(len as u64) as usize;
+            let end = at + 1 + rng.below((len - at) as u64) as usize;
+            let expected = (at + 1..end)
+                .find(|&q| pixels[q] != pixels[at])
+                .unwrap_or(end);
+            assert_eq!(
+                label_run_end(&pixels, at, end),
+                expected,
+                "{pixels:?} from {at} to {end}"
+            );
         }
     }
 
