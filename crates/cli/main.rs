@@ -182,7 +182,9 @@ fn check(dir: &std::path::Path, deep: bool, categories: Option<Vec<String>>) -> 
             .with_context(|| format!("the dataset {} has a bad file", dir.display()))?;
     }
     let rows = dataset.rows();
-    let train = rows.iter().filter(|r| r.split == "train").count();
+    let train = (0..rows.len())
+        .filter(|&row| dataset.split(row) == "train")
+        .count();
     let mut sizes: Vec<(u32, u32, u32, u32)> = rows
         .iter()
         .map(|r| (r.image_height, r.image_width, r.label_height, r.label_width))

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::table::Table;
+use crate::table::{Record, Table};
 
 /// Which part of a dataset to load.
 #[derive(Debug, Clone, Default)]
@@ -48,28 +48,68 @@ pub struct CategoryCode {
 }
 
 /// One `;`-separated item of a category cell of `index.csv`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Item {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Item<'a> {
     /// An image-level label number: the label covers the whole image. It may be 0.
     Label(u32),
     /// A label map, as a path relative to `images/`.
-    Map(String),
+    Map(&'a str),
 }
 
-/// A row of `index.csv`.
+/// A row of `index.csv`. Its text (the image path, the split, the category cells) lives
+/// in the dataset, which the row's accessors take: [`Dataset::image`], [`Dataset::split`],
+/// [`Dataset::items`]. A row costs a few dozen bytes plus its paths, so the index of
+/// the real Broden stays a few MB.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     /// The line of `index.csv` this row was read from (the header is line 1).
     pub line: u64,
-    /// The image, relative to `images/`.
-    pub image: String,
-    pub split: String,
     pub image_height: u32,
     pub image_width: u32,
     pub label_height: u32,
     pub label_width: u32,
-    /// The items of each loaded category, indexed like [`Dataset::categories`].
-    pub items: Vec<Vec<Item>>,
+    image: Span,
+    split: u32,
+    /// The row's entries: `entries[items.0..items.1]`.
+    items: (u32, u32),
+}
+
+/// A piece of [`Index::text`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+/// An item of a row with the loaded category it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Entry {
+    Label { category: u32, number: u32 },
+    Map { category: u32, path: Span },
+}
+
+/// `index.csv` in a few flat allocations: the rows, every row's items, and one string
+/// holding every path.
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    rows: Vec<Row>,
+    entries: Vec<Entry>,
+    text: String,
+    splits: Vec<String>,
+}
+
+impl Index {
+    fn push_text(&mut self, text: &str) -> Option<Span> {
+        let start = u32::try_from(self.text.len()).ok()?;
+        let len = u32::try_from(text.len()).ok()?;
+        start.checked_add(len)?;
+        self.text.push_str(text);
+        Some(Span { start, len })
+    }
+
+    fn text(&self, span: Span) -> &str {
+        &self.text[span.start as usize..(span.start + span.len) as usize]
+    }
 }
 
 /// An opened dataset: every table parsed and checked, no image or label map read yet.
@@ -80,7 +120,7 @@ pub struct Dataset {
     pub(crate) codes: Vec<Vec<CategoryCode>>,
     pub(crate) labels: Vec<Option<Label>>,
     pub(crate) primary: Vec<usize>,
-    pub(crate) rows: Vec<Row>,
+    pub(crate) index: Index,
     pub(crate) metadata_files: Vec<String>,
 }
 
@@ -108,7 +148,7 @@ impl Dataset {
         }
         metadata_files.push("index.csv".to_owned());
         let primary = primary_categories(labels.len(), &codes);
-        let rows = read_index(
+        let index = read_index(
             &root.join("index.csv"),
             &all_categories,
             &categories,
@@ -120,7 +160,7 @@ impl Dataset {
             codes,
             labels,
             primary,
-            rows,
+            index,
             metadata_files,
         })
     }
@@ -174,16 +214,40 @@ impl Dataset {
 
     /// Every row of `index.csv`, in file order.
     pub fn rows(&self) -> &[Row] {
-        &self.rows
+        &self.index.rows
     }
 
     /// The number of images (rows of `index.csv`).
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.index.rows.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.index.rows.is_empty()
+    }
+
+    /// The image of a row as `index.csv` gives it, relative to `images/`.
+    pub fn image(&self, row: usize) -> &str {
+        self.index.text(self.index.rows[row].image)
+    }
+
+    /// The split of a row (`train` or `val` in Broden).
+    pub fn split(&self, row: usize) -> &str {
+        &self.index.splits[self.index.rows[row].split as usize]
+    }
+
+    /// The items of a row's loaded categories, in cell order, each with its category (an
+    /// index into [`Dataset::categories`]).
+    pub fn items(&self, row: usize) -> impl Iterator<Item = (usize, Item<'_>)> + '_ {
+        let (start, end) = self.index.rows[row].items;
+        self.index.entries[start as usize..end as usize]
+            .iter()
+            .map(|entry| match *entry {
+                Entry::Label { category, number } => (category as usize, Item::Label(number)),
+                Entry::Map { category, path } => {
+                    (category as usize, Item::Map(self.index.text(path)))
+                }
+            })
     }
 
     /// The tables, relative to the dataset directory, that define the loaded dataset.
@@ -193,19 +257,15 @@ impl Dataset {
 
     /// The image of a row, relative to the dataset directory.
     pub fn image_file(&self, row: usize) -> String {
-        format!("images/{}", self.rows[row].image)
+        format!("images/{}", self.image(row))
     }
 
     /// The label maps of a row (of the loaded categories), relative to the dataset directory.
     pub fn label_map_files(&self, row: usize) -> impl Iterator<Item = String> + '_ {
-        self.rows[row]
-            .items
-            .iter()
-            .flatten()
-            .filter_map(|item| match item {
-                Item::Map(path) => Some(format!("images/{path}")),
-                Item::Label(_) => None,
-            })
+        self.items(row).filter_map(|(_, item)| match item {
+            Item::Map(path) => Some(format!("images/{path}")),
+            Item::Label(_) => None,
+        })
     }
 }
 
@@ -425,8 +485,8 @@ fn read_index(
     all_categories: &[Category],
     categories: &[Category],
     labels: &[Option<Label>],
-) -> Result<Vec<Row>> {
-    let table = Table::read(path)?;
+) -> Result<Index> {
+    let (table, records) = Table::stream(path)?;
     let fixed: Vec<usize> = FIXED_COLUMNS
         .iter()
         .map(|name| table.column(name))
@@ -456,15 +516,30 @@ fn read_index(
         })
         .collect::<Result<_>>()?;
 
-    let mut rows = Vec::with_capacity(table.records.len());
-    for record in &table.records {
-        let image = record.fields[fixed[0]].to_owned();
-        check_relative_path(&image)
+    let mut index = Index::default();
+    let too_long = |record: &Record| {
+        table.error(
+            record,
+            "index.csv holds more than 4 GiB of paths or more than 4 billion items",
+        )
+    };
+    for record in records {
+        let record = &record?;
+        let image = &record.fields[fixed[0]];
+        check_relative_path(image)
             .map_err(|m| table.error(record, format!("image `{image}`: {m}")))?;
-        let split = record.fields[fixed[1]].trim().to_owned();
+        let image = index.push_text(image).ok_or_else(|| too_long(record))?;
+        let split = record.fields[fixed[1]].trim();
         if split.is_empty() {
             return Err(table.error(record, "empty split (expected train or val)"));
         }
+        let split = match index.splits.iter().position(|s| s == split) {
+            Some(known) => known,
+            None => {
+                index.splits.push(split.to_owned());
+                index.splits.len() - 1
+            }
+        } as u32;
         let size = |column: usize| -> Result<u32> {
             let v: u32 = table.parse_field(record, fixed[column], "a positive whole number")?;
             if v == 0 {
@@ -474,9 +549,11 @@ fn read_index(
         };
         let (image_height, image_width, label_height, label_width) =
             (size(2)?, size(3)?, size(4)?, size(5)?);
-        let mut items = Vec::with_capacity(category_columns.len());
-        for (category, &column) in categories.iter().zip(&category_columns) {
-            let mut cell = Vec::new();
+        let first_item = index.entries.len();
+        for (number_of_category, (category, &column)) in
+            categories.iter().zip(&category_columns).enumerate()
+        {
+            let in_category = number_of_category as u32;
             for item in record.fields[column].split(';').filter(|s| !s.is_empty()) {
                 if item.bytes().all(|b| b.is_ascii_digit()) {
                     let number: u32 = item.parse().map_err(|_| {
@@ -497,7 +574,10 @@ fn read_index(
                             ),
                         ));
                     }
-                    cell.push(Item::Label(number));
+                    index.entries.push(Entry::Label {
+                        category: in_category,
+                        number,
+                    });
                 } else {
                     check_relative_path(item).map_err(|m| {
                         table.error(
@@ -505,23 +585,33 @@ fn read_index(
                             format!("column `{}`: label map `{item}`: {m}", category.name),
                         )
                     })?;
-                    cell.push(Item::Map(item.to_owned()));
+                    let path = index.push_text(item).ok_or_else(|| too_long(record))?;
+                    index.entries.push(Entry::Map {
+                        category: in_category,
+                        path,
+                    });
                 }
             }
-            items.push(cell);
         }
-        rows.push(Row {
+        let items = (
+            u32::try_from(first_item).map_err(|_| too_long(record))?,
+            u32::try_from(index.entries.len()).map_err(|_| too_long(record))?,
+        );
+        index.rows.push(Row {
             line: record.line,
-            image,
-            split,
             image_height,
             image_width,
             label_height,
             label_width,
+            image,
+            split,
             items,
         });
     }
-    Ok(rows)
+    index.rows.shrink_to_fit();
+    index.entries.shrink_to_fit();
+    index.text.shrink_to_fit();
+    Ok(index)
 }
 
 /// A path from `index.csv` must stay inside `images/`: relative, with no `..`.

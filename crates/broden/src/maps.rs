@@ -37,7 +37,7 @@ pub struct RowLabels {
 impl Dataset {
     fn referenced(&self, row: usize, file: &str, message: impl Into<String>) -> Error {
         Error::Referenced {
-            line: self.rows[row].line,
+            line: self.rows()[row].line,
             path: PathBuf::from(file),
             message: message.into(),
         }
@@ -58,7 +58,7 @@ impl Dataset {
             _ => image::load_from_memory(&bytes)
                 .map_err(|e| self.referenced(row, &file, format!("cannot decode image: {e}")))?,
         };
-        let r = &self.rows[row];
+        let r = &self.rows()[row];
         if decoded.height() != r.image_height || decoded.width() != r.image_width {
             return Err(self.referenced(
                 row,
@@ -78,21 +78,16 @@ impl Dataset {
     /// Decodes every label map of a row (pixel label = R + 256·G) and collects its
     /// image-level labels, checking sizes and that every label number has a row in label.csv.
     pub fn read_labels(&self, row: usize) -> Result<RowLabels> {
-        let r = &self.rows[row];
+        let r = &self.rows()[row];
         let mut maps = Vec::new();
         let mut image_labels = Vec::new();
-        for (category, cell) in r.items.iter().enumerate() {
-            for item in cell {
-                match item {
-                    Item::Label(label) => image_labels.push(ImageLabel {
-                        category,
-                        label: *label,
-                    }),
-                    Item::Map(path) => {
-                        let file = format!("images/{path}");
-                        let pixels = self.read_label_map(row, &file)?;
-                        maps.push(LabelMap { category, pixels });
-                    }
+        for (category, item) in self.items(row) {
+            match item {
+                Item::Label(label) => image_labels.push(ImageLabel { category, label }),
+                Item::Map(path) => {
+                    let file = format!("images/{path}");
+                    let pixels = self.read_label_map(row, &file)?;
+                    maps.push(LabelMap { category, pixels });
                 }
             }
         }
@@ -131,7 +126,7 @@ impl Dataset {
         };
         let info = reader.info();
         let (height, width) = (info.height, info.width);
-        let r = &self.rows[row];
+        let r = &self.rows()[row];
         if height != r.label_height || width != r.label_width {
             return Err(self.referenced(
                 row,
@@ -177,7 +172,7 @@ impl Dataset {
     /// Checks that every image and label map the loaded rows reference exists, without
     /// decoding anything. The first missing file is reported with its `index.csv` line.
     pub fn check_files(&self) -> Result<()> {
-        (0..self.rows.len()).into_par_iter().try_for_each(|row| {
+        (0..self.len()).into_par_iter().try_for_each(|row| {
             let mut files = vec![self.image_file(row)];
             files.extend(self.label_map_files(row));
             for file in files {
@@ -194,7 +189,7 @@ impl Dataset {
     /// Decodes every image and label map in parallel and checks each against `index.csv`
     /// and `label.csv`. Returns the first problem found in file order.
     pub fn validate(&self) -> Result<()> {
-        let mut problems: Vec<(usize, Error)> = (0..self.rows.len())
+        let mut problems: Vec<(usize, Error)> = (0..self.len())
             .into_par_iter()
             .filter_map(|row| {
                 self.read_image(row)

@@ -12,31 +12,101 @@ pub(crate) struct Table {
     pub records: Vec<Record>,
 }
 
+/// The records of a table being read, each checked for its field count; blank lines are
+/// skipped, and the first error ends the iteration.
+pub(crate) struct Records {
+    file: PathBuf,
+    fields: usize,
+    reader: csv::Reader<std::fs::File>,
+    failed: bool,
+}
+
+impl Iterator for Records {
+    type Item = Result<Record>;
+
+    fn next(&mut self) -> Option<Result<Record>> {
+        if self.failed {
+            return None;
+        }
+        let mut fields = csv::StringRecord::new();
+        loop {
+            let read = self.reader.read_record(&mut fields);
+            let line = fields.position().map_or(0, |p| p.line());
+            let failure = match read {
+                Ok(false) => return None,
+                // A blank line at the end of a file is not a record.
+                Ok(true) if fields.len() == 1 && fields[0].is_empty() => continue,
+                Ok(true) if fields.len() == self.fields => {
+                    return Some(Ok(Record { line, fields }));
+                }
+                Ok(true) => Error::Table {
+                    file: self.file.clone(),
+                    line,
+                    message: format!(
+                        "expected {} fields as in the header, found {} (is the file truncated or a value unquoted?)",
+                        self.fields,
+                        fields.len()
+                    ),
+                },
+                Err(e) => csv_error(&self.file, e, |e| Error::Table {
+                    file: self.file.clone(),
+                    line: e.position().map_or(0, |p| p.line()),
+                    message: format!("malformed CSV: {e}"),
+                }),
+            };
+            self.failed = true;
+            return Some(Err(failure));
+        }
+    }
+}
+
+/// A failure to read the file itself is an I/O error on it; anything else is the table's
+/// fault, described by `otherwise`.
+fn csv_error(file: &Path, e: csv::Error, otherwise: impl FnOnce(&csv::Error) -> Error) -> Error {
+    let table_error = otherwise(&e);
+    match e.into_kind() {
+        csv::ErrorKind::Io(source) => Error::Io {
+            path: file.to_owned(),
+            source,
+        },
+        _ => table_error,
+    }
+}
+
 pub(crate) struct Record {
     pub line: u64,
     pub fields: csv::StringRecord,
 }
 
 impl Table {
+    /// Reads a whole (small) table into memory.
     pub fn read(path: &Path) -> Result<Table> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        Table::parse(path, &bytes)
+        let (mut table, records) = Table::stream(path)?;
+        table.records = records.collect::<Result<_>>()?;
+        Ok(table)
     }
 
-    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Table> {
+    /// Reads the header of a table and returns its records one at a time, so a table
+    /// of any length (the real `index.csv` has 63k rows) never sits in memory whole.
+    /// The returned table has no records of its own.
+    pub fn stream(path: &Path) -> Result<(Table, Records)> {
         let file = path.to_owned();
+        let opened = std::fs::File::open(path).map_err(|source| Error::Io {
+            path: file.clone(),
+            source,
+        })?;
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(true)
-            .from_reader(bytes);
+            .buffer_capacity(1 << 16)
+            .from_reader(opened);
         let header: Vec<String> = reader
             .headers()
-            .map_err(|e| Error::File {
-                file: file.clone(),
-                message: format!("unreadable header: {e}"),
+            .map_err(|e| {
+                csv_error(&file, e, |e| Error::File {
+                    file: file.clone(),
+                    message: format!("unreadable header: {e}"),
+                })
             })?
             .iter()
             .map(|h| h.trim().to_owned())
@@ -47,39 +117,20 @@ impl Table {
                 message: "the file is empty (no header line)".into(),
             });
         }
-        let mut records = Vec::new();
-        for result in reader.records() {
-            let fields = result.map_err(|e| {
-                let line = e.position().map_or(0, |p| p.line());
-                Error::Table {
-                    file: file.clone(),
-                    line,
-                    message: format!("malformed CSV: {e}"),
-                }
-            })?;
-            let line = fields.position().map_or(0, |p| p.line());
-            // A blank line at the end of a file is not a record.
-            if fields.len() == 1 && fields[0].is_empty() {
-                continue;
-            }
-            if fields.len() != header.len() {
-                return Err(Error::Table {
-                    file,
-                    line,
-                    message: format!(
-                        "expected {} fields as in the header, found {} (is the file truncated or a value unquoted?)",
-                        header.len(),
-                        fields.len()
-                    ),
-                });
-            }
-            records.push(Record { line, fields });
-        }
-        Ok(Table {
-            file,
-            header,
+        let records = Records {
+            file: file.clone(),
+            fields: header.len(),
+            reader,
+            failed: false,
+        };
+        Ok((
+            Table {
+                file,
+                header,
+                records: Vec::new(),
+            },
             records,
-        })
+        ))
     }
 
     /// The position of a required column.

@@ -159,7 +159,7 @@ fn reads_tables_in_file_order() {
     assert!(ds.label(150).is_none());
     let row = &ds.rows()[0];
     assert_eq!(
-        (row.line, row.image.as_str(), row.split.as_str()),
+        (row.line, ds.image(0), ds.split(0)),
         (2, "a/1.jpg", "train")
     );
     assert_eq!(
@@ -173,15 +173,20 @@ fn reads_tables_in_file_order() {
     );
 }
 
+/// The items of one category cell of a row.
+fn cell(ds: &Dataset, row: usize, category: usize) -> Vec<Item<'_>> {
+    ds.items(row)
+        .filter(|&(c, _)| c == category)
+        .map(|(_, item)| item)
+        .collect()
+}
+
 #[test]
 fn multi_layer_cells_are_separate_maps() {
     let (_dir, ds) = fixture();
     assert_eq!(
-        ds.rows()[0].items[2],
-        [
-            Item::Map("a/1_part_1.png".into()),
-            Item::Map("a/1_part_2.png".into())
-        ]
+        cell(&ds, 0, 2),
+        [Item::Map("a/1_part_1.png"), Item::Map("a/1_part_2.png")]
     );
     let labels = ds.read_labels(0).unwrap();
     let parts: Vec<&[u16]> = labels
@@ -207,9 +212,9 @@ fn label_is_red_plus_256_green() {
 #[test]
 fn image_level_numbers_include_zero_and_empty_items_are_dropped() {
     let (_dir, ds) = fixture();
-    assert_eq!(ds.rows()[0].items[3], [Item::Label(6), Item::Label(7)]);
+    assert_eq!(cell(&ds, 0, 3), [Item::Label(6), Item::Label(7)]);
     // `;` alone is a cell of empty items: nothing.
-    assert!(ds.rows()[1].items[1].is_empty());
+    assert!(cell(&ds, 1, 1).is_empty());
     let labels = ds.read_labels(1).unwrap();
     assert_eq!(
         labels.image_labels,
@@ -318,6 +323,37 @@ fn truncated_index_names_the_line() {
     let err = open_err(dir.path());
     assert!(
         err.contains("index.csv: line 3: expected 10 fields as in the header, found 7"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unreadable_index_is_an_io_error_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write_fixture(dir.path());
+    let path = dir.path().join("index.csv");
+    std::fs::remove_file(&path).unwrap();
+    std::fs::create_dir(&path).unwrap();
+    let err = open_err(dir.path());
+    assert!(
+        err.starts_with("cannot read ") && err.contains("index.csv"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_record_after_good_ones_names_its_line() {
+    // The index is read record by record: an error on a later line still names it.
+    let dir = tempfile::tempdir().unwrap();
+    write_fixture(dir.path());
+    let path = dir.path().join("index.csv");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() - 3;
+    bytes[at] = 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    let err = open_err(dir.path());
+    assert!(
+        err.contains("index.csv: line 3: malformed CSV") && err.contains("UTF-8"),
         "{err}"
     );
 }

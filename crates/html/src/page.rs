@@ -444,7 +444,7 @@ pub(crate) fn write_unit(ctx: &Context, layer: &Layer, u: usize, drawn: &UnitDra
     for (rank, (shown, (mask, concept_png))) in drawn.shown.iter().zip(&drawn.overlays).enumerate()
     {
         let image = format!("../{}", draw::image_file(shown.row));
-        let file = &dataset.rows()[shown.row].image;
+        let file = dataset.image(shown.row);
         let union = shown.mask + shown.concept - shown.both;
         let here = if union == 0 {
             0.0

@@ -101,7 +101,7 @@ fn statistics_match_the_label_maps() {
     let mut splits = std::collections::BTreeSet::new();
     for row in 0..ds.len() {
         let labels = ds.read_labels(row).unwrap();
-        splits.insert(ds.rows()[row].split.clone());
+        splits.insert(ds.split(row).to_owned());
         let area = (labels.height * labels.width) as f64;
         let mut per: BTreeMap<(usize, u32), f64> = BTreeMap::new();
         for map in &labels.maps {
@@ -190,10 +190,9 @@ fn statistics_match_the_label_maps() {
     assert!(zero_items > 0, "no label-0 image-level item");
     assert_eq!(splits.into_iter().collect::<Vec<_>>(), ["train", "val"]);
     // Several part layers in one cell, and a label in two categories.
-    assert!(ds.rows().iter().any(|r| {
-        r.items[part]
-            .iter()
-            .filter(|i| matches!(i, Item::Map(_)))
+    assert!((0..ds.len()).any(|row| {
+        ds.items(row)
+            .filter(|&(c, i)| c == part && matches!(i, Item::Map(_)))
             .count()
             == 2
     }));
