@@ -124,6 +124,8 @@ pub fn upsample_rows(
 #[derive(Debug, Clone)]
 pub struct Geometry {
     rows: Vec<Tap>,
+    /// Runs of output rows reading the same two input rows: `(y0, y1, lo, hi)`.
+    bands: Vec<(usize, usize, usize, usize)>,
     columns: Vec<Tap>,
     /// `spans[c]`: the output columns `start..end` whose taps read input column `c`.
     spans: Vec<(usize, usize)>,
@@ -163,7 +165,15 @@ impl Geometry {
             }
             segment_of.push(segments.len() - 1);
         }
+        let mut bands: Vec<(usize, usize, usize, usize)> = Vec::new();
+        for (y, ty) in rows.iter().enumerate() {
+            match bands.last_mut() {
+                Some(last) if (last.2, last.3) == (ty.lo, ty.hi) => last.1 = y + 1,
+                _ => bands.push((y, y + 1, ty.lo, ty.hi)),
+            }
+        }
         Geometry {
+            bands,
             w0: columns.iter().map(|t| 1.0 - t.weight).collect(),
             w1: columns.iter().map(|t| t.weight).collect(),
             rows,
@@ -184,7 +194,8 @@ impl Geometry {
 /// Buffers [`hot_runs`] reuses from one map to the next (one per thread).
 #[derive(Debug, Default)]
 pub struct Scratch {
-    hot: Vec<bool>,
+    /// The cells above the threshold, a bit each: `words` words a row.
+    hot: Vec<u64>,
     hot_row: Vec<bool>,
     ranges: Vec<(usize, usize)>,
     h_lo: Vec<f64>,
@@ -199,6 +210,10 @@ pub struct Scratch {
 /// blend never exceeds all of its inputs, so an output row is skipped when neither of its
 /// input rows has a cell above the threshold, and an output pixel when none of its four
 /// cells does. Most of a map is below its unit's top-0.5 % threshold.
+///
+/// The cells above the threshold are found as bits, eight compared an instruction, and the
+/// output rows are taken band by band (the rows between one pair of input rows), so a cold
+/// band costs one test and a hot one visits only the columns of its hot cells.
 pub fn hot_runs(
     map: &[f32],
     geometry: &Geometry,
@@ -213,12 +228,16 @@ pub fn hot_runs(
             unsafe { hot_runs_avx2(map, geometry, threshold, scratch, run) };
             return;
         }
-        // SAFETY: SSE2 is part of the x86-64 baseline: every processor it runs on has it.
+        // SAFETY (both): SSE2 is part of the x86-64 baseline: every processor it runs on
+        // has it.
         let above = |lo: &[f64], hi: &[f64], w, t| unsafe { above_bits_sse2(lo, hi, w, t) };
-        hot_runs_with(map, geometry, threshold, scratch, run, above);
+        let cells = |row: &[f32], t| unsafe { cell_bits_sse2(row, t) };
+        hot_runs_with(map, geometry, threshold, scratch, run, above, cells);
     }
     #[cfg(not(target_arch = "x86_64"))]
-    hot_runs_with(map, geometry, threshold, scratch, run, above_bits);
+    hot_runs_with(
+        map, geometry, threshold, scratch, run, above_bits, cell_bits,
+    );
 }
 
 /// [`hot_runs`] compiled for AVX2: the blends the compiler vectorises take four values an
@@ -234,9 +253,15 @@ fn hot_runs_avx2(
     run: impl FnMut(usize, usize, usize),
 ) {
     // The closure has this function's AVX2 too.
-    hot_runs_with(map, geometry, threshold, scratch, run, |lo, hi, w, t| {
-        above_bits_avx2(lo, hi, w, t)
-    });
+    hot_runs_with(
+        map,
+        geometry,
+        threshold,
+        scratch,
+        run,
+        |lo, hi, w, t| above_bits_avx2(lo, hi, w, t),
+        |row, t| cell_bits_avx2(row, t),
+    );
 }
 
 /// The largest `f32` at or below `threshold`: for every `f32` value `v`,
@@ -251,7 +276,8 @@ fn below_f32(threshold: f64) -> f32 {
     }
 }
 
-/// The body of [`hot_runs`], with the comparison of 64 blended pixels given.
+/// The body of [`hot_runs`], with the comparisons of 64 values given: of blended pixels
+/// (`above_bits`) and of cells (`cell_bits`).
 #[inline(always)]
 fn hot_runs_with(
     map: &[f32],
@@ -260,6 +286,7 @@ fn hot_runs_with(
     scratch: &mut Scratch,
     mut run: impl FnMut(usize, usize, usize),
     above_bits: impl Fn(&[f64], &[f64], (f64, f64), f64) -> u64,
+    cell_bits: impl Fn(&[f32], f32) -> u64,
 ) {
     let width = geometry.width;
     let (columns, spans) = (&geometry.columns, &geometry.spans);
@@ -270,30 +297,34 @@ fn hot_runs_with(
         h_lo,
         h_hi,
     } = scratch;
-    hot.clear();
+    let words = width.div_ceil(64);
     let cell_threshold = below_f32(threshold);
-    hot.extend(map.iter().map(|&v| v > cell_threshold));
+    hot.clear();
     hot_row.clear();
-    hot_row.extend(hot.chunks_exact(width).map(|r| r.contains(&true)));
+    for row in map.chunks_exact(width) {
+        let first = hot.len();
+        hot.extend(row.chunks(64).map(|cells| cell_bits(cells, cell_threshold)));
+        hot_row.push(hot[first..].iter().any(|&w| w != 0));
+    }
     h_lo.resize(columns.len(), 0.0);
     h_hi.resize(columns.len(), 0.0);
-    // For the pair of input rows of the current output row: the output columns that can
-    // exceed the threshold (disjoint ranges, in order) and, there, the horizontal blends
-    // of both input rows, which every output row reading the same pair shares.
-    ranges.clear();
-    let mut cached = (usize::MAX, usize::MAX);
-    for (y, ty) in geometry.rows.iter().enumerate() {
-        if !hot_row[ty.lo] && !hot_row[ty.hi] {
+    // Band by band (the output rows reading one pair of input rows): the output columns
+    // that can exceed the threshold (disjoint ranges, in order) and, there, the horizontal
+    // blends of both input rows, which every output row of the band shares.
+    for &(y0, y1, row_lo, row_hi) in &geometry.bands {
+        if !hot_row[row_lo] && !hot_row[row_hi] {
             continue;
         }
-        if cached != (ty.lo, ty.hi) {
-            cached = (ty.lo, ty.hi);
-            let (a, b) = (
-                &hot[ty.lo * width..][..width],
-                &hot[ty.hi * width..][..width],
-            );
-            ranges.clear();
-            for c in (0..width).filter(|&c| a[c] || b[c]) {
+        let (a, b) = (
+            &hot[row_lo * words..][..words],
+            &hot[row_hi * words..][..words],
+        );
+        ranges.clear();
+        for (k, (&a, &b)) in a.iter().zip(b).enumerate() {
+            let mut columns = a | b;
+            while columns != 0 {
+                let c = k * 64 + columns.trailing_zeros() as usize;
+                columns &= columns - 1;
                 let (start, end) = spans[c];
                 if start >= end {
                     continue;
@@ -303,48 +334,50 @@ fn hot_runs_with(
                     _ => ranges.push((start, end)),
                 }
             }
-            let (lo, hi) = (
-                &map[ty.lo * width..][..width],
-                &map[ty.hi * width..][..width],
-            );
-            // Segment by segment, so that the two input values of a segment are read
-            // once and the blend over its columns is a loop the compiler vectorises.
-            let (w0, w1) = (&geometry.w0, &geometry.w1);
-            for &(start, end) in ranges.iter() {
-                for &(x0, x1, c0, c1) in &geometry.segments[geometry.segment_of[start]..] {
-                    if x0 >= end {
-                        break;
-                    }
-                    let xs = x0.max(start)..x1.min(end);
-                    let (a, b) = (f64::from(lo[c0]), f64::from(lo[c1]));
-                    for ((h, &u), &v) in h_lo[xs.clone()]
-                        .iter_mut()
-                        .zip(&w0[xs.clone()])
-                        .zip(&w1[xs.clone()])
-                    {
-                        *h = u * a + v * b;
-                    }
-                    let (a, b) = (f64::from(hi[c0]), f64::from(hi[c1]));
-                    for ((h, &u), &v) in h_hi[xs.clone()]
-                        .iter_mut()
-                        .zip(&w0[xs.clone()])
-                        .zip(&w1[xs])
-                    {
-                        *h = u * a + v * b;
-                    }
+        }
+        let (lo, hi) = (
+            &map[row_lo * width..][..width],
+            &map[row_hi * width..][..width],
+        );
+        // Segment by segment, so that the two input values of a segment are read
+        // once and the blend over its columns is a loop the compiler vectorises.
+        let (w0, w1) = (&geometry.w0, &geometry.w1);
+        for &(start, end) in ranges.iter() {
+            for &(x0, x1, c0, c1) in &geometry.segments[geometry.segment_of[start]..] {
+                if x0 >= end {
+                    break;
+                }
+                let xs = x0.max(start)..x1.min(end);
+                let (a, b) = (f64::from(lo[c0]), f64::from(lo[c1]));
+                for ((h, &u), &v) in h_lo[xs.clone()]
+                    .iter_mut()
+                    .zip(&w0[xs.clone()])
+                    .zip(&w1[xs.clone()])
+                {
+                    *h = u * a + v * b;
+                }
+                let (a, b) = (f64::from(hi[c0]), f64::from(hi[c1]));
+                for ((h, &u), &v) in h_hi[xs.clone()]
+                    .iter_mut()
+                    .zip(&w0[xs.clone()])
+                    .zip(&w1[xs])
+                {
+                    *h = u * a + v * b;
                 }
             }
         }
-        let (w0, w1) = (1.0 - ty.weight, ty.weight);
-        for &(start, end) in ranges.iter() {
-            above_runs(
-                &h_lo[start..end],
-                &h_hi[start..end],
-                (w0, w1),
-                threshold,
-                &above_bits,
-                |x0, x1| run(y, start + x0, start + x1),
-            );
+        for (y, ty) in geometry.rows[y0..y1].iter().enumerate() {
+            let (y, w0, w1) = (y0 + y, 1.0 - ty.weight, ty.weight);
+            for &(start, end) in ranges.iter() {
+                above_runs(
+                    &h_lo[start..end],
+                    &h_hi[start..end],
+                    (w0, w1),
+                    threshold,
+                    &above_bits,
+                    |x0, x1| run(y, start + x0, start + x1),
+                );
+            }
         }
     }
 }
@@ -411,6 +444,58 @@ fn above_bits_avx2(lo: &[f64], hi: &[f64], (w0, w1): (f64, f64), threshold: f64)
     }
     for i in n / 4 * 4..n {
         bits |= u64::from(w0 * lo[i] + w1 * hi[i] > threshold) << i;
+    }
+    bits
+}
+
+/// Bit `i` is set when `cells[i] > threshold` (at most 64 cells).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+fn cell_bits_sse2(cells: &[f32], threshold: f32) -> u64 {
+    use std::arch::x86_64::{_mm_cmpgt_ps, _mm_loadu_ps, _mm_movemask_ps, _mm_set1_ps};
+    let n = cells.len();
+    assert!(n <= 64);
+    let t = _mm_set1_ps(threshold);
+    let mut bits = 0u64;
+    for i in (0..n / 4).map(|q| 4 * q) {
+        // SAFETY: `i + 4 <= n`, the slice's length.
+        let v = unsafe { _mm_loadu_ps(cells.as_ptr().add(i)) };
+        bits |= (_mm_movemask_ps(_mm_cmpgt_ps(v, t)) as u64) << i;
+    }
+    for (i, &v) in cells.iter().enumerate().skip(n / 4 * 4) {
+        bits |= u64::from(v > threshold) << i;
+    }
+    bits
+}
+
+/// Bit `i` is set when `cells[i] > threshold` (at most 64 cells).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn cell_bits_avx2(cells: &[f32], threshold: f32) -> u64 {
+    use std::arch::x86_64::{
+        _CMP_GT_OQ, _mm256_cmp_ps, _mm256_loadu_ps, _mm256_movemask_ps, _mm256_set1_ps,
+    };
+    let n = cells.len();
+    assert!(n <= 64);
+    let t = _mm256_set1_ps(threshold);
+    let mut bits = 0u64;
+    for i in (0..n / 8).map(|q| 8 * q) {
+        // SAFETY: `i + 8 <= n`, the slice's length.
+        let v = unsafe { _mm256_loadu_ps(cells.as_ptr().add(i)) };
+        bits |= (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v, t)) as u64) << i;
+    }
+    for (i, &v) in cells.iter().enumerate().skip(n / 8 * 8) {
+        bits |= u64::from(v > threshold) << i;
+    }
+    bits
+}
+
+/// Bit `i` is set when `cells[i] > threshold` (at most 64 cells).
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+fn cell_bits(cells: &[f32], threshold: f32) -> u64 {
+    let mut bits = 0u64;
+    for (i, &v) in cells.iter().enumerate() {
+        bits |= u64::from(v > threshold) << i;
     }
     bits
 }
@@ -570,6 +655,40 @@ mod tests {
                     // SAFETY: the processor has AVX2, as just checked.
                     let vector = unsafe { above_bits_avx2(&lo, &hi, weights, threshold) };
                     assert_eq!(vector, scalar, "AVX2, {len} pixels");
+                }
+            }
+        }
+    }
+
+    /// The vector comparisons of cells give the scalar ones' bits, at every length and for
+    /// NaN, infinite and signed-zero cells.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vector_cell_comparisons_equal_the_scalar_ones() {
+        let special = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, 0.5];
+        let mut state = 9u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let k = (state >> 40) as usize;
+            if k.is_multiple_of(5) {
+                special[k % special.len()]
+            } else {
+                (state >> 11) as f32 / (1u64 << 53) as f32
+            }
+        };
+        for len in 0..=64 {
+            let cells: Vec<f32> = (0..len).map(|_| next()).collect();
+            for threshold in [0.0, 0.25, 0.5, f32::INFINITY, f32::NEG_INFINITY] {
+                let scalar = cell_bits(&cells, threshold);
+                // SAFETY: SSE2 is part of the x86-64 baseline.
+                let vector = unsafe { cell_bits_sse2(&cells, threshold) };
+                assert_eq!(vector, scalar, "SSE2, {len} cells");
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the processor has AVX2, as just checked.
+                    let vector = unsafe { cell_bits_avx2(&cells, threshold) };
+                    assert_eq!(vector, scalar, "AVX2, {len} cells");
                 }
             }
         }
