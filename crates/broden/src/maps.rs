@@ -100,13 +100,33 @@ impl Dataset {
     }
 
     fn read_label_map(&self, row: usize, file: &str) -> Result<Vec<u16>> {
-        let bytes = self.read_referenced(row, file)?;
+        // The file's bytes and the decoded RGB live in buffers each thread keeps from one
+        // map to the next: a label map is small (tens of KB) and a dataset has many.
+        thread_local! {
+            static BUFFERS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
+                const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+        }
+        BUFFERS.with_borrow_mut(|(bytes, raw)| self.decode_label_map(row, file, bytes, raw))
+    }
+
+    fn decode_label_map(
+        &self,
+        row: usize,
+        file: &str,
+        bytes: &mut Vec<u8>,
+        raw: &mut Vec<u8>,
+    ) -> Result<Vec<u16>> {
+        use std::io::Read;
+        bytes.clear();
+        std::fs::File::open(self.root.join(file))
+            .and_then(|mut f| f.read_to_end(bytes))
+            .map_err(|e| self.referenced(row, file, e.to_string()))?;
         let cannot = |e: png::DecodingError| {
             self.referenced(row, file, format!("cannot decode label map: {e}"))
         };
         // The png crate directly, into one buffer: palettes expand to RGB, as the image
         // crate would decode them; grey or 16-bit maps cannot carry R + 256·G.
-        let mut decoder = png::Decoder::new(std::io::Cursor::new(&bytes));
+        let mut decoder = png::Decoder::new(std::io::Cursor::new(&bytes[..]));
         decoder.set_transformations(png::Transformations::EXPAND);
         let mut reader = decoder.read_info().map_err(cannot)?;
         let (color, depth) = reader.output_color_type();
@@ -137,18 +157,16 @@ impl Dataset {
                 ),
             ));
         }
-        let mut raw = vec![
-            0u8;
-            reader.output_buffer_size().ok_or_else(|| {
-                self.referenced(row, file, "label map too large to decode".to_owned())
-            })?
-        ];
-        let frame = reader.next_frame(&mut raw).map_err(cannot)?;
-        raw.truncate(frame.buffer_size());
-        let pixels: Vec<u16> = raw
-            .chunks_exact(channels)
-            .map(|px| u16::from(px[0]) | (u16::from(px[1]) << 8))
-            .collect();
+        let size = reader.output_buffer_size().ok_or_else(|| {
+            self.referenced(row, file, "label map too large to decode".to_owned())
+        })?;
+        raw.resize(size, 0);
+        let frame = reader.next_frame(raw).map_err(cannot)?;
+        let raw = &raw[..frame.buffer_size()];
+        let pixels = match channels {
+            3 => labels_of::<3>(raw),
+            _ => labels_of::<4>(raw),
+        };
         // Every label must have a row in label.csv: one check per distinct run of labels.
         let mut last = 0u16;
         for (i, &label) in pixels.iter().enumerate() {
@@ -204,4 +222,11 @@ impl Dataset {
             None => Ok(()),
         }
     }
+}
+
+/// The label of every pixel of `C`-channel 8-bit RGB(A): R + 256·G.
+fn labels_of<const C: usize>(raw: &[u8]) -> Vec<u16> {
+    raw.chunks_exact(C)
+        .map(|px| u16::from(px[0]) | (u16::from(px[1]) << 8))
+        .collect()
 }
