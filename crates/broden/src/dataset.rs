@@ -119,6 +119,8 @@ pub struct Dataset {
     pub(crate) categories: Vec<Category>,
     pub(crate) codes: Vec<Vec<CategoryCode>>,
     pub(crate) labels: Vec<Option<Label>>,
+    /// Whether every number from 1 to the largest has a row in `label.csv`.
+    pub(crate) dense_labels: bool,
     pub(crate) primary: Vec<usize>,
     pub(crate) index: Index,
     pub(crate) metadata_files: Vec<String>,
@@ -148,6 +150,7 @@ impl Dataset {
         }
         metadata_files.push("index.csv".to_owned());
         let primary = primary_categories(labels.len(), &codes);
+        let dense_labels = labels.iter().skip(1).all(Option::is_some);
         let index = read_index(
             &root.join("index.csv"),
             &all_categories,
@@ -162,6 +165,7 @@ impl Dataset {
             primary,
             index,
             metadata_files,
+            dense_labels,
         })
     }
 

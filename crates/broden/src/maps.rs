@@ -163,11 +163,16 @@ impl Dataset {
         raw.resize(size, 0);
         let frame = reader.next_frame(raw).map_err(cannot)?;
         let raw = &raw[..frame.buffer_size()];
-        let pixels = match channels {
+        let (pixels, largest) = match channels {
             3 => labels_of::<3>(raw),
             _ => labels_of::<4>(raw),
         };
-        // Every label must have a row in label.csv: one check per distinct run of labels.
+        // Every label must have a row in label.csv. When every number up to the largest has
+        // one (as in Broden), the map's largest label says it; otherwise one check per
+        // distinct run of labels.
+        if self.dense_labels && usize::from(largest) < self.n_labels() {
+            return Ok(pixels);
+        }
         let mut last = 0u16;
         for (i, &label) in pixels.iter().enumerate() {
             if label != last && label != 0 && self.label(u32::from(label)).is_none() {
@@ -224,9 +229,12 @@ impl Dataset {
     }
 }
 
-/// The label of every pixel of `C`-channel 8-bit RGB(A): R + 256·G.
-fn labels_of<const C: usize>(raw: &[u8]) -> Vec<u16> {
-    raw.chunks_exact(C)
+/// The label of every pixel of `C`-channel 8-bit RGB(A), R + 256·G, and the largest.
+fn labels_of<const C: usize>(raw: &[u8]) -> (Vec<u16>, u16) {
+    let labels: Vec<u16> = raw
+        .chunks_exact(C)
         .map(|px| u16::from(px[0]) | (u16::from(px[1]) << 8))
-        .collect()
+        .collect();
+    let largest = labels.iter().copied().fold(0, u16::max);
+    (labels, largest)
 }

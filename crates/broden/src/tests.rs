@@ -470,6 +470,31 @@ fn pixel_label_without_a_row() {
 }
 
 #[test]
+fn pixel_label_past_the_last_of_dense_numbers() {
+    // Label numbers 1..=9 all with rows: the check takes the map's largest label.
+    let dir = tempfile::tempdir().unwrap();
+    write_fixture(dir.path());
+    replace_in(dir.path(), "label.csv", "300,car", "9,car");
+    replace_in(dir.path(), "c_object.csv", "2,300,car", "2,9,car");
+    let object = dir.path().join("images/a/1_object.png");
+    write_label_png(&object, 3, 4, &[0, 9, 9, 3, 3, 0, 0, 0, 0, 0, 0, 0]);
+    let ds = Dataset::open(dir.path(), &Config::default()).unwrap();
+    assert_eq!(ds.n_labels(), 10);
+    assert!(ds.read_labels(0).is_ok());
+    write_label_png(
+        &dir.path().join("images/a/2_color.png"),
+        3,
+        4,
+        &[2, 2, 2, 2, 2, 2, 2, 10, 2, 2, 2, 2],
+    );
+    let err = ds.read_labels(1).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "index.csv line 3: images/a/2_color.png: pixel (y 2, x 1) has label 10, which has no row in label.csv"
+    );
+}
+
+#[test]
 fn grey_label_maps_are_refused() {
     let (dir, ds) = fixture();
     image::GrayImage::new(3, 4)
