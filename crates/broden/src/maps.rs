@@ -44,7 +44,19 @@ impl Dataset {
     }
 
     fn read_referenced(&self, row: usize, file: &str) -> Result<Vec<u8>> {
-        std::fs::read(self.root.join(file)).map_err(|e| self.referenced(row, file, e.to_string()))
+        let mut bytes = Vec::new();
+        self.read_referenced_into(row, file, &mut bytes)?;
+        Ok(bytes)
+    }
+
+    /// Reads a file a row references into `bytes`, replacing what they held.
+    fn read_referenced_into(&self, row: usize, file: &str, bytes: &mut Vec<u8>) -> Result<()> {
+        use std::io::Read;
+        bytes.clear();
+        std::fs::File::open(self.root.join(file))
+            .and_then(|mut f| f.read_to_end(bytes))
+            .map(|_| ())
+            .map_err(|e| self.referenced(row, file, e.to_string()))
     }
 
     /// Decodes the image of a row as 8-bit RGB and checks it has the size `index.csv` says.
@@ -116,11 +128,7 @@ impl Dataset {
         bytes: &mut Vec<u8>,
         raw: &mut Vec<u8>,
     ) -> Result<Vec<u16>> {
-        use std::io::Read;
-        bytes.clear();
-        std::fs::File::open(self.root.join(file))
-            .and_then(|mut f| f.read_to_end(bytes))
-            .map_err(|e| self.referenced(row, file, e.to_string()))?;
+        self.read_referenced_into(row, file, bytes)?;
         let cannot = |e: png::DecodingError| {
             self.referenced(row, file, format!("cannot decode label map: {e}"))
         };
