@@ -194,10 +194,14 @@ impl Geometry {
 /// Buffers [`hot_runs`] reuses from one map to the next (one per thread).
 #[derive(Debug, Default)]
 pub struct Scratch {
-    /// The cells above the threshold, a bit each: `words` words a row.
+    /// The cells above the threshold, a bit each, in the map's order.
+    flat: Vec<u64>,
+    /// The same bits row by row: `words` words a row.
     hot: Vec<u64>,
     hot_row: Vec<bool>,
     ranges: Vec<(usize, usize)>,
+    /// Per range: the largest horizontal blends of its two input rows.
+    peaks: Vec<(f64, f64)>,
     h_lo: Vec<f64>,
     h_hi: Vec<f64>,
 }
@@ -213,7 +217,9 @@ pub struct Scratch {
 ///
 /// The cells above the threshold are found as bits, eight compared an instruction, and the
 /// output rows are taken band by band (the rows between one pair of input rows), so a cold
-/// band costs one test and a hot one visits only the columns of its hot cells.
+/// band costs one test and a hot one visits only the columns of its hot cells; within a hot
+/// band, a row whose blend of the band's largest values is not above the threshold costs
+/// one test too.
 pub fn hot_runs(
     map: &[f32],
     geometry: &Geometry,
@@ -291,19 +297,28 @@ fn hot_runs_with(
     let width = geometry.width;
     let (columns, spans) = (&geometry.columns, &geometry.spans);
     let Scratch {
+        flat,
         hot,
         hot_row,
         ranges,
+        peaks,
         h_lo,
         h_hi,
     } = scratch;
     let words = width.div_ceil(64);
     let cell_threshold = below_f32(threshold);
+    // The map's cells compared 64 at a time whatever its width (a row of a deep layer is
+    // a handful of cells), then each row's bits cut out of those words.
+    flat.clear();
+    flat.extend(map.chunks(64).map(|cells| cell_bits(cells, cell_threshold)));
     hot.clear();
     hot_row.clear();
-    for row in map.chunks_exact(width) {
+    for row in 0..map.len() / width {
         let first = hot.len();
-        hot.extend(row.chunks(64).map(|cells| cell_bits(cells, cell_threshold)));
+        hot.extend((0..words).map(|k| {
+            let start = row * width + k * 64;
+            bits_at(flat, start, (width - k * 64).min(64))
+        }));
         hot_row.push(hot[first..].iter().any(|&w| w != 0));
     }
     h_lo.resize(columns.len(), 0.0);
@@ -366,9 +381,23 @@ fn hot_runs_with(
                 }
             }
         }
+        // A row's pixels of a range are at most the blend of the range's largest values
+        // (multiplying by a weight in [0, 1] and adding round monotonically), so a row
+        // whose blend of those is not above the threshold has nothing there. Most rows of
+        // a hot band are such rows: its hot cells are few.
+        peaks.clear();
+        peaks.extend(
+            ranges
+                .iter()
+                .map(|&(start, end)| (largest(&h_lo[start..end]), largest(&h_hi[start..end]))),
+        );
         for (y, ty) in geometry.rows[y0..y1].iter().enumerate() {
             let (y, w0, w1) = (y0 + y, 1.0 - ty.weight, ty.weight);
-            for &(start, end) in ranges.iter() {
+            for (&(start, end), &(peak_lo, peak_hi)) in ranges.iter().zip(peaks.iter()) {
+                // Not `<=` is also true of a NaN bound (0 · ∞), which is then not trusted.
+                if w0 * peak_lo + w1 * peak_hi <= threshold {
+                    continue;
+                }
                 above_runs(
                     &h_lo[start..end],
                     &h_hi[start..end],
@@ -380,6 +409,30 @@ fn hot_runs_with(
             }
         }
     }
+}
+
+/// Bits `start .. start + len` of the bit string `words` (`len` at most 64), as the low
+/// bits of a word; bits past the string's end read as zero.
+#[inline(always)]
+fn bits_at(words: &[u64], start: usize, len: usize) -> u64 {
+    let (k, shift) = (start / 64, start % 64);
+    let mut bits = words[k] >> shift;
+    if shift != 0 && k + 1 < words.len() {
+        bits |= words[k + 1] << (64 - shift);
+    }
+    if len < 64 {
+        bits &= (1 << len) - 1;
+    }
+    bits
+}
+
+/// The largest of `values` that is not NaN (−∞ if there is none): a NaN blend is never
+/// above a threshold, so it bounds nothing.
+#[inline(always)]
+fn largest(values: &[f64]) -> f64 {
+    values
+        .iter()
+        .fold(f64::NEG_INFINITY, |m, &v| if v > m { v } else { m })
 }
 
 /// Bit `i` is set when `w0 · lo[i] + w1 · hi[i] > threshold` (at most 64 pixels).
