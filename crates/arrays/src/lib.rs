@@ -30,6 +30,7 @@
 //! ```
 
 pub mod masks;
+pub mod store;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -37,7 +38,7 @@ use std::sync::Arc;
 
 use zarrs::array::codec::{BloscCodec, BloscCompressionLevel, BloscCompressor, BloscShuffleMode};
 use zarrs::array::{Array, ArrayBuilder, ArrayBytes, data_type};
-use zarrs::filesystem::FilesystemStore;
+use store::ArtifactStore;
 use zarrs::group::GroupBuilder;
 
 /// Errors of activation storage, with the array they concern.
@@ -179,7 +180,7 @@ pub const ACTIVATIONS_DIR: &str = "activations.zarr";
 /// An activation group on disk.
 pub struct ActivationGroup {
     path: PathBuf,
-    store: Arc<FilesystemStore>,
+    store: Arc<ArtifactStore>,
 }
 
 impl ActivationGroup {
@@ -197,7 +198,7 @@ impl ActivationGroup {
 
     /// Opens an existing group.
     pub fn open(path: &Path) -> Result<ActivationGroup> {
-        let store = FilesystemStore::new(path).map_err(|e| store_error(path, e))?;
+        let store = ArtifactStore::new(path).map_err(|e| store_error(path, e))?;
         Ok(ActivationGroup {
             path: path.to_owned(),
             store: Arc::new(store),
@@ -338,8 +339,8 @@ fn store_error(path: &Path, e: impl std::fmt::Display) -> Error {
 pub struct LayerWriter {
     layer: String,
     shape: LayerShape,
-    activations: Array<FilesystemStore>,
-    max: Array<FilesystemStore>,
+    activations: Array<ArtifactStore>,
+    max: Array<ArtifactStore>,
     buffer: Vec<f32>,
     max_buffer: Vec<f32>,
     row_images: usize,
@@ -430,8 +431,8 @@ impl LayerWriter {
 pub struct LayerReader {
     layer: String,
     shape: LayerShape,
-    activations: Array<FilesystemStore>,
-    max: Array<FilesystemStore>,
+    activations: Array<ArtifactStore>,
+    max: Array<ArtifactStore>,
 }
 
 impl LayerReader {

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 
 use zarrs::array::codec::{BloscCodec, BloscCompressionLevel, BloscCompressor, BloscShuffleMode};
 use zarrs::array::{Array, ArrayBuilder, DataType, Element, ElementOwned, data_type};
-use zarrs::filesystem::FilesystemStore;
+use crate::store::ArtifactStore;
 use zarrs::group::GroupBuilder;
 
 use crate::{Error, Result, node_name};
@@ -88,7 +88,7 @@ fn blosc(typesize: usize) -> Result<Arc<BloscCodec>> {
 
 /// A 1-D array written front to back in whole chunks, whose length is known at the end.
 struct Growing<T: Element + Copy> {
-    array: Array<FilesystemStore>,
+    array: Array<ArtifactStore>,
     buffer: Vec<T>,
     written: u64,
     chunk: u64,
@@ -96,7 +96,7 @@ struct Growing<T: Element + Copy> {
 
 impl<T: Element + Copy> Growing<T> {
     fn create(
-        store: &Arc<FilesystemStore>,
+        store: &Arc<ArtifactStore>,
         path: &str,
         data_type: DataType,
         typesize: usize,
@@ -218,7 +218,7 @@ impl MaskWriter {
 /// A group of per-layer masks.
 pub struct MaskGroup {
     path: PathBuf,
-    store: Arc<FilesystemStore>,
+    store: Arc<ArtifactStore>,
 }
 
 impl MaskGroup {
@@ -234,7 +234,7 @@ impl MaskGroup {
     }
 
     pub fn open(path: &Path) -> Result<MaskGroup> {
-        let store = FilesystemStore::new(path).map_err(|e| store_error(path, e))?;
+        let store = ArtifactStore::new(path).map_err(|e| store_error(path, e))?;
         Ok(MaskGroup {
             path: path.to_owned(),
             store: Arc::new(store),
@@ -322,14 +322,14 @@ fn store_error(path: &Path, e: impl std::fmt::Display) -> Error {
 /// blocks of images share chunks (a chunk holds tens of thousands of runs, hundreds of
 /// images), so each chunk is decoded once in a sequential pass instead of once per block.
 struct Sequential<T> {
-    array: Array<FilesystemStore>,
+    array: Array<ArtifactStore>,
     /// Elements per chunk, as the array's metadata says.
     chunk: u64,
     last: Mutex<Option<(u64, Arc<Vec<T>>)>>,
 }
 
 impl<T: ElementOwned + Copy> Sequential<T> {
-    fn new(array: Array<FilesystemStore>) -> Self {
+    fn new(array: Array<ArtifactStore>) -> Self {
         // An empty array has no chunk to ask about, and is never read.
         let chunk = array
             .chunk_shape(&[0])
