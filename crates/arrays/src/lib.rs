@@ -36,9 +36,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use store::ArtifactStore;
 use zarrs::array::codec::{BloscCodec, BloscCompressionLevel, BloscCompressor, BloscShuffleMode};
 use zarrs::array::{Array, ArrayBuilder, ArrayBytes, data_type};
-use store::ArtifactStore;
 use zarrs::group::GroupBuilder;
 
 /// Errors of activation storage, with the array they concern.

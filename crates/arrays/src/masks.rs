@@ -22,9 +22,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::store::ArtifactStore;
 use zarrs::array::codec::{BloscCodec, BloscCompressionLevel, BloscCompressor, BloscShuffleMode};
 use zarrs::array::{Array, ArrayBuilder, DataType, Element, ElementOwned, data_type};
-use crate::store::ArtifactStore;
 use zarrs::group::GroupBuilder;
 
 use crate::{Error, Result, node_name};
