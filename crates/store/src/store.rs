@@ -428,14 +428,17 @@ fn sync_tree(dir: &Path) -> std::io::Result<()> {
     files
         .par_iter()
         .try_for_each(|path| std::fs::File::open(path)?.sync_all())?;
-    // A directory's entries (the new files' names); some filesystems cannot sync a
-    // directory, and there the files are still synced.
-    dirs.par_iter().for_each(|path| {
-        if let Ok(dir) = std::fs::File::open(path) {
-            let _ = dir.sync_all();
-        }
-    });
+    dirs.par_iter().for_each(|path| sync_dir(path));
     Ok(())
+}
+
+/// Syncs a directory's entries (the names of new files and directories in it). Some
+/// filesystems cannot sync a directory; there its files are still synced, and only a crash
+/// right after may lose the names.
+fn sync_dir(path: &Path) {
+    if let Ok(dir) = std::fs::File::open(path) {
+        let _ = dir.sync_all();
+    }
 }
 
 /// An artifact being written. Dropping it without [`Pending::commit`] removes its files.
@@ -513,11 +516,8 @@ impl Pending<'_> {
             }
             Err(e) => return Err(io("move into place", &target)(e)),
         }
-        // And the rename itself (a directory's entries are synced through the directory;
-        // where a filesystem cannot, the artifact is there but may not survive a crash).
-        if let Ok(dir) = std::fs::File::open(parent) {
-            let _ = dir.sync_all();
-        }
+        // And the rename itself.
+        sync_dir(parent);
         self.done = true;
         self.store
             .get_key(&self.spec.stage, self.key)?
