@@ -18,7 +18,7 @@
 pub mod counts;
 
 use nd_arrays::masks::{MASKS_DIR, MaskBlock, MaskGroup, MaskReader, Run};
-use nd_tables::scores::{self, ActivationRow, Row};
+use nd_tables::scores::{self, ActivationRow, RowRef};
 use rayon::prelude::*;
 use serde_json::json;
 
@@ -258,9 +258,20 @@ pub fn iou(inter: u64, act: u64, truth: u64) -> f64 {
     }
 }
 
-/// The score rows of every layer: each label a unit intersects, plus the best label of
-/// every category (highest IoU, the smallest label number on ties).
-pub fn score_rows(dataset: &nd_broden::Dataset, counts: &Counts) -> Vec<Row> {
+/// Rows of `scores.parquet` written at a time: the table (up to every unit against every
+/// label, millions of rows for a deep layer on Broden) is never held whole. A multiple of
+/// the Parquet writer's 1,024-row mini-batches, so the file is the same bytes as one
+/// written at once.
+const BATCH_ROWS: usize = 1 << 16;
+
+/// The score rows of every layer, in order (layer, unit, label), to `f`: each label a unit
+/// intersects, plus the best label of every category (highest IoU, the smallest label
+/// number on ties).
+pub fn score_rows<'a, E>(
+    dataset: &'a nd_broden::Dataset,
+    counts: &'a Counts,
+    mut f: impl FnMut(RowRef<'a>) -> Result<(), E>,
+) -> Result<(), E> {
     let n_labels = counts.n_labels;
     let n_categories = counts.n_categories;
     let primary: Vec<usize> = (0..n_labels as u32)
@@ -279,7 +290,7 @@ pub fn score_rows(dataset: &nd_broden::Dataset, counts: &Counts) -> Vec<Row> {
         .iter()
         .map(|c| c.name.as_str())
         .collect();
-    let mut out = Vec::new();
+    let mut keep = vec![false; n_labels];
     for layer in &counts.layers {
         for unit in 0..layer.units {
             let inter = &layer.inter[unit * n_labels..(unit + 1) * n_labels];
@@ -288,9 +299,8 @@ pub fn score_rows(dataset: &nd_broden::Dataset, counts: &Counts) -> Vec<Row> {
                 let l = label as usize;
                 iou(inter[l], act[primary[l]], counts.truth[l])
             };
-            let mut keep = vec![false; n_labels];
-            for (l, &n) in inter.iter().enumerate() {
-                keep[l] = n > 0;
+            for (k, &n) in keep.iter_mut().zip(inter) {
+                *k = n > 0;
             }
             for labels in &candidates {
                 let mut best: Option<(u32, f64)> = None;
@@ -305,21 +315,21 @@ pub fn score_rows(dataset: &nd_broden::Dataset, counts: &Counts) -> Vec<Row> {
                 }
             }
             for (l, _) in keep.iter().enumerate().filter(|(_, k)| **k) {
-                out.push(Row {
-                    layer: layer.name.clone(),
+                f(RowRef {
+                    layer: &layer.name,
                     unit: unit as u32,
                     label: l as u32,
-                    name: dataset.label_name(l as u32).to_owned(),
-                    category: category_names[primary[l]].to_owned(),
+                    name: dataset.label_name(l as u32),
+                    category: category_names[primary[l]],
                     truth: counts.truth[l],
                     activation: act[primary[l]],
                     intersect: inter[l],
                     iou: score(l as u32),
-                });
+                })?;
             }
         }
     }
-    out
+    Ok(())
 }
 
 pub use nd_store::Outcome;
@@ -356,10 +366,20 @@ fn write(
     rows: std::ops::Range<usize>,
     extra_outputs: serde_json::Value,
 ) -> Result<nd_store::Artifact> {
-    let table = score_rows(dataset, counts);
     let pending = store.begin(spec)?;
     let metadata = pending.table_metadata();
-    scores::write_rows(&pending.dir().join(scores::FILE), &table, &metadata)?;
+    let mut writer = scores::RowWriter::create(&pending.dir().join(scores::FILE), &metadata)?;
+    let mut batch = Vec::with_capacity(BATCH_ROWS);
+    score_rows(dataset, counts, |row| -> Result<()> {
+        batch.push(row);
+        if batch.len() == BATCH_ROWS {
+            writer.write(&batch)?;
+            batch.clear();
+        }
+        Ok(())
+    })?;
+    writer.write(&batch)?;
+    writer.finish()?;
     scores::write_truth(
         &pending.dir().join(scores::TRUTH_FILE),
         &counts.truth,

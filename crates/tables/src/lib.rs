@@ -64,25 +64,63 @@ pub fn dictionary<'a>(values: impl IntoIterator<Item = &'a str>) -> ArrayRef {
 /// Writes one batch as a Parquet file with the given key-value metadata, which goes into
 /// the Arrow schema (where pyarrow and polars show it) and so into the file's footer too.
 pub fn write(path: &Path, batch: &RecordBatch, metadata: &[(String, String)]) -> Result<()> {
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("valid level"),
-        ))
-        .set_created_by("netdissect".to_owned())
-        .build();
-    let schema = batch.schema().as_ref().clone().with_metadata(
-        metadata
-            .iter()
-            .cloned()
-            .collect::<std::collections::HashMap<_, _>>(),
-    );
-    let batch = batch.clone().with_schema(Arc::new(schema))?;
-    let file = std::fs::File::create(path).map_err(|e| file_error(path, e))?;
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(properties))
-        .map_err(|e| file_error(path, e))?;
-    writer.write(&batch).map_err(|e| file_error(path, e))?;
-    writer.close().map_err(|e| file_error(path, e))?;
-    Ok(())
+    let mut writer = Writer::create(path, batch.schema().as_ref(), metadata)?;
+    writer.write(batch)?;
+    writer.finish()
+}
+
+/// A Parquet file written batch by batch (the same file as [`write`] of the batches put
+/// together): a table of any length is written in bounded memory.
+pub struct Writer {
+    path: PathBuf,
+    schema: Arc<arrow::datatypes::Schema>,
+    inner: ArrowWriter<std::fs::File>,
+}
+
+impl Writer {
+    /// Creates the file for batches of `schema`, with the given key-value metadata.
+    pub fn create(
+        path: &Path,
+        schema: &arrow::datatypes::Schema,
+        metadata: &[(String, String)],
+    ) -> Result<Writer> {
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(3).expect("valid level"),
+            ))
+            .set_created_by("netdissect".to_owned())
+            .build();
+        let schema = Arc::new(
+            schema.clone().with_metadata(
+                metadata
+                    .iter()
+                    .cloned()
+                    .collect::<std::collections::HashMap<_, _>>(),
+            ),
+        );
+        let file = std::fs::File::create(path).map_err(|e| file_error(path, e))?;
+        let inner = ArrowWriter::try_new(file, schema.clone(), Some(properties))
+            .map_err(|e| file_error(path, e))?;
+        Ok(Writer {
+            path: path.to_owned(),
+            schema,
+            inner,
+        })
+    }
+
+    /// Appends the rows of a batch of the writer's schema.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let batch = batch.clone().with_schema(self.schema.clone())?;
+        self.inner
+            .write(&batch)
+            .map_err(|e| file_error(&self.path, e))
+    }
+
+    /// Writes the footer and closes the file.
+    pub fn finish(self) -> Result<()> {
+        self.inner.close().map_err(|e| file_error(&self.path, e))?;
+        Ok(())
+    }
 }
 
 /// Reads a whole Parquet file into one batch.

@@ -12,7 +12,7 @@ use arrow::array::{ArrayRef, Float64Array, UInt32Array, UInt64Array};
 use arrow::datatypes::{Float64Type, UInt32Type, UInt64Type};
 use arrow::record_batch::RecordBatch;
 
-use crate::{Result, dictionary, read, strings, values, write};
+use crate::{Result, Writer, dictionary, read, strings, values, write};
 
 pub const FILE: &str = "scores.parquet";
 pub const TRUTH_FILE: &str = "truth.parquet";
@@ -39,9 +39,41 @@ pub struct Row {
     pub iou: f64,
 }
 
-pub fn write_rows(path: &Path, rows: &[Row], metadata: &[(String, String)]) -> Result<()> {
-    let batch = RecordBatch::try_from_iter([
-        ("layer", dictionary(rows.iter().map(|r| r.layer.as_str()))),
+impl Row {
+    /// The row with its strings borrowed.
+    pub fn as_ref(&self) -> RowRef<'_> {
+        RowRef {
+            layer: &self.layer,
+            unit: self.unit,
+            label: self.label,
+            name: &self.name,
+            category: &self.category,
+            truth: self.truth,
+            activation: self.activation,
+            intersect: self.intersect,
+            iou: self.iou,
+        }
+    }
+}
+
+/// A [`Row`] whose strings are borrowed (from the dataset's labels and categories): what
+/// the score stage writes, without a string allocated per row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RowRef<'a> {
+    pub layer: &'a str,
+    pub unit: u32,
+    pub label: u32,
+    pub name: &'a str,
+    pub category: &'a str,
+    pub truth: u64,
+    pub activation: u64,
+    pub intersect: u64,
+    pub iou: f64,
+}
+
+fn batch_of(rows: &[RowRef]) -> Result<RecordBatch> {
+    Ok(RecordBatch::try_from_iter([
+        ("layer", dictionary(rows.iter().map(|r| r.layer))),
         (
             "unit",
             Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.unit))) as ArrayRef,
@@ -50,11 +82,8 @@ pub fn write_rows(path: &Path, rows: &[Row], metadata: &[(String, String)]) -> R
             "label",
             Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.label))),
         ),
-        ("name", dictionary(rows.iter().map(|r| r.name.as_str()))),
-        (
-            "category",
-            dictionary(rows.iter().map(|r| r.category.as_str())),
-        ),
+        ("name", dictionary(rows.iter().map(|r| r.name))),
+        ("category", dictionary(rows.iter().map(|r| r.category))),
         (
             "truth",
             Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.truth))),
@@ -75,8 +104,39 @@ pub fn write_rows(path: &Path, rows: &[Row], metadata: &[(String, String)]) -> R
             "iou",
             Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.iou))),
         ),
-    ])?;
-    write(path, &batch, metadata)
+    ])?)
+}
+
+/// `scores.parquet` written a batch of rows at a time, so that a table of millions of rows
+/// (every unit of a deep layer against every concept of Broden) never sits in memory whole.
+pub struct RowWriter {
+    inner: Writer,
+}
+
+impl RowWriter {
+    pub fn create(path: &Path, metadata: &[(String, String)]) -> Result<RowWriter> {
+        let schema = batch_of(&[])?.schema();
+        Ok(RowWriter {
+            inner: Writer::create(path, &schema, metadata)?,
+        })
+    }
+
+    pub fn write(&mut self, rows: &[RowRef]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.inner.write(&batch_of(rows)?)
+    }
+
+    pub fn finish(self) -> Result<()> {
+        self.inner.finish()
+    }
+}
+
+pub fn write_rows(path: &Path, rows: &[Row], metadata: &[(String, String)]) -> Result<()> {
+    let mut writer = RowWriter::create(path, metadata)?;
+    writer.write(&rows.iter().map(Row::as_ref).collect::<Vec<_>>())?;
+    writer.finish()
 }
 
 pub fn read_rows(path: &Path) -> Result<Vec<Row>> {
@@ -191,4 +251,59 @@ pub fn read_activation(path: &Path) -> Result<Vec<ActivationRow>> {
             pixels: pixels[i],
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(n: u32) -> Vec<Row> {
+        let names = ["sky", "grass-s", "", "dog"];
+        (0..n)
+            .map(|i| Row {
+                layer: ["layer3", "layer4"][(i / 5000) as usize % 2].to_owned(),
+                unit: i / 37,
+                label: i % 37,
+                name: names[(i % 4) as usize].to_owned(),
+                category: ["object", "scene"][(i % 3 == 0) as usize].to_owned(),
+                truth: u64::from(i) * 3,
+                activation: u64::from(i) * 2 + 1,
+                intersect: u64::from(i % 11),
+                iou: f64::from(i % 11) / f64::from(i + 1),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rows_written_in_batches_are_the_rows_written_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = rows(10_000);
+        let metadata = [("stage".to_owned(), "score".to_owned())];
+        let whole = dir.path().join("whole.parquet");
+        write_rows(&whole, &rows, &metadata).unwrap();
+        let refs: Vec<RowRef> = rows.iter().map(Row::as_ref).collect();
+        for size in [1024, 3000] {
+            let path = dir.path().join(format!("batches-{size}.parquet"));
+            let mut writer = RowWriter::create(&path, &metadata).unwrap();
+            for batch in refs.chunks(size) {
+                writer.write(batch).unwrap();
+            }
+            writer.write(&[]).unwrap();
+            writer.finish().unwrap();
+            assert_eq!(read_rows(&path).unwrap(), rows, "batches of {size}");
+            assert_eq!(
+                crate::metadata(&path).unwrap()["stage"],
+                "score",
+                "batches of {size}"
+            );
+            // The writer cuts pages every 1,024 rows: batches of a multiple of that give the
+            // same file, byte for byte.
+            if size % 1024 == 0 {
+                assert_eq!(
+                    std::fs::read(&path).unwrap(),
+                    std::fs::read(&whole).unwrap()
+                );
+            }
+        }
+    }
 }
