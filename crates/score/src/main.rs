@@ -60,9 +60,24 @@ enum Command {
 }
 
 fn main() {
+    share_arenas();
     if let Err(e) = run() {
         eprintln!("nd-score: error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+/// Gives the process two malloc arenas instead of glibc's one per thread (up to eight per
+/// core). Scoring frees memory on other threads than allocated it (the reader's mask
+/// blocks, the label maps decoded for a block), and every arena keeps its own high-water
+/// mark of such blocks: with an arena per thread the peak memory varied by a quarter from
+/// run to run and grew with the dataset (56-61 MiB on 2,000 images, 65-67 MiB on 8,000),
+/// with two it is 42-51 and 45-47 MiB, at the same speed. Call before any thread starts.
+fn share_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 
