@@ -5,7 +5,7 @@
 #
 # Generates two synthetic datasets (224×224), extracts ResNet-18 layer2–layer4 (seeded
 # random weights) once per dataset, then runs each later stage alone under /usr/bin/time
-# and prints its maximum resident set size (the median of three runs). Everything goes to
+# and prints its maximum resident set size (the median of five runs). Everything goes to
 # a scratch cache under .netdissect/bench; rerunning reuses the extractions.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,16 +31,16 @@ peak() { # runs a command; sets $mib to its max RSS in MiB and $out to its stdou
 
 median() { printf '%s\n' "$@" | sort -n | sed -n "$(( ($# + 1) / 2 ))p"; }
 
-# Each stage's peak is the median of three runs: a run's peak varies by several MiB with
-# what the allocator happens to keep (massif: the heap itself grows only by the dataset's
-# index, about 750 bytes a row).
+# Each stage's peak is the median of five runs: a run's peak varies by several MiB with
+# what the allocator happens to keep (heaptrack: the heap itself grows only by the
+# dataset's index, about 230 bytes a row).
 printf '%-8s %8s %12s   %s\n' images stage "peak MiB" "(three runs)"
 for n in "$small" "$large"; do
   data=$work/synth-224-$n
   [ -d "$data" ] || "$bin/netdissect" synth "$data" --images "$n" --size 224 --seed 7 >/dev/null
   activations=$("$bin/nd-extract" --dataset "$data" --model "$model" --layers layer2,layer3,layer4 --cache "$cache" --no-progress 2>/dev/null)
   qs=() ss=() cs=()
-  for _ in 1 2 3; do
+  for _ in 1 2 3 4 5; do
     # Fresh artifacts each time: the quantile, segment and score keys depend on `top`.
     top=0.00$RANDOM$RANDOM
     peak "$bin/nd-quantile" --activations "$activations" --top "$top"
