@@ -310,6 +310,24 @@ pub fn run(store: &nd_store::Store, inputs: &Inputs, config: &Config) -> Result<
     })
 }
 
+/// The next-best labels a unit's card and page list after its top label.
+const NEXT: usize = 4;
+
+/// Puts the label `(iou, label)` into `best` (highest IoU first, the smaller label number on
+/// ties; at most `keep` long) when it is among the `keep` best seen, made by `make`.
+fn keep_best(
+    best: &mut Vec<CategoryBest>,
+    (iou, label): (f64, u32),
+    make: impl FnOnce() -> CategoryBest,
+    keep: usize,
+) {
+    let at = best.partition_point(|c| c.iou.total_cmp(&iou).then(label.cmp(&c.label)).is_gt());
+    if at < keep {
+        best.insert(at, make());
+        best.truncate(keep);
+    }
+}
+
 /// A unit's best label in one category.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct CategoryBest {
@@ -465,22 +483,37 @@ fn read_report(inputs: &Inputs) -> Result<Report> {
             });
     }
 
-    // scores.parquet: every label that overlaps a unit's masks, for the next-best labels.
-    let rows = nd_tables::scores::read_rows(&inputs.scores.dir.join(nd_tables::scores::FILE))?;
-    let mut all: BTreeMap<(String, u32), Vec<CategoryBest>> = BTreeMap::new();
-    for row in &rows {
+    // scores.parquet: every label that overlaps a unit's masks, for the next-best labels. The
+    // table streams past (millions of rows for a deep layer on Broden), keeping each unit's
+    // best NEXT + 1 labels: the page shows NEXT after the top label, which is at most one
+    // of them.
+    let mut all: BTreeMap<String, Vec<Vec<CategoryBest>>> = BTreeMap::new();
+    let scores_path = inputs.scores.dir.join(nd_tables::scores::FILE);
+    nd_tables::scores::for_each_row(&scores_path, |row| -> Result<()> {
         if row.intersect == 0 {
-            continue;
+            return Ok(());
         }
-        all.entry((row.layer.clone(), row.unit))
-            .or_default()
-            .push(CategoryBest {
-                category: row.category.clone(),
+        if !all.contains_key(row.layer) {
+            all.insert(row.layer.to_owned(), Vec::new());
+        }
+        let units = all.get_mut(row.layer).expect("inserted above");
+        let unit = row.unit as usize;
+        if units.len() <= unit {
+            units.resize_with(unit + 1, Vec::new);
+        }
+        keep_best(
+            &mut units[unit],
+            (row.iou, row.label),
+            || CategoryBest {
+                category: row.category.to_owned(),
                 label: row.label,
-                name: row.name.clone(),
+                name: row.name.to_owned(),
                 iou: row.iou,
-            });
-    }
+            },
+            NEXT + 1,
+        );
+        Ok(())
+    })?;
 
     let mut layers = Vec::new();
     for (index, layer_summary) in layer_summaries.iter().enumerate() {
@@ -507,14 +540,16 @@ fn read_report(inputs: &Inputs) -> Result<Report> {
                         iou: u_iou[i],
                     })
             });
-            let mut next = all.remove(&(name.clone(), unit)).unwrap_or_default();
-            // Highest IoU first; the smaller label number on ties.
-            next.sort_by(|a, b| b.iou.total_cmp(&a.iou).then(a.label.cmp(&b.label)));
+            let mut next = all
+                .get_mut(&name)
+                .and_then(|units| units.get_mut(unit as usize))
+                .map(std::mem::take)
+                .unwrap_or_default();
             next.retain(|c| {
                 top.as_ref()
                     .is_none_or(|t| !(t.label == c.label && t.category == c.category))
             });
-            next.truncate(4);
+            next.truncate(NEXT);
             units.push(Unit {
                 unit,
                 detector: u_iou[i] >= iou_threshold,
@@ -737,6 +772,29 @@ pub fn write_run_index(dir: &Path, models: &[RunModel]) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keeping_the_best_while_streaming_equals_sorting_all() {
+        // IoUs with many ties, labels in a scrambled order.
+        let all: Vec<CategoryBest> = (0..200u32)
+            .map(|i| CategoryBest {
+                category: format!("c{}", i % 3),
+                label: (i * 37) % 200,
+                name: format!("l{i}"),
+                iou: f64::from((i * 13) % 7) / 7.0,
+            })
+            .collect();
+        for keep in [1, 5, 300] {
+            let mut best = Vec::new();
+            for c in &all {
+                keep_best(&mut best, (c.iou, c.label), || c.clone(), keep);
+            }
+            let mut sorted = all.clone();
+            sorted.sort_by(|a, b| b.iou.total_cmp(&a.iou).then(a.label.cmp(&b.label)));
+            sorted.truncate(keep);
+            assert_eq!(best, sorted, "keep {keep}");
+        }
+    }
 
     #[test]
     fn top_images_are_the_highest_maxima_earliest_first_on_ties() {

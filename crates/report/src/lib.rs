@@ -124,7 +124,6 @@ fn choices(scores: &nd_store::Artifact) -> Result<(Vec<String>, Vec<LayerChoices
                 .collect()
         })
         .unwrap_or_default();
-    let rows = nd_tables::scores::read_rows(&scores.dir.join(nd_tables::scores::FILE))?;
     let mut out: Vec<LayerChoices> = layers
         .iter()
         .map(|(name, units)| (name.clone(), vec![vec![None; categories.len()]; *units]))
@@ -134,10 +133,13 @@ fn choices(scores: &nd_store::Artifact) -> Result<(Vec<String>, Vec<LayerChoices
         .enumerate()
         .map(|(i, (n, _))| (n.as_str(), i))
         .collect();
-    for row in rows {
+    // The table streams past (it has a row per unit and overlapping label: millions for a
+    // deep layer on Broden); only each unit's best rows are kept.
+    let path = scores.dir.join(nd_tables::scores::FILE);
+    nd_tables::scores::for_each_row(&path, |row| -> Result<()> {
         let (Some(&l), Some(c)) = (
-            layer_index.get(row.layer.as_str()),
-            categories.iter().position(|c| *c == row.category),
+            layer_index.get(row.layer),
+            categories.iter().position(|c| c == row.category),
         ) else {
             return Err(Error::Input(format!(
                 "{}: row for layer `{}` category `{}` not in the manifest",
@@ -146,7 +148,16 @@ fn choices(scores: &nd_store::Artifact) -> Result<(Vec<String>, Vec<LayerChoices
                 row.category
             )));
         };
-        let slot = &mut out[l].1[row.unit as usize][c];
+        let Some(unit) = out[l].1.get_mut(row.unit as usize) else {
+            return Err(Error::Input(format!(
+                "{}: a row for unit {} of layer `{}`, which has {} units",
+                scores.dir.display(),
+                row.unit,
+                row.layer,
+                out[l].1.len()
+            )));
+        };
+        let slot = &mut unit[c];
         // Highest IoU, the smallest label number on ties (the score stage's rule).
         let better = match slot {
             None => true,
@@ -158,10 +169,11 @@ fn choices(scores: &nd_store::Artifact) -> Result<(Vec<String>, Vec<LayerChoices
         if better {
             *slot = Some(Choice {
                 label: row.label,
-                row,
+                row: row.to_owned(),
             });
         }
-    }
+        Ok(())
+    })?;
     Ok((categories, out))
 }
 

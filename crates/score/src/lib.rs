@@ -460,8 +460,8 @@ pub fn read_counts(scores: &nd_store::Artifact) -> Result<Counts> {
         layer.act[unit * n_categories + c] = row.activation;
         layer.pixels[unit] = row.pixels;
     }
-    for row in scores::read_rows(&scores.dir.join(scores::FILE))? {
-        let layer = &mut counts.layers[layer_index(&row.layer)?];
+    scores::for_each_row(&scores.dir.join(scores::FILE), |row| -> Result<()> {
+        let layer = &mut counts.layers[layer_index(row.layer)?];
         let (unit, label) = (row.unit as usize, row.label as usize);
         if unit >= layer.units || label >= n_labels {
             return Err(bad(&format!(
@@ -470,7 +470,8 @@ pub fn read_counts(scores: &nd_store::Artifact) -> Result<Counts> {
             )));
         }
         layer.inter[unit * n_labels + label] = row.intersect;
-    }
+        Ok(())
+    })?;
     Ok(counts)
 }
 

@@ -168,6 +168,85 @@ pub fn values<T: ArrowPrimitiveType>(batch: &RecordBatch, name: &str) -> Result<
     Ok(array.values().to_vec())
 }
 
+/// A string column of a batch, plain or dictionary-encoded, read in place (a null reads as
+/// the empty string, as in [`strings`]).
+pub enum StrColumn<'a> {
+    Plain(&'a StringArray),
+    Dictionary {
+        keys: &'a arrow::array::Int32Array,
+        values: &'a StringArray,
+    },
+}
+
+impl<'a> StrColumn<'a> {
+    pub fn of(batch: &'a RecordBatch, name: &str) -> Result<StrColumn<'a>> {
+        let array = column(batch, name)?;
+        let wrong = || Error::Column(name.to_owned());
+        Ok(match array.data_type() {
+            DataType::Utf8 => StrColumn::Plain(array.as_string::<i32>()),
+            DataType::Dictionary(key, _) if **key == DataType::Int32 => {
+                let dictionary = array.as_dictionary::<Int32Type>();
+                StrColumn::Dictionary {
+                    keys: dictionary.keys(),
+                    values: dictionary
+                        .values()
+                        .as_string_opt::<i32>()
+                        .ok_or_else(wrong)?,
+                }
+            }
+            _ => return Err(wrong()),
+        })
+    }
+
+    /// The value of row `i`.
+    pub fn get(&self, i: usize) -> &'a str {
+        match self {
+            StrColumn::Plain(array) if array.is_valid(i) => array.value(i),
+            StrColumn::Dictionary { keys, values } if keys.is_valid(i) => {
+                let key = keys.value(i) as usize;
+                if values.is_valid(key) {
+                    values.value(key)
+                } else {
+                    ""
+                }
+            }
+            _ => "",
+        }
+    }
+}
+
+/// A primitive column's values in place; a column with nulls is refused, as in [`values`].
+pub fn primitives<'a, T: ArrowPrimitiveType>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a [T::Native]> {
+    let array = column(batch, name)?
+        .as_primitive_opt::<T>()
+        .ok_or_else(|| Error::Column(name.to_owned()))?;
+    if array.null_count() > 0 {
+        return Err(Error::Column(format!("{name} (it has nulls)")));
+    }
+    Ok(array.values())
+}
+
+/// Calls `f` with each batch of a Parquet file in turn: a table of any length is read in
+/// bounded memory.
+pub fn for_each_batch<E: From<Error>>(
+    path: &Path,
+    mut f: impl FnMut(&RecordBatch) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    let file = std::fs::File::open(path).map_err(|e| file_error(path, e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| file_error(path, e))?
+        .with_batch_size(1 << 16)
+        .build()
+        .map_err(|e| file_error(path, e))?;
+    for batch in reader {
+        f(&batch.map_err(|e| file_error(path, e))?)?;
+    }
+    Ok(())
+}
+
 /// A string column's values, whether plain or dictionary-encoded.
 pub fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<String>> {
     let array = column(batch, name)?;

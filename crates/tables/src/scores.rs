@@ -12,7 +12,9 @@ use arrow::array::{ArrayRef, Float64Array, UInt32Array, UInt64Array};
 use arrow::datatypes::{Float64Type, UInt32Type, UInt64Type};
 use arrow::record_batch::RecordBatch;
 
-use crate::{Result, Writer, dictionary, read, strings, values, write};
+use crate::{
+    Result, StrColumn, Writer, dictionary, for_each_batch, primitives, read, strings, values, write,
+};
 
 pub const FILE: &str = "scores.parquet";
 pub const TRUTH_FILE: &str = "truth.parquet";
@@ -139,30 +141,65 @@ pub fn write_rows(path: &Path, rows: &[Row], metadata: &[(String, String)]) -> R
     writer.finish()
 }
 
+impl RowRef<'_> {
+    /// The row with its strings owned.
+    pub fn to_owned(&self) -> Row {
+        Row {
+            layer: self.layer.to_owned(),
+            unit: self.unit,
+            label: self.label,
+            name: self.name.to_owned(),
+            category: self.category.to_owned(),
+            truth: self.truth,
+            activation: self.activation,
+            intersect: self.intersect,
+            iou: self.iou,
+        }
+    }
+}
+
+/// Calls `f` with every row of `scores.parquet`, in order, a batch at a time with the
+/// strings borrowed from the batch: the table (millions of rows for a deep layer on
+/// Broden) is never held whole.
+pub fn for_each_row<E: From<crate::Error>>(
+    path: &Path,
+    mut f: impl FnMut(RowRef<'_>) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    for_each_batch(path, |batch| -> std::result::Result<(), E> {
+        let layer = StrColumn::of(batch, "layer")?;
+        let unit = primitives::<UInt32Type>(batch, "unit")?;
+        let label = primitives::<UInt32Type>(batch, "label")?;
+        let name = StrColumn::of(batch, "name")?;
+        let category = StrColumn::of(batch, "category")?;
+        let truth = primitives::<UInt64Type>(batch, "truth")?;
+        let activation = primitives::<UInt64Type>(batch, "activation")?;
+        let intersect = primitives::<UInt64Type>(batch, "intersect")?;
+        let iou = primitives::<Float64Type>(batch, "iou")?;
+        for i in 0..batch.num_rows() {
+            f(RowRef {
+                layer: layer.get(i),
+                unit: unit[i],
+                label: label[i],
+                name: name.get(i),
+                category: category.get(i),
+                truth: truth[i],
+                activation: activation[i],
+                intersect: intersect[i],
+                iou: iou[i],
+            })?;
+        }
+        Ok(())
+    })
+}
+
+/// Every row of `scores.parquet`, owned.
 pub fn read_rows(path: &Path) -> Result<Vec<Row>> {
-    let batch = read(path)?;
-    let layer = strings(&batch, "layer")?;
-    let unit = values::<UInt32Type>(&batch, "unit")?;
-    let label = values::<UInt32Type>(&batch, "label")?;
-    let name = strings(&batch, "name")?;
-    let category = strings(&batch, "category")?;
-    let truth = values::<UInt64Type>(&batch, "truth")?;
-    let activation = values::<UInt64Type>(&batch, "activation")?;
-    let intersect = values::<UInt64Type>(&batch, "intersect")?;
-    let iou = values::<Float64Type>(&batch, "iou")?;
-    Ok((0..batch.num_rows())
-        .map(|i| Row {
-            layer: layer[i].clone(),
-            unit: unit[i],
-            label: label[i],
-            name: name[i].clone(),
-            category: category[i].clone(),
-            truth: truth[i],
-            activation: activation[i],
-            intersect: intersect[i],
-            iou: iou[i],
-        })
-        .collect())
+    let mut rows = Vec::new();
+    for_each_row(path, |row| -> Result<()> {
+        rows.push(row.to_owned());
+        Ok(())
+    })?;
+    Ok(rows)
 }
 
 /// `truth.parquet`: every label's pixel count (labels that never occur included).
