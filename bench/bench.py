@@ -468,6 +468,11 @@ def main():
     p.add_argument("--no-flatness", action="store_true",
                    help="skip the peak memory of the later stages at N and 4 N images")
     args = p.parse_args()
+    chromium = os.environ.get("NETDISSECT_CHROMIUM", "/usr/bin/chromium")
+    if not args.no_pages and not os.access(chromium, os.X_OK):
+        # Found now, not after half an hour of measurements.
+        fail(f"no Chromium at {chromium} for the report's timing: run scripts/setup-browser "
+             "(bench/run does), set NETDISSECT_CHROMIUM, or pass --no-pages")
     os.makedirs(args.work, exist_ok=True)
     data = os.path.join(args.work, f"synth-224-{args.images}")
     if not os.path.isdir(data):
