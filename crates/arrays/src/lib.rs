@@ -10,6 +10,11 @@
 //! <layer>/max/                   [image, unit] float32, max over y and x
 //! ```
 //!
+//! Every chunk of every array the project writes ends with the crc32c checksum of its
+//! compressed bytes (Zarr v3's `crc32c` codec, which zarr-python reads too), checked as it
+//! is decoded: a chunk whose bytes changed on disk is an [`Error::Damaged`] naming the
+//! artifact, the file and the chunk, never values.
+//!
 //! Chunks span a block of images and a block of units ([`chunk_shape`]): the extract stage
 //! writes whole rows of chunks as its batches arrive (never rewriting a chunk), and the
 //! quantile stage reads all images of a block of units by reading one column of chunks.
@@ -31,14 +36,17 @@
 
 pub mod masks;
 pub mod store;
+pub mod verify;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use store::ArtifactStore;
-use zarrs::array::codec::{BloscCodec, BloscCompressionLevel, BloscCompressor, BloscShuffleMode};
-use zarrs::array::{Array, ArrayBuilder, ArrayBytes, data_type};
+use zarrs::array::codec::{
+    BloscCodec, BloscCompressionLevel, BloscCompressor, BloscShuffleMode, Crc32cCodec,
+};
+use zarrs::array::{Array, ArrayBuilder, ArrayBytes, ArrayError, data_type};
 use zarrs::group::GroupBuilder;
 
 /// Errors of activation storage, with the array they concern.
@@ -48,6 +56,83 @@ pub enum Error {
     Store { path: PathBuf, message: String },
     #[error("layer `{layer}`: {message}")]
     Layer { layer: String, message: String },
+    /// A chunk whose stored bytes are not those written: it fails its checksum, or cannot
+    /// be decoded.
+    #[error("{}", damaged_message(file, array, chunk, message))]
+    Damaged {
+        /// The chunk's file.
+        file: PathBuf,
+        /// The array's path inside its group (`/conv3/activations`).
+        array: String,
+        /// The chunk's indices.
+        chunk: Vec<u64>,
+        message: String,
+    },
+}
+
+fn damaged_message(file: &Path, array: &str, chunk: &[u64], message: &str) -> String {
+    let chunk = chunk
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    match nd_store::integrity::artifact_of(file) {
+        Some(artifact) => {
+            let relative = file.strip_prefix(&artifact.dir).unwrap_or(file);
+            format!(
+                "cache: {artifact} is damaged: chunk [{chunk}] of `{}` ({}) {message}; {}",
+                array.trim_start_matches('/'),
+                relative.display(),
+                nd_store::integrity::repair_hint(&artifact)
+            )
+        }
+        None => format!(
+            "zarr store: chunk [{chunk}] of `{}` ({}) {message}",
+            array.trim_start_matches('/'),
+            file.display()
+        ),
+    }
+}
+
+/// The error for a failed read of chunk `chunk` of `array` in the group at `root`: a chunk
+/// that does not decode is damage (its checksum is checked first, so a chunk that passes
+/// it decodes); anything else (a file that cannot be read) stays an error of the layer.
+pub(crate) fn read_error(
+    root: &Path,
+    array: &Array<ArtifactStore>,
+    chunk: &[u64],
+    layer: &str,
+    e: ArrayError,
+) -> Error {
+    let message = match &e {
+        ArrayError::CodecError(zarrs::array::CodecError::InvalidChecksum) => {
+            "fails its crc32c checksum".to_owned()
+        }
+        ArrayError::CodecError(codec) => format!("cannot be decoded ({codec})"),
+        _ => {
+            return Error::Layer {
+                layer: layer.to_owned(),
+                message: format!("{e} ({})", root.display()),
+            };
+        }
+    };
+    let key = array.chunk_key(chunk);
+    Error::Damaged {
+        file: root.join(key.as_str()),
+        array: array.path().to_string(),
+        chunk: chunk.to_vec(),
+        message,
+    }
+}
+
+/// The codec every chunk ends with: the crc32c checksum of the bytes before it.
+///
+/// zarrs (0.23) checks it only when it decodes a whole chunk: a read of part of a chunk goes
+/// through its partial decoders, which strip the checksum unchecked. So every read of this
+/// crate decodes whole chunks ([`Array::retrieve_chunk`]) and copies out what it needs;
+/// a test flips a byte and reads it back every way there is.
+pub(crate) fn checksum() -> Arc<Crc32cCodec> {
+    Arc::new(Crc32cCodec::new())
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -129,6 +214,7 @@ pub fn compress_in_memory(values: &[f32], shape: LayerShape) -> Result<u64> {
         )));
     }
     let codec = activation_codec().map_err(error)?;
+    let crc = checksum();
     let options = CodecOptions::default();
     let [chunk_images, chunk_units, _, _] = chunk_shape(shape);
     let per_map = shape.per_map();
@@ -150,6 +236,9 @@ pub fn compress_in_memory(values: &[f32], shape: LayerShape) -> Result<u64> {
                     std::borrow::Cow::Borrowed(bytemuck::cast_slice(&chunk)),
                     &options,
                 )
+                .map_err(|e| error(e.to_string()))?;
+            let encoded = crc
+                .encode(encoded, &options)
                 .map_err(|e| error(e.to_string()))?;
             bytes += encoded.len() as u64;
         }
@@ -259,7 +348,7 @@ impl ActivationGroup {
             data_type::float32(),
             0.0f32,
         )
-        .bytes_to_bytes_codecs(vec![blosc.clone()])
+        .bytes_to_bytes_codecs(vec![blosc.clone(), checksum()])
         .dimension_names(["image", "unit", "y", "x"].into())
         .build(self.store.clone(), &format!("{node}/activations"))
         .map_err(|e| self.layer_error(layer, e))?;
@@ -272,7 +361,7 @@ impl ActivationGroup {
             data_type::float32(),
             0.0f32,
         )
-        .bytes_to_bytes_codecs(vec![blosc])
+        .bytes_to_bytes_codecs(vec![blosc, checksum()])
         .dimension_names(["image", "unit"].into())
         .build(self.store.clone(), &format!("{node}/max"))
         .map_err(|e| self.layer_error(layer, e))?;
@@ -314,6 +403,7 @@ impl ActivationGroup {
         };
         Ok(LayerReader {
             layer: layer.to_owned(),
+            root: self.path.clone(),
             shape,
             activations,
             max,
@@ -430,6 +520,8 @@ impl LayerWriter {
 /// Reads blocks of a layer's activations.
 pub struct LayerReader {
     layer: String,
+    /// The group's directory, for naming a damaged chunk's file.
+    root: PathBuf,
     shape: LayerShape,
     activations: Array<ArtifactStore>,
     max: Array<ArtifactStore>,
@@ -453,9 +545,34 @@ impl LayerReader {
     /// The values of `images × units × height × width`, row-major.
     pub fn read(&self, images: Range<u64>, units: Range<u64>) -> Result<Vec<f32>> {
         let s = self.shape;
-        self.activations
-            .retrieve_array_subset::<Vec<f32>>(&[images, units, 0..s.height, 0..s.width])
-            .map_err(|e| self.error(e))
+        if images.end > s.images || units.end > s.units {
+            return Err(self.error(format!(
+                "images {images:?} and units {units:?} asked of {}×{}",
+                s.images, s.units
+            )));
+        }
+        let (chunk_images, chunk_units) = self.chunk_extent();
+        let per_map = s.per_map();
+        let n_units = (units.end.saturating_sub(units.start)) as usize;
+        let n_images = (images.end.saturating_sub(images.start)) as usize;
+        let mut out = vec![0.0f32; n_images * n_units * per_map];
+        for ic in chunk_indices(&images, chunk_images) {
+            for uc in chunk_indices(&units, chunk_units) {
+                let chunk = self.read_chunk(ic, uc)?;
+                let image_range =
+                    chunk.images.start.max(images.start)..chunk.images.end.min(images.end);
+                let unit_range = chunk.units.start.max(units.start)..chunk.units.end.min(units.end);
+                for image in image_range {
+                    for unit in unit_range.clone() {
+                        let at = ((image - images.start) as usize * n_units
+                            + (unit - units.start) as usize)
+                            * per_map;
+                        out[at..at + per_map].copy_from_slice(chunk.map(image, unit));
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// One chunk of activations, decoded straight into the buffer it is returned in: the
@@ -474,10 +591,11 @@ impl LayerReader {
                 s.images, s.units
             )));
         }
+        let indices = [image_chunk, unit_chunk, 0, 0];
         let bytes = self
             .activations
-            .retrieve_chunk::<ArrayBytes<'static>>(&[image_chunk, unit_chunk, 0, 0])
-            .map_err(|e| self.error(e))?
+            .retrieve_chunk::<ArrayBytes<'static>>(&indices)
+            .map_err(|e| read_error(&self.root, &self.activations, &indices, &self.layer, e))?
             .into_fixed()
             .map_err(|e| self.error(e))?
             .into_owned();
@@ -500,16 +618,34 @@ impl LayerReader {
 
     /// The `[image, unit]` spatial maxima of a block of images, row-major.
     pub fn read_max_images(&self, images: Range<u64>) -> Result<Vec<f32>> {
-        self.max
-            .retrieve_array_subset::<Vec<f32>>(&[images, 0..self.shape.units])
-            .map_err(|e| self.error(e))
+        let units = self.shape.units as usize;
+        if images.end > self.shape.images {
+            return Err(self.error(format!("images {images:?} asked of {}", self.shape.images)));
+        }
+        // A chunk holds every unit of a block of images (as many as the activations').
+        let chunk_images = match self.max.chunk_shape(&[0, 0]) {
+            Ok(shape) => shape[0].get(),
+            Err(_) => return Ok(Vec::new()),
+        };
+        let mut out =
+            Vec::with_capacity((images.end.saturating_sub(images.start)) as usize * units);
+        for ic in chunk_indices(&images, chunk_images) {
+            let indices = [ic, 0];
+            let chunk = self
+                .max
+                .retrieve_chunk::<Vec<f32>>(&indices)
+                .map_err(|e| read_error(&self.root, &self.max, &indices, &self.layer, e))?;
+            let first = ic * chunk_images;
+            let from = images.start.max(first) - first;
+            let to = images.end.min(first + chunk_images) - first;
+            out.extend_from_slice(&chunk[from as usize * units..to as usize * units]);
+        }
+        Ok(out)
     }
 
     /// The `[image, unit]` spatial maxima of every map, row-major.
     pub fn read_max(&self) -> Result<Vec<f32>> {
-        self.max
-            .retrieve_array_subset::<Vec<f32>>(&[0..self.shape.images, 0..self.shape.units])
-            .map_err(|e| self.error(e))
+        self.read_max_images(0..self.shape.images)
     }
 
     fn error(&self, e: impl std::fmt::Display) -> Error {
@@ -518,6 +654,15 @@ impl LayerReader {
             message: e.to_string(),
         }
     }
+}
+
+/// The indices of the chunks of `extent` elements that `range` touches.
+fn chunk_indices(range: &Range<u64>, extent: u64) -> Range<u64> {
+    let extent = extent.max(1);
+    if range.is_empty() {
+        return 0..0;
+    }
+    range.start / extent..range.end.div_ceil(extent)
 }
 
 /// Decoded `f32` values, in the buffer the decoder wrote (when it is aligned for `f32`,
@@ -734,6 +879,69 @@ mod tests {
         let stored = chunk_bytes(&dir.path().join("a.zarr/conv/activations"));
         assert_eq!(compress_in_memory(&values, shape).unwrap(), stored);
         assert!(compress_in_memory(&values[1..], shape).is_err());
+    }
+
+    /// A chunk whose bytes changed on disk is an error naming the artifact, the array,
+    /// the file and the chunk, however it is read: never values.
+    #[test]
+    fn a_flipped_byte_is_an_error_naming_the_artifact_and_the_chunk() {
+        let cache = tempfile::tempdir().unwrap();
+        let key = "ab".repeat(32);
+        let artifact = cache.path().join("extract").join(&key);
+        let group = ActivationGroup::create(&artifact.join(ACTIVATIONS_DIR)).unwrap();
+        let shape = LayerShape {
+            images: 70,
+            units: 3,
+            height: 2,
+            width: 2,
+        };
+        let values: Vec<f32> = (0..70 * 12).map(|v| v as f32 * 0.25).collect();
+        let mut writer = group.create_layer("conv1", shape).unwrap();
+        writer.push(&values).unwrap();
+        writer.finish().unwrap();
+        let reader = group.open_layer("conv1").unwrap();
+        assert_eq!(
+            reader.read_chunk(1, 0).ok().unwrap().map(65, 2),
+            &values[788..792]
+        );
+        let flip = |relative: &str| {
+            let path = artifact.join(relative);
+            let mut bytes = std::fs::read(&path).unwrap();
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0x08;
+            std::fs::write(&path, bytes).unwrap();
+        };
+        flip("activations.zarr/conv1/activations/c/1/0/0/0");
+        flip("activations.zarr/conv1/max/c/1/0");
+        let reader = group.open_layer("conv1").unwrap();
+        let expected = |array: &str, chunk: &str, file: &str| {
+            format!(
+                "cache: the extract artifact abababababab ({}) is damaged: chunk [{chunk}] of \
+                 `conv1/{array}` (activations.zarr/conv1/{array}/{file}) fails its crc32c \
+                 checksum; run `netdissect verify --repair --cache {}` to move it aside, then \
+                 rerun to recompute it",
+                artifact.display(),
+                cache.path().display()
+            )
+        };
+        let chunk_error = expected("activations", "1, 0, 0, 0", "c/1/0/0/0");
+        let Err(err) = reader.read_chunk(1, 0) else {
+            panic!("a damaged chunk was decoded")
+        };
+        assert_eq!(err.to_string(), chunk_error);
+        // A read spanning several chunks names the one that fails.
+        assert_eq!(
+            reader.read(60..70, 0..3).unwrap_err().to_string(),
+            chunk_error
+        );
+        assert!(reader.read(0..64, 0..3).is_ok());
+        let max_error = expected("max", "1, 0", "c/1/0");
+        assert_eq!(reader.read_max().unwrap_err().to_string(), max_error);
+        assert_eq!(
+            reader.read_max_images(66..67).unwrap_err().to_string(),
+            max_error
+        );
+        assert!(reader.read_max_images(0..64).is_ok());
     }
 
     #[test]

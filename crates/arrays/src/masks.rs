@@ -104,7 +104,7 @@ impl<T: Element + Copy> Growing<T> {
         chunk: u64,
     ) -> Result<Self> {
         let array = ArrayBuilder::new(vec![0u64], vec![chunk], data_type, fill)
-            .bytes_to_bytes_codecs(vec![blosc(typesize)?])
+            .bytes_to_bytes_codecs(vec![blosc(typesize)?, crate::checksum()])
             .build(store.clone(), path)
             .map_err(|e| layer_error(path, e))?;
         Ok(Growing {
@@ -295,19 +295,28 @@ impl MaskGroup {
 
     pub fn open_layer(&self, layer: &str) -> Result<MaskReader> {
         let node = format!("/{}", node_name(layer));
-        let open = |name: &str| {
-            Array::open(self.store.clone(), &format!("{node}/{name}"))
-                .map_err(|e| layer_error(layer, e))
-        };
         let reader = MaskReader {
             layer: layer.to_owned(),
-            image_pairs: Sequential::new(open("image_pairs")?),
-            unit: Sequential::new(open("unit")?),
-            pair_runs: Sequential::new(open("pair_runs")?),
-            run_start: Sequential::new(open("run_start")?),
-            run_length: Sequential::new(open("run_length")?),
+            image_pairs: self.sequential(layer, &node, "image_pairs")?,
+            unit: self.sequential(layer, &node, "unit")?,
+            pair_runs: self.sequential(layer, &node, "pair_runs")?,
+            run_start: self.sequential(layer, &node, "run_start")?,
+            run_length: self.sequential(layer, &node, "run_length")?,
         };
         Ok(reader)
+    }
+}
+
+impl MaskGroup {
+    fn sequential<T: ElementOwned + Copy>(
+        &self,
+        layer: &str,
+        node: &str,
+        name: &str,
+    ) -> Result<Sequential<T>> {
+        Array::open(self.store.clone(), &format!("{node}/{name}"))
+            .map_err(|e| layer_error(layer, e))
+            .map(|array| Sequential::new(array, &self.path, layer))
     }
 }
 
@@ -323,19 +332,24 @@ fn store_error(path: &Path, e: impl std::fmt::Display) -> Error {
 /// images), so each chunk is decoded once in a sequential pass instead of once per block.
 struct Sequential<T> {
     array: Array<ArtifactStore>,
+    /// The group's directory and the layer, for errors.
+    root: PathBuf,
+    layer: String,
     /// Elements per chunk, as the array's metadata says.
     chunk: u64,
     last: Mutex<Option<(u64, Arc<Vec<T>>)>>,
 }
 
 impl<T: ElementOwned + Copy> Sequential<T> {
-    fn new(array: Array<ArtifactStore>) -> Self {
+    fn new(array: Array<ArtifactStore>, root: &Path, layer: &str) -> Self {
         // An empty array has no chunk to ask about, and is never read.
         let chunk = array
             .chunk_shape(&[0])
             .map_or(CHUNK, |shape| shape[0].get());
         Sequential {
             array,
+            root: root.to_owned(),
+            layer: layer.to_owned(),
             chunk,
             last: Mutex::new(None),
         }
@@ -345,7 +359,7 @@ impl<T: ElementOwned + Copy> Sequential<T> {
         self.array.shape()[0]
     }
 
-    fn chunk(&self, index: u64) -> Result<Arc<Vec<T>>, String> {
+    fn chunk(&self, index: u64) -> Result<Arc<Vec<T>>> {
         let mut last = self
             .last
             .lock()
@@ -355,27 +369,30 @@ impl<T: ElementOwned + Copy> Sequential<T> {
         {
             return Ok(values.clone());
         }
-        // The chunk's elements inside the array only: a short array (the offsets of a
-        // few thousand images) does not hold a whole chunk of fill values in memory.
-        let chunk = index * self.chunk..((index + 1) * self.chunk).min(self.len());
-        let values = Arc::new(
-            self.array
-                .retrieve_array_subset::<Vec<T>>(&[chunk])
-                .map_err(|e| e.to_string())?,
-        );
+        // The whole chunk, so that its checksum is checked (see `crate::checksum`), then
+        // only its elements inside the array: the last chunk is padded with fill values.
+        let mut values = self
+            .array
+            .retrieve_chunk::<Vec<T>>(&[index])
+            .map_err(|e| crate::read_error(&self.root, &self.array, &[index], &self.layer, e))?;
+        values.truncate((self.len().saturating_sub(index * self.chunk)) as usize);
+        let values = Arc::new(values);
         *last = Some((index, values.clone()));
         Ok(values)
     }
 
     /// The elements `range`, which must lie inside the array.
-    fn read(&self, range: Range<u64>) -> Result<Vec<T>, String> {
+    fn read(&self, range: Range<u64>) -> Result<Vec<T>> {
         if range.end > self.len() {
-            return Err(format!(
-                "{}: elements {}..{} asked of {}",
-                self.array.path(),
-                range.start,
-                range.end,
-                self.len()
+            return Err(layer_error(
+                &self.layer,
+                format!(
+                    "{}: elements {}..{} asked of {}",
+                    self.array.path(),
+                    range.start,
+                    range.end,
+                    self.len()
+                ),
             ));
         }
         let mut out = Vec::with_capacity((range.end - range.start) as usize);
@@ -455,10 +472,7 @@ impl MaskReader {
                 self.images()
             )));
         }
-        let pair_bounds = self
-            .image_pairs
-            .read(images.start..images.end + 1)
-            .map_err(bad)?;
+        let pair_bounds = self.image_pairs.read(images.start..images.end + 1)?;
         let monotone = |bounds: &[u64]| bounds.windows(2).all(|w| w[0] <= w[1]);
         if !monotone(&pair_bounds) {
             return Err(bad(
@@ -466,19 +480,16 @@ impl MaskReader {
             ));
         }
         let pairs = pair_bounds[0]..pair_bounds[pair_bounds.len() - 1];
-        let units = self.unit.read(pairs.clone()).map_err(bad)?;
-        let run_bounds = self
-            .pair_runs
-            .read(pairs.start..pairs.end + 1)
-            .map_err(bad)?;
+        let units = self.unit.read(pairs.clone())?;
+        let run_bounds = self.pair_runs.read(pairs.start..pairs.end + 1)?;
         if !monotone(&run_bounds) {
             return Err(bad(
                 "pair_runs is not ascending: the masks are corrupt".into()
             ));
         }
         let runs = run_bounds[0]..run_bounds[run_bounds.len() - 1];
-        let starts = self.run_start.read(runs.clone()).map_err(bad)?;
-        let lengths = self.run_length.read(runs.clone()).map_err(bad)?;
+        let starts = self.run_start.read(runs.clone())?;
+        let lengths = self.run_length.read(runs.clone())?;
         Ok(MaskBlock {
             pair_bounds: pair_bounds
                 .iter()
@@ -587,6 +598,19 @@ mod tests {
             }
         }
         assert!(reader.read_block(39..41).is_err());
+        // A flipped byte in a chunk of runs is an error naming the chunk, never runs.
+        let file = dir.path().join(MASKS_DIR).join("layer4/run_start/c/2");
+        let mut bytes = std::fs::read(&file).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 1;
+        std::fs::write(&file, bytes).unwrap();
+        let damaged = group.open_layer("layer4").unwrap();
+        let err = damaged.read_images(0..40).unwrap_err().to_string();
+        assert!(
+            err.contains("chunk [2] of `layer4/run_start`")
+                && err.contains("fails its crc32c checksum"),
+            "{err}"
+        );
         // Arrays of other chunk lengths (a million elements, as written before; an odd
         // length) read back the same: readers take the length from the metadata.
         for chunk in [1 << 20, 1000] {

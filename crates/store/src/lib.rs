@@ -10,6 +10,10 @@
 //! Invariants:
 //! - an artifact directory is complete exactly when its `manifest.json` exists, and it is
 //!   never modified after the rename;
+//! - the manifest lists every other file of the artifact with its size and blake3 digest,
+//!   and the store never hands out an artifact whose files do not match (Zarr chunks, which
+//!   carry their own crc32c checksum, are checked by their reader as they are decoded;
+//!   [`integrity`] says what is checked when);
 //! - manifests are byte-deterministic: canonical JSON, no timestamps, no host names, no
 //!   absolute paths;
 //! - keys never depend on paths, mtimes, thread counts or batch sizes; file digests only
@@ -32,12 +36,14 @@ pub mod canonical;
 mod digest;
 mod error;
 mod export;
+pub mod integrity;
 mod record;
 mod shards;
 mod store;
 
 pub use error::{Error, Result};
 pub use export::{Transfer, copy_tree};
+pub use integrity::{FileDigest, Level, Problem};
 pub use record::{dataset_dir, locate};
 pub use shards::in_row_order;
 pub use store::{

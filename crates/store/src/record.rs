@@ -16,8 +16,11 @@ use crate::store::{Artifact, Manifest, Store};
 static RECORDS: AtomicU64 = AtomicU64::new(0);
 
 impl Artifact {
-    /// Writes the artifact's manifest to `path`, through a temporary file renamed into place
-    /// (so a reader never sees half a record), creating the directory if needed.
+    /// Writes the artifact's manifest, without its list of files, to `path`, through a
+    /// temporary file renamed into place (so a reader never sees half a record), creating
+    /// the directory if needed. The list of files (a line per Zarr chunk: thousands for
+    /// the activations of a real dataset) belongs to the cache; the record only names the
+    /// artifact, and is identical whenever the artifact is.
     pub fn write_record(&self, path: &Path) -> Result<()> {
         let parent = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
@@ -30,7 +33,11 @@ impl Artifact {
             .unwrap_or("record");
         let n = RECORDS.fetch_add(1, Ordering::Relaxed);
         let tmp = parent.join(format!(".{name}.tmp-{}-{n}", std::process::id()));
-        std::fs::write(&tmp, self.manifest.to_text()).map_err(io("write", &tmp))?;
+        let record = Manifest {
+            files: Default::default(),
+            ..self.manifest.clone()
+        };
+        std::fs::write(&tmp, record.to_text()).map_err(io("write", &tmp))?;
         std::fs::rename(&tmp, path).map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
             io("write", path)(e)

@@ -10,9 +10,12 @@ use serde_json::Value;
 
 use crate::canonical;
 use crate::error::{Error, Result, io};
+use crate::integrity::{self, FileDigest};
 
-/// The `format` field of every manifest.
-pub const MANIFEST_FORMAT: &str = "netdissect-artifact-1";
+/// The `format` field of every manifest. Format 2 added the digest of every file; keys are
+/// derived under a new context with it, so that artifacts of format 1 (never checksummed)
+/// are never found, let alone read.
+pub const MANIFEST_FORMAT: &str = "netdissect-artifact-2";
 /// The file whose presence marks an artifact complete.
 pub const MANIFEST_FILE: &str = "manifest.json";
 
@@ -113,7 +116,7 @@ impl Spec {
 
     pub fn key(&self) -> Key {
         let text = canonical::to_compact(&self.identity());
-        let mut hasher = blake3::Hasher::new_derive_key("netdissect artifact key v1");
+        let mut hasher = blake3::Hasher::new_derive_key("netdissect artifact key v2");
         hasher.update(text.as_bytes());
         Key(*hasher.finalize().as_bytes())
     }
@@ -133,6 +136,11 @@ pub struct Manifest {
     pub versions: BTreeMap<String, String>,
     /// What the stage says about its output (layers, shapes, files).
     pub outputs: Value,
+    /// Every file of the artifact but the manifest, by path relative to its directory
+    /// (`/`-separated): size and blake3 digest, checked whenever the artifact is read.
+    /// Records leave it out (see [`Artifact::write_record`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, FileDigest>,
 }
 
 impl Manifest {
@@ -178,19 +186,19 @@ pub struct Artifact {
 
 impl Artifact {
     /// Opens the artifact in a directory (`<cache>/<stage>/<key>/`), as a stage binary
-    /// given its input on the command line does.
+    /// given its input on the command line does, and checks its files
+    /// ([`Artifact::check`]).
     pub fn open(dir: &Path) -> Result<Artifact> {
         let path = dir.join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| Error::Corrupt {
             path: dir.to_owned(),
             message: format!("not a complete artifact: cannot read its {MANIFEST_FILE} ({e})"),
         })?;
-        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| Error::Corrupt {
-            path: path.clone(),
-            message: format!("unreadable manifest ({e})"),
-        })?;
+        let manifest = parse_manifest(&text, &path)?;
         let dir = dir.canonicalize().map_err(io("resolve", dir))?;
-        Ok(Artifact { dir, manifest })
+        let artifact = Artifact { dir, manifest };
+        artifact.check()?;
+        Ok(artifact)
     }
 
     /// The cache an artifact lives in: `<cache>/<stage>/<key>/` → `<cache>`.
@@ -253,8 +261,18 @@ impl Store {
         self.get_key(&spec.stage, spec.key())
     }
 
-    /// The complete artifact of a stage with a given key, if there is one.
+    /// The complete artifact of a stage with a given key, if there is one, its files
+    /// checked ([`Artifact::check`]): a damaged artifact is an error, never served.
     pub fn get_key(&self, stage: &str, key: Key) -> Result<Option<Artifact>> {
+        let artifact = self.get_key_unchecked(stage, key)?;
+        if let Some(artifact) = &artifact {
+            artifact.check()?;
+        }
+        Ok(artifact)
+    }
+
+    /// The artifact of a stage and key as its manifest describes it, files unchecked.
+    pub(crate) fn get_key_unchecked(&self, stage: &str, key: Key) -> Result<Option<Artifact>> {
         let dir = self.artifact_dir(stage, key);
         let path = dir.join(MANIFEST_FILE);
         let text = match std::fs::read_to_string(&path) {
@@ -262,16 +280,16 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io("read", path)(e)),
         };
-        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| Error::Corrupt {
-            path: path.clone(),
-            message: format!("unreadable manifest ({e}); delete the directory to recompute it"),
-        })?;
+        let manifest = parse_manifest(&text, &path)?;
         if manifest.key != key || manifest.stage != stage {
             return Err(Error::Corrupt {
                 path,
                 message: format!(
-                    "the manifest is for {} {}; delete the directory to recompute it",
-                    manifest.stage, manifest.key
+                    "the manifest is for {} {}; run `netdissect verify --repair --cache {}` to \
+                     move it aside",
+                    manifest.stage,
+                    manifest.key,
+                    self.root.display()
                 ),
             });
         }
@@ -300,7 +318,8 @@ impl Store {
         })
     }
 
-    /// Every complete artifact of a stage, in key order.
+    /// Every complete artifact of a stage, in key order, as their manifests describe them:
+    /// their files are not checked (get one through [`Store::get_key`] to read it).
     pub fn list(&self, stage: &str) -> Result<Vec<Artifact>> {
         let dir = self.root.join(stage);
         let entries = match std::fs::read_dir(&dir) {
@@ -315,7 +334,7 @@ impl Store {
         keys.sort();
         let mut artifacts = Vec::new();
         for key in keys {
-            if let Ok(Some(artifact)) = self.get_key(stage, key) {
+            if let Ok(Some(artifact)) = self.get_key_unchecked(stage, key) {
                 artifacts.push(artifact);
             }
         }
@@ -406,28 +425,22 @@ pub(crate) fn host_name() -> String {
     }
 }
 
-/// Makes every file and directory under `dir` durable: all are synced at once, in parallel,
-/// where the stages wrote them without a sync each. Concurrent syncs share the filesystem's
-/// journal commits, so 200 files cost about what a few do (the segment stage's masks: 0.1 s
-/// less wall time than zarrs' sync after every chunk, ResNet-18 on 2,000 images).
-fn sync_tree(dir: &Path) -> std::io::Result<()> {
+/// Makes the entries of every directory under `dir` durable (the names of the files in
+/// them; the files themselves are synced as they are hashed). Concurrent syncs share the
+/// filesystem's journal commits, so many cost about what a few do.
+fn sync_dirs(dir: &Path) -> std::io::Result<()> {
     use rayon::prelude::*;
-    let (mut files, mut dirs) = (Vec::new(), vec![dir.to_owned()]);
+    let mut dirs = vec![dir.to_owned()];
     let mut next = 0;
     while next < dirs.len() {
         for entry in std::fs::read_dir(&dirs[next])? {
             let entry = entry?;
             if entry.file_type()?.is_dir() {
                 dirs.push(entry.path());
-            } else {
-                files.push(entry.path());
             }
         }
         next += 1;
     }
-    files
-        .par_iter()
-        .try_for_each(|path| std::fs::File::open(path)?.sync_all())?;
     dirs.par_iter().for_each(|path| sync_dir(path));
     Ok(())
 }
@@ -492,12 +505,17 @@ impl Pending<'_> {
             digests: self.spec.digests.clone(),
             versions,
             outputs,
+            // Everything the artifact holds is hashed and made durable before the rename
+            // makes it one: the stages write their files without syncing each, and this
+            // reads each back (from the page cache) and syncs it, all in parallel.
+            files: integrity::digest_and_sync(&self.dir).map_err(io("hash and sync", &self.dir))?,
         };
         let manifest_path = self.dir.join(MANIFEST_FILE);
         std::fs::write(&manifest_path, manifest.to_text()).map_err(io("write", &manifest_path))?;
-        // Everything the artifact holds is on disk before the rename makes it one: the
-        // stages write their files without syncing each, and this syncs them at once.
-        sync_tree(&self.dir).map_err(io("sync", &self.dir))?;
+        std::fs::File::open(&manifest_path)
+            .and_then(|f| f.sync_all())
+            .map_err(io("sync", &manifest_path))?;
+        sync_dirs(&self.dir).map_err(io("sync", &self.dir))?;
         let target = self.store.artifact_dir(&self.spec.stage, self.key);
         let parent = target.parent().expect("artifact dirs have a parent");
         std::fs::create_dir_all(parent).map_err(io("create", parent))?;
@@ -520,7 +538,7 @@ impl Pending<'_> {
         sync_dir(parent);
         self.done = true;
         self.store
-            .get_key(&self.spec.stage, self.key)?
+            .get_key_unchecked(&self.spec.stage, self.key)?
             .ok_or_else(|| Error::Corrupt {
                 path: target,
                 message: "the artifact vanished right after it was written".into(),
@@ -534,6 +552,26 @@ impl Drop for Pending<'_> {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// Reads a manifest's text, refusing manifests of another format: an artifact of an older
+/// netdissect has no digests to check its files against.
+fn parse_manifest(text: &str, path: &Path) -> Result<Manifest> {
+    let manifest: Manifest = serde_json::from_str(text).map_err(|e| Error::Corrupt {
+        path: path.to_owned(),
+        message: format!("unreadable manifest ({e})"),
+    })?;
+    if manifest.format != MANIFEST_FORMAT {
+        return Err(Error::Corrupt {
+            path: path.to_owned(),
+            message: format!(
+                "written by another version of netdissect (format `{}`, this one reads `{}`); \
+                 recompute it",
+                manifest.format, MANIFEST_FORMAT
+            ),
+        });
+    }
+    Ok(manifest)
 }
 
 fn flatten_spec(spec: &Spec) -> BTreeMap<String, String> {

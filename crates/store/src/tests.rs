@@ -75,7 +75,7 @@ fn manifests_are_byte_deterministic() {
         .collect();
     assert_eq!(texts[0], texts[1]);
     let text = String::from_utf8(texts[0].clone()).unwrap();
-    assert!(text.starts_with("{\n  \"digests\": {\n    \"dataset\": \"00ff\"\n  },\n  \"format\": \"netdissect-artifact-1\",\n"), "{text}");
+    assert!(text.starts_with("{\n  \"digests\": {\n    \"dataset\": \"00ff\"\n  },\n  \"format\": \"netdissect-artifact-2\",\n"), "{text}");
     assert!(!text.contains("/tmp"));
 }
 
@@ -343,17 +343,23 @@ fn racing_exports_to_one_place_each_leave_a_whole_copy() {
 fn records_name_their_artifact_in_a_cache() {
     let cache = tempfile::tempdir().unwrap();
     let store = Store::open(cache.path()).unwrap();
-    let artifact = store
-        .begin(&spec(0.005))
-        .unwrap()
+    let pending = store.begin(&spec(0.005)).unwrap();
+    std::fs::write(pending.dir().join("thresholds.txt"), b"1.5\n").unwrap();
+    let artifact = pending
         .commit(BTreeMap::new(), json!({"dataset": "dataset"}))
         .unwrap();
     let work = tempfile::tempdir().unwrap();
     let record = work.path().join("records/quantile.json");
     artifact.write_record(&record).unwrap();
+    // The record is the manifest without its list of files.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(artifact.manifest_path()).unwrap()).unwrap();
+    let mut without_files = manifest.clone();
+    without_files.as_object_mut().unwrap().remove("files");
+    assert_ne!(manifest, without_files);
     assert_eq!(
-        std::fs::read(&record).unwrap(),
-        std::fs::read(artifact.manifest_path()).unwrap()
+        std::fs::read_to_string(&record).unwrap(),
+        crate::canonical::to_pretty(&without_files)
     );
     let found = crate::locate(&record, Some(cache.path())).unwrap();
     assert_eq!(found.dir, artifact.dir);
@@ -383,4 +389,244 @@ fn records_name_their_artifact_in_a_cache() {
         crate::dataset_dir(work.path(), None).unwrap(),
         work.path().to_owned()
     );
+}
+
+/// An artifact of a few files, one of them a Zarr chunk (by its place in a `*.zarr`
+/// directory, as the store tells chunks apart).
+fn artifact_with_files(store: &Store) -> crate::Artifact {
+    let pending = store.begin(&spec(0.005)).unwrap();
+    std::fs::write(pending.dir().join("table.parquet"), b"0123456789").unwrap();
+    let chunks = pending.dir().join("a.zarr/conv1/activations/c/0/0");
+    std::fs::create_dir_all(&chunks).unwrap();
+    std::fs::write(chunks.join("0"), b"chunk bytes").unwrap();
+    std::fs::write(
+        pending.dir().join("a.zarr/conv1/activations/zarr.json"),
+        b"{}",
+    )
+    .unwrap();
+    pending.commit(BTreeMap::new(), json!({})).unwrap()
+}
+
+#[test]
+fn manifests_list_every_file_with_its_size_and_digest() {
+    let cache = tempfile::tempdir().unwrap();
+    let store = Store::open(cache.path()).unwrap();
+    let artifact = artifact_with_files(&store);
+    let files: Vec<(&str, u64)> = artifact
+        .manifest
+        .files
+        .iter()
+        .map(|(name, f)| (name.as_str(), f.size))
+        .collect();
+    assert_eq!(
+        files,
+        [
+            ("a.zarr/conv1/activations/c/0/0/0", 11),
+            ("a.zarr/conv1/activations/zarr.json", 2),
+            ("table.parquet", 10)
+        ]
+    );
+    assert_eq!(
+        artifact.manifest.files["table.parquet"].blake3,
+        blake3::hash(b"0123456789").to_hex().as_str()
+    );
+    assert!(crate::integrity::is_zarr_chunk(
+        "a.zarr/conv1/activations/c/0/0/0"
+    ));
+    assert!(!crate::integrity::is_zarr_chunk(
+        "a.zarr/conv1/activations/zarr.json"
+    ));
+    assert!(!crate::integrity::is_zarr_chunk("table.parquet"));
+    assert!(!crate::integrity::is_zarr_chunk("a.zarr"));
+}
+
+/// Each kind of damage, done to a fresh copy of the artifact: what opening it says, and
+/// what a full check finds.
+#[test]
+fn damaged_artifacts_are_never_served() {
+    type Damage = fn(&std::path::Path);
+    let cases: [(&str, Damage, &str); 6] = [
+        (
+            "flipped byte",
+            |dir| flip(&dir.join("table.parquet"), 3),
+            "table.parquet does not match its blake3 digest",
+        ),
+        (
+            "truncated",
+            |dir| truncate(&dir.join("table.parquet"), 4),
+            "table.parquet has 4 bytes, 10 were written",
+        ),
+        (
+            "missing",
+            |dir| std::fs::remove_file(dir.join("table.parquet")).unwrap(),
+            "table.parquet is missing",
+        ),
+        (
+            "stray",
+            |dir| std::fs::write(dir.join("extra.txt"), b"?").unwrap(),
+            "extra.txt is not one of the artifact's files",
+        ),
+        (
+            "missing chunk",
+            |dir| std::fs::remove_file(dir.join("a.zarr/conv1/activations/c/0/0/0")).unwrap(),
+            "a.zarr/conv1/activations/c/0/0/0 is missing",
+        ),
+        (
+            "metadata",
+            |dir| flip(&dir.join("a.zarr/conv1/activations/zarr.json"), 0),
+            "a.zarr/conv1/activations/zarr.json does not match its blake3 digest",
+        ),
+    ];
+    for (what, damage, problem) in cases {
+        let cache = tempfile::tempdir().unwrap();
+        let store = Store::open(cache.path()).unwrap();
+        let artifact = artifact_with_files(&store);
+        assert!(store.get(&spec(0.005)).unwrap().is_some());
+        damage(&artifact.dir);
+        for err in [
+            store.get(&spec(0.005)).unwrap_err(),
+            crate::Artifact::open(&artifact.dir).unwrap_err(),
+        ] {
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("the quantile artifact {}", artifact.key().short()))
+                    && text.contains(problem)
+                    && text.contains("netdissect verify --repair --cache"),
+                "{what}: {text}"
+            );
+        }
+        let problems = artifact.problems(crate::Level::Full, None, &|_| {});
+        let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, [problem], "{what}");
+    }
+}
+
+/// A chunk's content is left to its own checksum when an artifact is opened (its size is
+/// still checked), and checked by digest and by the chunk checker in a full check.
+#[test]
+fn chunks_are_checked_in_full_checks_only() {
+    let cache = tempfile::tempdir().unwrap();
+    let store = Store::open(cache.path()).unwrap();
+    let artifact = artifact_with_files(&store);
+    let chunk = "a.zarr/conv1/activations/c/0/0/0";
+    flip(&artifact.dir.join(chunk), 5);
+    assert!(store.get(&spec(0.005)).unwrap().is_some());
+    let problems = artifact.problems(crate::Level::Full, None, &|_| {});
+    assert_eq!(
+        problems,
+        [crate::Problem::Digest {
+            file: chunk.to_owned()
+        }]
+    );
+    let seen = std::sync::Mutex::new(Vec::new());
+    let check = |file: &str, bytes: &[u8]| {
+        seen.lock().unwrap().push((file.to_owned(), bytes.len()));
+        Some("fails its crc32c checksum".to_owned())
+    };
+    let read = std::sync::atomic::AtomicU64::new(0);
+    let problems = artifact.problems(crate::Level::Full, Some(&check), &|n| {
+        read.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert_eq!(
+        problems,
+        [crate::Problem::Chunk {
+            file: chunk.to_owned(),
+            message: "fails its crc32c checksum".to_owned()
+        }]
+    );
+    assert_eq!(*seen.lock().unwrap(), [(chunk.to_owned(), 11)]);
+    assert_eq!(read.into_inner(), 23);
+}
+
+#[test]
+fn entries_find_damaged_broken_and_old_artifacts_and_repairs_move_them_aside() {
+    let cache = tempfile::tempdir().unwrap();
+    let store = Store::open(cache.path()).unwrap();
+    let artifact = artifact_with_files(&store);
+    // A directory without a manifest, and an artifact of an older format.
+    let broken = store.artifact_dir("segment", spec(0.01).key());
+    std::fs::create_dir_all(&broken).unwrap();
+    let old = store.artifact_dir("score", spec(0.02).key());
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::write(
+        old.join(MANIFEST_FILE),
+        r#"{"format": "netdissect-artifact-1", "stage": "score"}"#,
+    )
+    .unwrap();
+    let entries = store.entries().unwrap();
+    let kinds: Vec<String> = entries
+        .iter()
+        .map(|e| match e {
+            crate::integrity::Entry::Artifact(a) => format!("artifact {}", a.manifest.stage),
+            crate::integrity::Entry::Broken { stage, message, .. } => {
+                format!("broken {stage}: {message}")
+            }
+            crate::integrity::Entry::Old { stage, format, .. } => format!("old {stage} {format}"),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "artifact quantile",
+            "old score netdissect-artifact-1",
+            "broken segment: no manifest.json: an incomplete artifact"
+        ]
+    );
+    // Moving aside keeps every byte, under damaged/<stage>/<key>, and never overwrites.
+    flip(&artifact.dir.join("table.parquet"), 0);
+    let to = store.move_aside(&artifact.dir).unwrap();
+    assert_eq!(
+        to,
+        store
+            .root()
+            .join("damaged/quantile")
+            .join(artifact.key().to_string())
+    );
+    assert!(to.join("table.parquet").exists() && !artifact.dir.exists());
+    assert!(store.get(&spec(0.005)).unwrap().is_none());
+    let again = artifact_with_files(&store);
+    let second = store.move_aside(&again.dir).unwrap();
+    assert_eq!(
+        second.file_name().unwrap().to_str().unwrap(),
+        format!("{}.1", artifact.key())
+    );
+    // The moved artifacts are no longer entries of the cache.
+    assert!(
+        store
+            .entries()
+            .unwrap()
+            .iter()
+            .all(|e| !matches!(e, crate::integrity::Entry::Artifact(_)))
+    );
+}
+
+#[test]
+fn damage_inside_an_artifact_is_named_from_its_path() {
+    let cache = tempfile::tempdir().unwrap();
+    let store = Store::open(cache.path()).unwrap();
+    let artifact = artifact_with_files(&store);
+    let found =
+        crate::integrity::artifact_of(&artifact.dir.join("a.zarr/conv1/activations/c/0/0/0"))
+            .unwrap();
+    assert_eq!(
+        (found.stage.as_str(), found.key, found.dir.as_path()),
+        ("quantile", artifact.key(), artifact.dir.as_path())
+    );
+    assert_eq!(found.cache(), store.root());
+    assert!(crate::integrity::artifact_of(std::path::Path::new("/tmp/x/y")).is_none());
+}
+
+fn flip(path: &std::path::Path, at: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at] ^= 0x10;
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn truncate(path: &std::path::Path, len: u64) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
 }
