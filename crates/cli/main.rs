@@ -3,6 +3,7 @@
 
 mod pipeline;
 mod run;
+mod verify;
 
 use std::path::PathBuf;
 
@@ -35,6 +36,24 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         threads: usize,
         /// Do not draw progress bars.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Check every artifact of the cache against its manifest (files present, sizes,
+    /// blake3 digests, every Zarr chunk's crc32c): a line per damaged artifact, and a
+    /// non-zero exit when any is.
+    Verify {
+        /// The pipeline file whose `[cache] dir` to check (default: pipeline.toml, unless
+        /// --cache is given).
+        pipeline: Option<PathBuf>,
+        /// The cache directory to check.
+        #[arg(long, conflicts_with = "pipeline")]
+        cache: Option<PathBuf>,
+        /// Move damaged artifacts aside (to <cache>/damaged/), so that the next run
+        /// recomputes them; nothing is deleted.
+        #[arg(long)]
+        repair: bool,
+        /// Do not draw a progress bar.
         #[arg(long)]
         no_progress: bool,
     },
@@ -142,6 +161,26 @@ fn run() -> anyhow::Result<()> {
             deep,
             categories,
         } => check(&dataset, deep, categories),
+        Command::Verify {
+            pipeline,
+            cache,
+            repair,
+            no_progress,
+        } => {
+            let cache = match cache {
+                Some(cache) => cache,
+                None => {
+                    let path = pipeline.unwrap_or_else(|| PathBuf::from("pipeline.toml"));
+                    let loaded = pipeline::load(&path)?;
+                    loaded.resolve(&loaded.pipeline.cache.dir)
+                }
+            };
+            let options = verify::Options {
+                repair,
+                progress: !no_progress,
+            };
+            verify::verify(&cache, &options)
+        }
         Command::Synth {
             out,
             images,
