@@ -190,6 +190,24 @@ def bench_model(model, file, data, work, threads):
     read_floor = min(float(x) for x in re.findall(r"in ([0-9.]+) s", out))
     out, _, _, _, _ = measure([f"{BIN}/examples/labels_floor", data])
     labels_floor = min(float(x) for x in re.findall(r"in ([0-9.]+) s", out))
+    # What the cache's checksums add, measured apart (examples/checksum_cost): a commit
+    # hashes every file of its artifact with blake3; the crc32c of every Zarr chunk is
+    # computed by its writer and again by each reader of it (segment reads every
+    # activation chunk and writes the masks'). The minimum of three runs of each.
+    checksums = {}
+    for name, artifact in (("extract", extract), ("segment", masks)):
+        runs = []
+        for _ in range(3):
+            out, _, _, _, _ = measure([f"{BIN}/examples/checksum_cost", artifact])
+            m = re.search(r"blake3 of (\d+) bytes in ([0-9.]+) s .*crc32c of (\d+) chunk bytes in "
+                          r"([0-9.]+) s", out)
+            runs.append((float(m.group(2)), float(m.group(4))))
+        checksums[name] = {"blake3": min(r[0] for r in runs), "crc32c": min(r[1] for r in runs)}
+    # `netdissect verify` of the model's whole cache (every file rehashed, every chunk's
+    # crc32c checked).
+    out, _, verify_wall, _, _ = measure([f"{BIN}/netdissect", "verify", "--cache", cache,
+                                         "--no-progress"])
+    verify = {"wall": verify_wall, "summary": out.strip().splitlines()[-1]}
 
     with tempfile.TemporaryDirectory() as tmp:
         _, err, oracle_wall, _, oracle_rss = measure(
@@ -212,6 +230,7 @@ def bench_model(model, file, data, work, threads):
     return {"stages": rows, "floor": floor, "floors": [f[0] for f in floors],
             "floor_cpu": floor_cpu, "read_floor": read_floor,
             "labels_floor": labels_floor, "values": values,
+            "checksums": checksums, "verify": verify, "cache_bytes": du(cache),
             "activation_bytes": activation_bytes, "reference": steps,
             "reference_wall": oracle_wall, "reference_rss": oracle_rss, "reruns": reruns}
 
@@ -387,6 +406,26 @@ def render(results, facts, images, threads, pages=None, flatness=None):
             f"{ref_seg_score / 100:.3f} s); they took {seg_score:.2f} s, "
             f"{seg_score - seg_score_floor:.2f} s above their floors.")
         add("")
+        # The checksums' cost, counted as if none of it ran beside other work (CPU seconds
+        # taken as wall seconds): extract hashes its activations and computes each chunk's
+        # crc32c; segment checks the crc32c of every activation chunk it decodes, and
+        # computes and hashes the masks'.
+        ck = r["checksums"]
+        extract_ck = ck["extract"]["blake3"] + ck["extract"]["crc32c"]
+        segment_ck = ck["extract"]["crc32c"] + ck["segment"]["blake3"] + ck["segment"]["crc32c"]
+        add(f"Checksums, measured apart (`checksum_cost`, the minimum of three runs): blake3 of the "
+            f"activations {ck['extract']['blake3']:.3f} s ({cores} threads, at the commit), crc32c "
+            f"of their chunks {ck['extract']['crc32c']:.3f} s (one thread; once written, again by "
+            f"each reader); blake3 of the masks {ck['segment']['blake3']:.4f} s, crc32c of their "
+            f"chunks {ck['segment']['crc32c']:.4f} s. So extract spends at most "
+            f"{extract_ck:.3f} s on them ({100 * extract_ck / stages['extract']['wall']:.1f} % of "
+            f"its wall time), segment at most {segment_ck:.3f} s "
+            f"({100 * segment_ck / stages['segment']['wall']:.1f} %), counting their CPU seconds as "
+            f"if nothing ran beside them.")
+        add(f"`netdissect verify` of this cache ({fmt_bytes(r['cache_bytes'])}, every file "
+            f"rehashed and every chunk's crc32c checked) took {r['verify']['wall']:.2f} s: "
+            f"`{r['verify']['summary']}`.")
+        add("")
         extract_met = stages["extract"]["wall"] <= 1.15 * r["floor"]
         targets += [
             (model, "extract ≤ 1.15 × forward floor",
@@ -407,6 +446,12 @@ def render(results, facts, images, threads, pages=None, flatness=None):
              fmt_bytes(max(s["rss"] for s in r["stages"])),
              max(s["rss"] for s in r["stages"]) <= 1.5e9),
             (model, "activations ≤ 3 bytes per value", f"{bpv:.2f}", bpv <= 3.0),
+            (model, "checksums ≤ 2 % of extract's wall time",
+             f"{100 * extract_ck / stages['extract']['wall']:.1f} %",
+             extract_ck <= 0.02 * stages["extract"]["wall"]),
+            (model, "checksums ≤ 2 % of segment's wall time",
+             f"{100 * segment_ck / stages['segment']['wall']:.1f} %",
+             segment_ck <= 0.02 * stages["segment"]["wall"]),
             (model, "`netdissect run`, nothing changed ≤ 1 s",
              f"{r['reruns']['unchanged']['wall']:.2f} s", r["reruns"]["unchanged"]["wall"] <= 1.0),
             (model, "only the IoU threshold changed ≤ 5 % of the cold run",
