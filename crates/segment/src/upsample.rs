@@ -234,13 +234,37 @@ pub fn hot_runs(
             unsafe { hot_runs_avx2(map, geometry, threshold, scratch, run) };
             return;
         }
-        // SAFETY (both): SSE2 is part of the x86-64 baseline: every processor it runs on
-        // has it.
-        let above = |lo: &[f64], hi: &[f64], w, t| unsafe { above_bits_sse2(lo, hi, w, t) };
-        let cells = |row: &[f32], t| unsafe { cell_bits_sse2(row, t) };
-        hot_runs_with(map, geometry, threshold, scratch, run, above, cells);
+        hot_runs_sse2(map, geometry, threshold, scratch, run);
     }
     #[cfg(not(target_arch = "x86_64"))]
+    hot_runs_scalar(map, geometry, threshold, scratch, run);
+}
+
+/// [`hot_runs`] with the comparisons in SSE2, what an x86-64 processor without AVX2 runs.
+/// A function of its own so that the tests run it on any x86-64 processor.
+#[cfg(target_arch = "x86_64")]
+fn hot_runs_sse2(
+    map: &[f32],
+    geometry: &Geometry,
+    threshold: f64,
+    scratch: &mut Scratch,
+    run: impl FnMut(usize, usize, usize),
+) {
+    // SAFETY (both): SSE2 is part of the x86-64 baseline: every processor it runs on has it.
+    let above = |lo: &[f64], hi: &[f64], w, t| unsafe { above_bits_sse2(lo, hi, w, t) };
+    let cells = |row: &[f32], t| unsafe { cell_bits_sse2(row, t) };
+    hot_runs_with(map, geometry, threshold, scratch, run, above, cells);
+}
+
+/// [`hot_runs`] with scalar comparisons: what other architectures run.
+#[cfg_attr(all(target_arch = "x86_64", not(test)), allow(dead_code))]
+fn hot_runs_scalar(
+    map: &[f32],
+    geometry: &Geometry,
+    threshold: f64,
+    scratch: &mut Scratch,
+    run: impl FnMut(usize, usize, usize),
+) {
     hot_runs_with(
         map, geometry, threshold, scratch, run, above_bits, cell_bits,
     );
@@ -687,6 +711,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn vector_comparisons_equal_the_scalar_ones() {
+        let avx2 = has_avx2("vector_comparisons_equal_the_scalar_ones");
         let mut state = 5u64;
         let mut next = || {
             state = state
@@ -704,8 +729,8 @@ mod tests {
                 // SAFETY: SSE2 is part of the x86-64 baseline.
                 let vector = unsafe { above_bits_sse2(&lo, &hi, weights, threshold) };
                 assert_eq!(vector, scalar, "SSE2, {len} pixels");
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the processor has AVX2, as just checked.
+                if avx2 {
+                    // SAFETY: the processor has AVX2, as `has_avx2` found.
                     let vector = unsafe { above_bits_avx2(&lo, &hi, weights, threshold) };
                     assert_eq!(vector, scalar, "AVX2, {len} pixels");
                 }
@@ -718,6 +743,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn vector_cell_comparisons_equal_the_scalar_ones() {
+        let avx2 = has_avx2("vector_cell_comparisons_equal_the_scalar_ones");
         let special = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, 0.5];
         let mut state = 9u64;
         let mut next = || {
@@ -738,8 +764,8 @@ mod tests {
                 // SAFETY: SSE2 is part of the x86-64 baseline.
                 let vector = unsafe { cell_bits_sse2(&cells, threshold) };
                 assert_eq!(vector, scalar, "SSE2, {len} cells");
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the processor has AVX2, as just checked.
+                if avx2 {
+                    // SAFETY: the processor has AVX2, as `has_avx2` found.
                     let vector = unsafe { cell_bits_avx2(&cells, threshold) };
                     assert_eq!(vector, scalar, "AVX2, {len} cells");
                 }
@@ -814,8 +840,46 @@ mod tests {
         assert_eq!(visited, [5, 6, 7]);
     }
 
+    /// Whether the processor has AVX2; says so on stderr when it has not, since the
+    /// tests of the AVX2 code then check nothing of it.
+    #[cfg(target_arch = "x86_64")]
+    fn has_avx2(test: &str) -> bool {
+        let has = std::arch::is_x86_feature_detected!("avx2");
+        if !has {
+            eprintln!("{test}: this processor has no AVX2: the AVX2 code is not tested here");
+        }
+        has
+    }
+
+    /// A compiled form of [`hot_runs`], as a function pointer.
+    type HotRuns = fn(&[f32], &Geometry, f64, &mut Scratch, &mut dyn FnMut(usize, usize, usize));
+
+    /// Every form of [`hot_runs`] this processor can run, named: the one [`hot_runs`]
+    /// picks here, the scalar one (other architectures), SSE2 (x86-64 without AVX2) and
+    /// AVX2.
+    fn hot_runs_variants(test: &str) -> Vec<(&'static str, HotRuns)> {
+        let mut variants: Vec<(&'static str, HotRuns)> = vec![
+            ("dispatched", |m, g, t, s, r| hot_runs(m, g, t, s, r)),
+            ("scalar", |m, g, t, s, r| hot_runs_scalar(m, g, t, s, r)),
+        ];
+        #[cfg(target_arch = "x86_64")]
+        {
+            variants.push(("SSE2", |m, g, t, s, r| hot_runs_sse2(m, g, t, s, r)));
+            if has_avx2(test) {
+                // SAFETY: listed only where the processor has AVX2, as just checked.
+                variants.push(("AVX2", |m, g, t, s, r| unsafe {
+                    hot_runs_avx2(m, g, t, s, r)
+                }));
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = test;
+        variants
+    }
+
     /// The fast path gives exactly the pixels of the full upsampling above the threshold,
-    /// for both modes and for scales above, below and at one.
+    /// for both modes and for scales above, below and at one, in every compiled form
+    /// (SSE2 and scalar even where the processor has AVX2, and AVX2 where it has it).
     #[test]
     fn hot_runs_match_the_full_upsampling() {
         let mut state = 7u64;
@@ -825,8 +889,9 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             ((state >> 33) as f32 / (1u64 << 31) as f32) * 4.0 - 1.0
         };
-        // One scratch for every map, as a thread of the stage uses it.
-        let mut scratch = Scratch::default();
+        let variants = hot_runs_variants("hot_runs_match_the_full_upsampling");
+        // One scratch per form for every map, as a thread of the stage uses it.
+        let mut scratches: Vec<Scratch> = variants.iter().map(|_| Scratch::default()).collect();
         for mode in [Upsample::Bilinear, Upsample::ReceptiveField] {
             for (h, w, sh, sw) in [
                 (7, 7, 112, 112),
@@ -835,24 +900,37 @@ mod tests {
                 (4, 4, 4, 4),
                 (28, 28, 113, 113),
                 (3, 70, 6, 140),
+                // Rows of 64 and of 129 cells: words of cells and of pixels end with rows,
+                // and do not.
+                (2, 64, 5, 128),
+                (3, 129, 7, 200),
             ] {
                 let map: Vec<f32> = (0..h * w).map(|_| next()).collect();
-                for threshold in [-2.0, 0.5, 1.5, 2.9, 5.0] {
-                    let full = upsample(mode, &map, h, w, sh, sw);
-                    let geometry = Geometry::new(mode, h, w, sh, sw);
-                    let mut fast = vec![false; sh * sw];
-                    hot_runs(&map, &geometry, threshold, &mut scratch, |y, x0, x1| {
-                        assert!(x0 < x1 && x1 <= sw, "run {x0}..{x1} of row {y}");
-                        let row = &mut fast[y * sw..(y + 1) * sw];
-                        // Runs are maximal: none touches another of the same row.
-                        assert!(x0 == 0 || !row[x0 - 1]);
-                        row[x0..x1].iter_mut().for_each(|p| *p = true)
-                    });
+                // The same values rounded to halves: cells and blends of equal cells that
+                // equal the threshold exactly, where `>` and `>=` part.
+                let halves: Vec<f32> = map.iter().map(|v| (v * 2.0).round() / 2.0).collect();
+                let geometry = Geometry::new(mode, h, w, sh, sw);
+                for (map, threshold) in [-2.0, 0.5, 1.5, 2.9, 5.0]
+                    .into_iter()
+                    .map(|t| (&map, t))
+                    .chain([0.0, 0.5, 1.5, 3.0].into_iter().map(|t| (&halves, t)))
+                {
+                    let full = upsample(mode, map, h, w, sh, sw);
                     let expected: Vec<bool> = full.iter().map(|&v| v > threshold).collect();
-                    assert_eq!(
-                        fast, expected,
-                        "{mode:?} {h}×{w} → {sh}×{sw} at {threshold}"
-                    );
+                    for ((name, hot_runs), scratch) in variants.iter().zip(&mut scratches) {
+                        let mut fast = vec![false; sh * sw];
+                        hot_runs(map, &geometry, threshold, scratch, &mut |y, x0, x1| {
+                            assert!(x0 < x1 && x1 <= sw, "{name}: run {x0}..{x1} of row {y}");
+                            let row = &mut fast[y * sw..(y + 1) * sw];
+                            // Runs are maximal: none touches another of the same row.
+                            assert!(x0 == 0 || !row[x0 - 1], "{name}");
+                            row[x0..x1].iter_mut().for_each(|p| *p = true)
+                        });
+                        assert_eq!(
+                            fast, expected,
+                            "{name}: {mode:?} {h}×{w} → {sh}×{sw} at {threshold}"
+                        );
+                    }
                 }
             }
         }
