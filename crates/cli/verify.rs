@@ -39,7 +39,7 @@ pub fn verify(cache: &Path, options: &Options) -> anyhow::Result<()> {
     let artifacts: Vec<&Artifact> = entries
         .iter()
         .filter_map(|e| match e {
-            Entry::Artifact(a) => Some(a),
+            Entry::Artifact(a) => Some(a.as_ref()),
             _ => None,
         })
         .collect();

@@ -381,7 +381,7 @@ pub const DAMAGED_DIR: &str = "damaged";
 #[derive(Debug)]
 pub enum Entry {
     /// An artifact whose manifest reads (its files are still to be checked).
-    Artifact(Artifact),
+    Artifact(Box<Artifact>),
     /// A directory that is not a readable artifact of this netdissect: no manifest (a
     /// hand edit), an unreadable one, or one naming another artifact.
     Broken {
@@ -459,7 +459,7 @@ impl crate::Store {
             _ => {}
         }
         match self.get_key_unchecked(stage, key) {
-            Ok(Some(artifact)) => Entry::Artifact(artifact),
+            Ok(Some(artifact)) => Entry::Artifact(Box::new(artifact)),
             Ok(None) => broken(format!("its {MANIFEST_FILE} vanished")),
             Err(e) => broken(e.to_string()),
         }
