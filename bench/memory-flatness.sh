@@ -34,7 +34,7 @@ median() { printf '%s\n' "$@" | sort -n | sed -n "$(( ($# + 1) / 2 ))p"; }
 # Each stage's peak is the median of five runs: a run's peak varies by several MiB with
 # what the allocator happens to keep (heaptrack: the heap itself grows only by the
 # dataset's index, about 230 bytes a row).
-printf '%-8s %8s %12s   %s\n' images stage "peak MiB" "(three runs)"
+printf '%-8s %8s %12s   %s\n' images stage "peak MiB" "(five runs)"
 for n in "$small" "$large"; do
   data=$work/synth-224-$n
   [ -d "$data" ] || "$bin/netdissect" synth "$data" --images "$n" --size 224 --seed 7 >/dev/null

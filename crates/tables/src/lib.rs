@@ -158,14 +158,7 @@ fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
 
 /// A primitive column's values.
 pub fn values<T: ArrowPrimitiveType>(batch: &RecordBatch, name: &str) -> Result<Vec<T::Native>> {
-    let array = column(batch, name)?;
-    let array = array
-        .as_primitive_opt::<T>()
-        .ok_or_else(|| Error::Column(name.to_owned()))?;
-    if array.null_count() > 0 {
-        return Err(Error::Column(format!("{name} (it has nulls)")));
-    }
-    Ok(array.values().to_vec())
+    Ok(primitives::<T>(batch, name)?.to_vec())
 }
 
 /// A string column of a batch, plain or dictionary-encoded, read in place (a null reads as
@@ -215,7 +208,7 @@ impl<'a> StrColumn<'a> {
     }
 }
 
-/// A primitive column's values in place; a column with nulls is refused, as in [`values`].
+/// A primitive column's values in place; a column with nulls is refused.
 pub fn primitives<'a, T: ArrowPrimitiveType>(
     batch: &'a RecordBatch,
     name: &str,
