@@ -10,14 +10,22 @@ extract artifact that holds the model's activations. The oracle runs on those ac
 with the run's categories, rows and IoU threshold, and must agree with the Rust outputs:
 
 - thresholds.parquet: every threshold equal, or within 1e-12 relative;
-- units.parquet: every unit's label and category identical, IoU within 1e-9, same detector flag;
-- unit_categories.parquet: per unit and category the same best label, truth, activation and
-  intersect, IoU within 1e-9.
+- units.parquet: every unit's label, name and category identical (null for a unit that
+  overlaps no concept), IoU within 1e-9, same detector flag;
+- unit_categories.parquet: per unit and category the same best label, name, truth,
+  activation and intersect (nulls where the unit overlaps no label of the category), IoU
+  within 1e-9;
+- tally-<layer>.csv: NetDissect-Lite's header, and row by row in order the same unit,
+  category, label and, per category, label and counts; score and IoUs within 1e-9 relative.
 
-Exits non-zero listing the first mismatches; on success prints one summary line.
+Exits non-zero listing the first mismatches; on success prints one summary line, with the
+counts of what the run covers: units that overlap no concept ("dead"), units that overlap no
+label of some categories only ("partly dead"), units whose best IoU ties across categories,
+and units with a category label that Lite's 1e-10 picks among equal IoUs.
 """
 
 import argparse
+import csv
 import json
 import os
 import subprocess
@@ -28,6 +36,8 @@ import pyarrow.parquet as pq
 
 THRESHOLD_RTOL = 1e-12
 IOU_TOL = 1e-9
+IOU_RTOL = 1e-9
+FIELDS = ("label", "truth", "activation", "intersect", "iou")
 SHOWN = 20
 
 
@@ -48,6 +58,51 @@ def manifest(cache, stage, key):
 
 def rows(path):
     return pq.read_table(path).to_pylist()
+
+
+def close(got, want):
+    return abs(got - want) <= IOU_RTOL * abs(want)
+
+
+def file_stem(layer):
+    """As the report names a layer's tally file: `/` and `\\` would make directories."""
+    return layer.replace("/", "_").replace("\\", "_")
+
+
+def check_tally(path, categories, expected):
+    """tally.csv against the oracle's rows, in order; returns the mismatches."""
+    if not os.path.exists(path):
+        return [f"{path}: missing"]
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, [])
+        got = list(reader)
+    want_header = ["unit", "category", "label", "score"] + [f"{c}-{k}" for c in categories for k in FIELDS]
+    if header != want_header:
+        return [f"{path}: header {','.join(header)}, expected {','.join(want_header)}"]
+    errors = []
+    if len(got) != len(expected):
+        errors.append(f"{path}: {len(got)} rows, expected {len(expected)}")
+    name = os.path.basename(path)
+    for line, (record, want) in enumerate(zip(got, expected), start=2):
+        row = dict(zip(header, record))
+        problems = []
+        if (int(row["unit"]), row["category"], row["label"]) != (want["unit"], want["category"], want["label"]):
+            problems.append(f"unit,category,label {row['unit']},{row['category']},{row['label']!r}; "
+                            f"oracle {want['unit']},{want['category']},{want['label']!r}")
+        if not close(float(row["score"]), want["score"]):
+            problems.append(f"score {row['score']}, oracle {want['score']!r}")
+        for c in categories:
+            w = want["categories"][c]
+            g = {k: row[f"{c}-{k}"] for k in FIELDS}
+            counts = tuple(int(g[k]) for k in ("truth", "activation", "intersect"))
+            if g["label"] != w["label"] or counts != tuple(w[k] for k in ("truth", "activation", "intersect")) \
+                    or not close(float(g["iou"]), w["iou"]):
+                problems.append(f"{c} {g['label']!r},{','.join(str(x) for x in counts)},{g['iou']}; oracle "
+                                f"{w['label']!r},{w['truth']},{w['activation']},{w['intersect']},{w['iou']!r}")
+        if problems:
+            errors.append(f"{name} line {line}: " + "; ".join(problems))
+    return errors
 
 
 def artifacts(cache, results):
@@ -139,8 +194,8 @@ def main():
             errors.append(f"units.parquet: {key} is not a unit the oracle knows")
             continue
         max_iou = max(max_iou, abs(r["iou"] - want["iou"]))
-        if (r["label"], r["category"]) != (want["label"], want["category"]) or abs(r["iou"] - want["iou"]) > IOU_TOL \
-                or r["detector"] != want["detector"]:
+        if (r["label"], r["name"], r["category"]) != (want["label"], want["name"], want["category"]) \
+                or abs(r["iou"] - want["iou"]) > IOU_TOL or r["detector"] != want["detector"]:
             errors.append(
                 f"unit {r['layer']} {r['unit']}: rust label {r['label']} ({r['name']}, {r['category']}) "
                 f"iou {r['iou']!r} detector {r['detector']}; oracle label {want['label']} ({want['name']}, "
@@ -157,13 +212,21 @@ def main():
             errors.append(f"unit_categories.parquet: {key} is not a unit and category the oracle knows")
             continue
         max_iou = max(max_iou, abs(r["iou"] - want["iou"]))
-        got = tuple(r[k] for k in ("label", "truth", "activation", "intersect"))
-        exp = tuple(want[k] for k in ("label", "truth", "activation", "intersect"))
+        got = tuple(r[k] for k in ("label", "name", "truth", "activation", "intersect"))
+        exp = tuple(want[k] for k in ("label", "name", "truth", "activation", "intersect"))
         if got != exp or abs(r["iou"] - want["iou"]) > IOU_TOL:
             errors.append(
-                f"unit {r['layer']} {r['unit']} {r['category']}: rust (label, truth, activation, intersect) "
+                f"unit {r['layer']} {r['unit']} {r['category']}: rust (label, name, truth, activation, intersect) "
                 f"{got} iou {r['iou']!r}; oracle {exp} iou {want['iou']!r}")
     errors += [f"unit_categories.parquet: no row for {k}" for k in sorted(set(expected_categories) - seen)]
+
+    tally_rows = 0
+    for layer, o in layers.items():
+        path = os.path.join(args.results, f"tally-{file_stem(layer)}.csv")
+        errors += check_tally(path, oracle["categories"], o["tally"])
+        tally_rows += len(o["tally"])
+    coverage = {k: sum(o["coverage"][k] for o in layers.values())
+                for k in ("dead_units", "partly_dead_units", "category_ties", "lite_ties")}
 
     name = os.path.basename(os.path.normpath(args.results))
     if errors:
@@ -171,8 +234,10 @@ def main():
         more = f"\n  ... and {len(errors) - SHOWN} more" if len(errors) > SHOWN else ""
         sys.exit(f"check_oracle: {name}: {len(errors)} mismatches with the oracle:\n  {shown}{more}")
     print(f"check_oracle: {name} agrees with the oracle: {len(layers)} layers ({', '.join(layers)}), "
-          f"{len(expected_units)} units, {len(expected_categories)} unit-categories; "
-          f"max |Δthreshold| {max_threshold_abs:.3g} (relative {max_threshold_rel:.3g}), max |ΔIoU| {max_iou:.3g}")
+          f"{len(expected_units)} units, {len(expected_categories)} unit-categories, {tally_rows} tally rows; "
+          f"max |Δthreshold| {max_threshold_abs:.3g} (relative {max_threshold_rel:.3g}), max |ΔIoU| {max_iou:.3g}; "
+          f"covers {coverage['dead_units']} dead units, {coverage['partly_dead_units']} partly dead units, "
+          f"{coverage['category_ties']} category ties, {coverage['lite_ties']} lite ties")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 
     check_parquet.py THRESHOLDS_DIR SCORES_DIR REPORT_DIR
 
-The schemas checked here are the ones README.md documents. Prints a JSON summary.
+The schemas checked here are the ones README.md documents, with its convention for units that
+overlap no concept (null labels). Prints a JSON summary.
 """
 
 import json
@@ -79,6 +80,24 @@ def main():
     joined = tables["units.parquet"].join(best, on=["layer", "unit"])
     if (joined["iou"] != joined["best"]).any():
         sys.exit("units.parquet: a unit's iou is not the best of its categories")
+    # A unit that overlaps no concept has no label, name or category, an IoU of 0, and is no
+    # detector; in a category it overlaps no label of, no label, name or truth, and nothing
+    # intersected.
+    units = tables["units.parquet"]
+    dead = units.filter(pl.col("label").is_null())
+    if (dead["name"].is_not_null() | dead["category"].is_not_null() | (dead["iou"] != 0) | dead["detector"]).any():
+        sys.exit("units.parquet: a unit without a label has a name, category, IoU or detector flag")
+    if (units.filter(pl.col("label").is_not_null())["iou"] <= 0).any():
+        sys.exit("units.parquet: a labelled unit has an IoU of 0")
+    per = tables["unit_categories.parquet"]
+    none = per.filter(pl.col("label").is_null())
+    if (none["name"].is_not_null() | none["truth"].is_not_null() | (none["intersect"] != 0) | (none["iou"] != 0)).any():
+        sys.exit("unit_categories.parquet: a category without a label has a name, truth, intersection or IoU")
+    n_categories = per["category"].n_unique()
+    if per.height != units.height * n_categories:
+        sys.exit(f"unit_categories.parquet: {per.height} rows, not one per unit ({units.height}) and category")
+    out["units without a label"] = dead.height
+    out["unit-categories without a label"] = none.height
     # Detector counts agree between the per-unit and per-layer tables.
     detectors = tables["units.parquet"].group_by("layer").agg(pl.col("detector").sum().alias("n"))
     layers = tables["layers.parquet"].join(detectors, on="layer")

@@ -27,13 +27,19 @@ zarr-python, to serve as a test oracle for the Rust stages: it shares no code wi
   category).
 - IoU = inter / (act[primary(c)] + truth − inter), exactly: no 1e-10 is added to the
   denominator (the references add it), and an empty denominator gives an IoU of 0.
-- Labels (§3.5): per category, the label of that category with the highest IoU, the lowest
-  label number on ties (label 0 is a candidate of the last category); per unit, the best of
-  those, the earliest category in category order on ties; a detector when that IoU is at
-  least the IoU threshold.
+- Labels (§3.5, by NetDissect-Lite's rules, see label_units): labels are ranked by Lite's
+  own float64 value inter / (act + truth − inter + 1e-10); per category, the label of that
+  category with the highest value, the lowest label number on ties (label 0 is a candidate
+  of the last category); none where the unit overlaps no label of the category; per unit,
+  the best of those, the later category in category order on ties, none when the unit
+  overlaps nothing; a detector when it has a label whose IoU is at least the IoU threshold.
+- tally.csv (§3.6): NetDissect-Lite's rows, label 0 where a unit overlaps nothing.
 
 The output JSON holds, per layer, every unit's threshold, its best label, category and IoU,
-and per category its best label with truth, activation, intersect and IoU. Units are 0-based.
+and per category its best label with truth, activation, intersect and IoU (nulls where it
+overlaps nothing); the rows of tally.csv in order; and counts of the cases the run covers
+(units that overlap nothing, in some categories only, ties). Units are 0-based but in the
+tally rows.
 The wall time of each step goes to stderr as `oracle: <step> <seconds>s`.
 """
 
@@ -299,43 +305,110 @@ def iou(counts, truth, primary):
     return out
 
 
+def lite_iou(counts, truth, primary):
+    """NetDissect-Lite's own float64 value of the IoU, with 1e-10 added to the denominator:
+    what it ranks labels by (it orders some equal IoUs, 1/2 below 2/4, where 1e-10 is above
+    the denominator's rounding)."""
+    act = counts.act[:, primary].astype(np.float64)
+    inter = counts.inter.astype(np.float64)
+    return inter / (act + truth[None, :].astype(np.float64) - inter + 1e-10)
+
+
 def label_units(dataset, counts, truth, thresholds_, iou_threshold):
+    """Every unit's labels by the lite rules, and the rows of NetDissect-Lite's tally.csv.
+
+    Per category c, every label number is scored with Lite's value of its IoU if c is its
+    primary category and 0 otherwise, and the category's label is the first label number of
+    the largest score: the smallest on ties, and label 0 when the unit overlaps no label of
+    c (every score 0). A unit's category is the one whose best score is largest, the later
+    one in category order on ties (a stable ascending sort of the categories' scores,
+    reversed; so the last category for a unit that overlaps nothing). Rows go by descending
+    best score, ties by descending unit (a stable sort, reversed).
+
+    In the tables a category (or unit) the unit does not overlap has no label (None); in
+    the tally rows it has label 0's name, truth, activation (its primary category's, the
+    last) and intersection, and the IoU of label 0 masked to the category (0). IoUs written
+    are exact; Lite's 1e-10 only ranks.
+    """
     ious = iou(counts, truth, dataset.primary)
+    lite = lite_iou(counts, truth, dataset.primary)
     act = counts.act[:, dataset.primary]
-    members = [np.nonzero(dataset.primary == ci)[0] for ci in range(len(dataset.categories))]
+    n_units = ious.shape[0]
+    n_categories = len(dataset.categories)
+    in_category = [dataset.primary == ci for ci in range(n_categories)]
+    # best[ci, u]: the label; score[ci, u]: its Lite value; exact[ci, u]: its exact IoU,
+    # both masked to the category.
+    best = np.zeros((n_categories, n_units), dtype=np.int64)
+    score = np.zeros((n_categories, n_units))
+    exact = np.zeros((n_categories, n_units))
+    rows = np.arange(n_units)
+    for ci in range(n_categories):
+        masked = np.where(in_category[ci][None, :], lite, 0.0)
+        best[ci] = np.argmax(masked, axis=1)  # the first maximum
+        score[ci] = masked[rows, best[ci]]
+        exact[ci] = np.where(in_category[ci][best[ci]], ious[rows, best[ci]], 0.0)
+    top = np.array([np.argsort(score[:, u], kind="stable")[-1] for u in range(n_units)], dtype=np.int64)
+    order = np.argsort(score.max(axis=0), kind="stable")[::-1]
+
+    def counts_of(u, label):
+        return {
+            "truth": int(truth[label]),
+            "activation": int(act[u, label]),
+            "intersect": int(counts.inter[u, label]),
+        }
+
     units = []
-    for u in range(ious.shape[0]):
+    for u in range(n_units):
         per_category = {}
-        best = None
         for ci, cat in enumerate(dataset.categories):
-            if len(members[ci]) == 0:
-                continue
-            # argmax takes the first of equal maxima: the lowest label number.
-            label = int(members[ci][np.argmax(ious[u, members[ci]])])
-            entry = {
-                "label": label,
-                "name": dataset.names[label],
-                "truth": int(truth[label]),
-                "activation": int(act[u, label]),
-                "intersect": int(counts.inter[u, label]),
-                "iou": float(ious[u, label]),
-            }
-            per_category[cat] = entry
-            # Strictly greater: the earliest category wins a tie.
-            if best is None or entry["iou"] > best[1]["iou"]:
-                best = (cat, entry)
-        cat, entry = best
+            label = int(best[ci, u])
+            if score[ci, u] > 0:
+                per_category[cat] = {"label": label, "name": dataset.names[label], **counts_of(u, label),
+                                     "iou": float(exact[ci, u])}
+            else:
+                per_category[cat] = {"label": None, "name": None, "truth": None,
+                                     "activation": int(counts.act[u, ci]), "intersect": 0, "iou": 0.0}
+        ci = int(top[u])
+        alive = bool(score[ci, u] > 0)
+        cat = dataset.categories[ci]
         units.append({
             "unit": u,
             "threshold": float(thresholds_[u]),
-            "label": entry["label"],
-            "name": entry["name"],
-            "category": cat,
-            "iou": entry["iou"],
-            "detector": bool(entry["iou"] >= iou_threshold),
+            "label": per_category[cat]["label"] if alive else None,
+            "name": per_category[cat]["name"] if alive else None,
+            "category": cat if alive else None,
+            "iou": float(exact[ci, u]) if alive else 0.0,
+            "detector": alive and bool(exact[ci, u] >= iou_threshold),
             "categories": per_category,
         })
-    return units
+
+    tally = []
+    for u in order:
+        u = int(u)
+        ci = int(top[u])
+        row = {"unit": u + 1, "category": dataset.categories[ci], "label": dataset.names[best[ci, u]],
+               "score": float(exact[ci, u]), "categories": {}}
+        for cj, cat in enumerate(dataset.categories):
+            label = int(best[cj, u])
+            row["categories"][cat] = {"label": dataset.names[label], **counts_of(u, label),
+                                      "iou": float(exact[cj, u])}
+        tally.append(row)
+
+    # What the fixtures exercise: units that overlap nothing, units that overlap no label of
+    # some categories only, units whose best score ties across categories, and units whose
+    # label in some category is decided by Lite's 1e-10 (equal exact IoUs, unequal scores).
+    alive = score > 0
+    best_score = score.max(axis=0)
+    exact_first = np.zeros((n_categories, n_units), dtype=np.int64)
+    for ci in range(n_categories):
+        exact_first[ci] = np.argmax(np.where(in_category[ci][None, :], ious, 0.0), axis=1)
+    coverage = {
+        "dead_units": int((~alive.any(axis=0)).sum()),
+        "partly_dead_units": int((alive.any(axis=0) & ~alive.all(axis=0)).sum()),
+        "category_ties": int(((score == best_score[None, :]).sum(axis=0)[best_score > 0] > 1).sum()),
+        "lite_ties": int(((exact_first != best) & alive).any(axis=0).sum()),
+    }
+    return units, tally, coverage
 
 
 # --- The run ----------------------------------------------------------------------------------
@@ -429,12 +502,15 @@ def main():
         "layers": {},
     }
     for layer in layers:
-        units = label_units(dataset, counts[layer], truth, layer_thresholds[layer], args.iou_threshold)
+        units, tally, coverage = label_units(dataset, counts[layer], truth, layer_thresholds[layer],
+                                             args.iou_threshold)
         out["layers"][layer] = {
             "units": len(units),
             "detectors": sum(u["detector"] for u in units),
             "thresholds": [u["threshold"] for u in units],
             "unit": units,
+            "tally": tally,
+            "coverage": coverage,
         }
     timer.add("iou", time.perf_counter() - t)
 

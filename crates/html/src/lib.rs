@@ -345,7 +345,8 @@ pub(crate) struct Unit {
     /// The unit's label; `None` when no label overlaps its masks at all.
     pub top: Option<CategoryBest>,
     pub detector: bool,
-    /// Best label per category, in category order.
+    /// Best label per category, in category order; a category none of whose labels
+    /// overlaps the unit's masks is left out.
     pub categories: Vec<CategoryBest>,
     /// The next-best labels over all categories, after the top one.
     pub next: Vec<CategoryBest>,
@@ -462,22 +463,30 @@ fn read_report(inputs: &Inputs) -> Result<Report> {
         })
         .ok_or_else(|| Error::Input(format!("{}: no `label` column", units_path.display())))?;
 
-    // unit_categories.parquet: each unit's best label per category.
-    let batch = nd_tables::read(&inputs.report.dir.join("unit_categories.parquet"))?;
+    // unit_categories.parquet: each unit's best label per category; none (a null label)
+    // where the unit overlaps no label of the category.
+    let categories_path = inputs.report.dir.join("unit_categories.parquet");
+    let batch = nd_tables::read(&categories_path)?;
     let c_layer = nd_tables::strings(&batch, "layer")?;
     let c_unit = nd_tables::values::<arrow::datatypes::UInt32Type>(&batch, "unit")?;
     let c_category = nd_tables::strings(&batch, "category")?;
-    let c_label = nd_tables::values::<arrow::datatypes::UInt32Type>(&batch, "label")?;
+    let c_label = batch
+        .column_by_name("label")
+        .and_then(|c| {
+            c.as_primitive_opt::<arrow::datatypes::UInt32Type>()
+                .cloned()
+        })
+        .ok_or_else(|| Error::Input(format!("{}: no `label` column", categories_path.display())))?;
     let c_name = nd_tables::strings(&batch, "name")?;
     let c_iou = nd_tables::values::<arrow::datatypes::Float64Type>(&batch, "iou")?;
     let mut per_category: BTreeMap<(String, u32), Vec<CategoryBest>> = BTreeMap::new();
-    for i in 0..c_layer.len() {
+    for i in (0..c_layer.len()).filter(|&i| !c_label.is_null(i)) {
         per_category
             .entry((c_layer[i].clone(), c_unit[i]))
             .or_default()
             .push(CategoryBest {
                 category: c_category[i].clone(),
-                label: c_label[i],
+                label: c_label.value(i),
                 name: c_name[i].clone(),
                 iou: c_iou[i],
             });
@@ -552,7 +561,8 @@ fn read_report(inputs: &Inputs) -> Result<Report> {
             next.truncate(NEXT);
             units.push(Unit {
                 unit,
-                detector: u_iou[i] >= iou_threshold,
+                // A unit without a label is no detector, whatever the threshold.
+                detector: top.is_some() && u_iou[i] >= iou_threshold,
                 top,
                 categories: bests,
                 next,

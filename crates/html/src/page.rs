@@ -92,13 +92,23 @@ fn iou(v: f64) -> String {
 }
 
 /// `name (category) IoU · ...`, escaped.
+/// A label's name as HTML: label 0 (image-level `0` items, concepts Broden's frequency filter
+/// dropped) has an empty name, so it is named by its number.
+fn label_name(name: &str) -> String {
+    if name.is_empty() {
+        "<em>label 0</em>".to_owned()
+    } else {
+        escape(name)
+    }
+}
+
 fn labels(bests: &[crate::CategoryBest]) -> String {
     let items: Vec<String> = bests
         .iter()
         .map(|n| {
             format!(
                 "{} <small>({})</small> {}",
-                escape(&n.name),
+                label_name(&n.name),
                 escape(&n.category),
                 iou(n.iou)
             )
@@ -317,10 +327,9 @@ pub(crate) fn write_layer(ctx: &Context, layer: &Layer, drawn: &Drawn) -> Result
             c = escape(category),
             search = escape(&search.to_lowercase()),
             page = escape(&unit_page(&layer.stem, unit.unit)),
-            ld = if label.is_empty() {
-                "<em>no label overlaps</em>".to_owned()
-            } else {
-                escape(label)
+            ld = match &unit.top {
+                None => "<em>no concept</em>".to_owned(),
+                Some(_) => label_name(label),
             },
             iou_text = iou(iou_value),
         );
@@ -373,7 +382,7 @@ pub(crate) fn write_unit(ctx: &Context, layer: &Layer, u: usize, drawn: &UnitDra
                 out,
                 "<h1>{} · {} <span class=\"cat\" style=\"--c:{}\">{}</span></h1>\n<p class=\"lede\">best IoU {} ({}).</p>\n",
                 escape(&layer.name),
-                escape(&top.name),
+                label_name(&top.name),
                 categories
                     .iter()
                     .position(|c| *c == top.category)
@@ -414,18 +423,20 @@ pub(crate) fn write_unit(ctx: &Context, layer: &Layer, u: usize, drawn: &UnitDra
             .unwrap_or_default()
     );
     out.push_str("\n<table class=\"stats\"><thead><tr><th>category</th><th>best label</th><th>IoU</th></tr></thead><tbody>");
-    for best in &unit.categories {
+    // Every category; one none of whose labels overlaps the unit shows no concept.
+    for category in categories {
+        let best = unit.categories.iter().find(|b| &b.category == category);
         let _ = write!(
             out,
             "<tr{}><td>{}</td><td class=\"text\">{}</td><td>{}</td></tr>",
-            if best.iou > threshold {
+            if best.is_some_and(|b| b.iou > threshold) {
                 " class=\"over\""
             } else {
                 ""
             },
-            escape(&best.category),
-            escape(&best.name),
-            iou(best.iou)
+            escape(category),
+            best.map_or("<em>no concept</em>".to_owned(), |b| label_name(&b.name)),
+            iou(best.map_or(0.0, |b| b.iou))
         );
     }
     out.push_str("</tbody></table>\n");

@@ -5,8 +5,10 @@
 //! Outputs, in the report artifact: `units.parquet` (a unit's label), `unit_categories.parquet`
 //! (a unit's best label in each category, with its counts), `layers.parquet` and
 //! `layer_categories.parquet` (the per-layer figures), `summary.json`, and one
-//! `tally-<layer>.csv` per layer in NetDissect-Lite's format. [`tally::read`] reads
-//! published files of that format, in any column order, for [`summarize`].
+//! `tally-<layer>.csv` per layer in NetDissect-Lite's format. Labels are chosen by the rules
+//! of the reference the score stage's denominator names (`labels`: ties, units that
+//! overlap no concept). [`tally::read`] reads published files of that format, in any column
+//! order, for [`summarize`].
 //!
 //! ```no_run
 //! let (categories, rows) = nd_report::tally::read("resnet18-places365-layer4.csv".as_ref())?;
@@ -16,24 +18,31 @@
 //! # Ok::<(), nd_report::Error>(())
 //! ```
 
+mod labels;
 pub mod summary;
 pub mod tally;
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, Float64Array, UInt32Array, UInt64Array};
+use arrow::array::{
+    ArrayRef, BooleanArray, DictionaryArray, Float64Array, UInt32Array, UInt64Array,
+};
+use arrow::datatypes::Int32Type;
 use arrow::record_batch::RecordBatch;
 use nd_tables::dictionary;
 use serde_json::json;
 
+use labels::{Choice, Choices, UnitChoices};
 pub use summary::{Best, CategorySummary, LayerSummary, UnitLabels, summarize};
 use tally::{TallyCategory, TallyRow};
 
 pub const STAGE: &str = "report";
-pub const SCHEMA: u32 = 1;
+/// 2: a unit's label is the later category's on ties, and in lite mode NetDissect-Lite's
+/// `1e-10` orders equal IoUs; a unit (or a unit's category) that overlaps no concept has
+/// null labels in the tables and label 0's name and counts in tally.csv.
+pub const SCHEMA: u32 = 2;
 pub const SUMMARY_FILE: &str = "summary.json";
 
 #[derive(Debug, thiserror::Error)]
@@ -91,134 +100,84 @@ impl Config {
     }
 }
 
-/// A unit's best label in one category, with its counts, from the score table.
-#[derive(Debug, Clone)]
-struct Choice {
-    label: u32,
-    row: nd_tables::scores::Row,
-}
-
-/// A layer's units, each with its best label per category (`None` for a category
-/// without labels).
-type LayerChoices = (String, Vec<Vec<Option<Choice>>>);
-
-/// Every unit of every layer of a score artifact: its best label per category.
-fn choices(scores: &nd_store::Artifact) -> Result<(Vec<String>, Vec<LayerChoices>)> {
-    let categories: Vec<String> =
-        serde_json::from_value(scores.manifest.outputs["categories"].clone()).map_err(|_| {
-            Error::Input(format!(
-                "{}: not a score artifact (no categories)",
-                scores.dir.display()
-            ))
-        })?;
-    let layers: Vec<(String, usize)> = scores.manifest.outputs["layers"]
-        .as_array()
-        .map(|ls| {
-            ls.iter()
-                .filter_map(|l| {
-                    Some((
-                        l["name"].as_str()?.to_owned(),
-                        l["units"].as_u64()? as usize,
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut out: Vec<LayerChoices> = layers
-        .iter()
-        .map(|(name, units)| (name.clone(), vec![vec![None; categories.len()]; *units]))
-        .collect();
-    let layer_index: BTreeMap<&str, usize> = layers
-        .iter()
-        .enumerate()
-        .map(|(i, (n, _))| (n.as_str(), i))
-        .collect();
-    // The table streams past (it has a row per unit and overlapping label: millions for a
-    // deep layer on Broden); only each unit's best rows are kept.
-    let path = scores.dir.join(nd_tables::scores::FILE);
-    nd_tables::scores::for_each_row(&path, |row| -> Result<()> {
-        let (Some(&l), Some(c)) = (
-            layer_index.get(row.layer),
-            categories.iter().position(|c| c == row.category),
-        ) else {
-            return Err(Error::Input(format!(
-                "{}: row for layer `{}` category `{}` not in the manifest",
-                scores.dir.display(),
-                row.layer,
-                row.category
-            )));
-        };
-        let Some(unit) = out[l].1.get_mut(row.unit as usize) else {
-            return Err(Error::Input(format!(
-                "{}: a row for unit {} of layer `{}`, which has {} units",
-                scores.dir.display(),
-                row.unit,
-                row.layer,
-                out[l].1.len()
-            )));
-        };
-        let slot = &mut unit[c];
-        // Highest IoU, the smallest label number on ties (the score stage's rule).
-        let better = match slot {
-            None => true,
-            Some(current) => {
-                row.iou > current.row.iou
-                    || (row.iou == current.row.iou && row.label < current.label)
-            }
-        };
-        if better {
-            *slot = Some(Choice {
-                label: row.label,
-                row: row.to_owned(),
-            });
-        }
-        Ok(())
-    })?;
-    Ok((categories, out))
-}
-
-fn tally_rows(units: &[Vec<Option<Choice>>]) -> Vec<TallyRow> {
-    units
-        .iter()
-        .enumerate()
-        .map(|(unit, per)| {
-            let categories: Vec<TallyCategory> = per
+/// A layer's rows of tally.csv, in the file's order (NetDissect-Lite's `tally()`).
+///
+/// Where a unit overlaps no label of a category, the references' `argmax` over all-zero
+/// IoUs names label 0: its empty name, its truth, the unit's activation count in its
+/// category (the last) and its intersection with the unit, and an IoU of 0. A unit that
+/// overlaps no concept gets the last category and label 0's empty name, with a score of 0.
+fn tally_rows(choices: &Choices, units: &[UnitChoices]) -> Vec<TallyRow> {
+    let last = choices.categories.len() - 1;
+    labels::tally_order(units)
+        .into_iter()
+        .map(|u| {
+            let unit = &units[u];
+            let categories: Vec<TallyCategory> = choices
+                .categories
                 .iter()
-                .flatten()
-                .map(|c| TallyCategory {
-                    category: c.row.category.clone(),
-                    label: c.row.name.clone(),
-                    truth: c.row.truth,
-                    activation: c.row.activation,
-                    intersect: c.row.intersect,
-                    iou: c.row.iou,
+                .zip(&unit.categories)
+                .map(|(category, choice)| match choice {
+                    Some(c) => TallyCategory {
+                        category: category.clone(),
+                        label: c.row.name.clone(),
+                        truth: c.row.truth,
+                        activation: c.row.activation,
+                        intersect: c.row.intersect,
+                        iou: c.row.iou,
+                    },
+                    None => TallyCategory {
+                        category: category.clone(),
+                        label: String::new(),
+                        truth: choices.label0_truth,
+                        activation: unit.activation[last],
+                        intersect: unit.label0_intersect,
+                        iou: 0.0,
+                    },
                 })
                 .collect();
-            let labels = UnitLabels {
-                unit: unit as u32 + 1,
-                categories: categories
-                    .iter()
-                    .map(|c| Best {
-                        category: c.category.clone(),
-                        label: c.label.clone(),
-                        iou: c.iou,
-                    })
-                    .collect(),
-            };
-            let top = labels.top().cloned().unwrap_or(Best {
-                category: String::new(),
-                label: String::new(),
-                iou: 0.0,
-            });
+            let top = unit.top().unwrap_or(last);
             TallyRow {
-                unit: unit as u32 + 1,
-                category: top.category,
-                label: top.label,
-                score: top.iou,
+                unit: u as u32 + 1,
+                category: choices.categories[top].clone(),
+                label: categories[top].label.clone(),
+                score: categories[top].iou,
                 categories,
             }
         })
         .collect()
+}
+
+/// What the summary needs of a unit: its label (none when it overlaps no concept) and its
+/// best label in each category it overlaps.
+fn unit_labels(categories: &[String], unit: u32, choices: &UnitChoices) -> UnitLabels {
+    let best = |c: usize| {
+        choices.categories[c].as_ref().map(|choice| Best {
+            category: categories[c].clone(),
+            label: choice.row.name.clone(),
+            iou: choice.row.iou,
+        })
+    };
+    UnitLabels {
+        unit: unit + 1,
+        top: choices.top().and_then(best),
+        categories: (0..categories.len()).filter_map(best).collect(),
+    }
+}
+
+/// A row of units.parquet, in unit order: layer, unit, the unit's choices, and its label's
+/// category and choice (none when the unit overlaps no concept).
+type UnitRow<'a> = (
+    &'a str,
+    u32,
+    &'a UnitChoices,
+    Option<usize>,
+    Option<&'a Choice>,
+);
+
+/// A dictionary-encoded string column with nulls (a unit without a label).
+fn nullable_dictionary<'a>(values: impl IntoIterator<Item = Option<&'a str>>) -> ArrayRef {
+    let array: DictionaryArray<Int32Type> = values.into_iter().collect();
+    Arc::new(array)
 }
 
 /// File names from layer names: `/` would make a directory.
@@ -251,41 +210,35 @@ pub fn run(
             computed: false,
         });
     }
-    let (categories, layers) = choices(scores)?;
+    let choices = labels::choose(scores)?;
+    let categories = &choices.categories;
     let pending = store.begin(&spec)?;
     let dir = pending.dir().to_owned();
     let metadata = pending.table_metadata();
     let mut summaries = Vec::new();
-    let mut units_rows: Vec<(String, u32, Option<&Choice>, f64, bool)> = Vec::new();
-    let mut category_rows: Vec<(String, u32, &Choice)> = Vec::new();
+    let mut units_rows: Vec<UnitRow> = Vec::new();
     let mut tallies = Vec::new();
-    for (layer, units) in &layers {
-        let rows = tally_rows(units);
-        let labels: Vec<UnitLabels> = rows.iter().map(TallyRow::labels).collect();
-        summaries.push(summarize(layer, &labels, &categories, config.iou_threshold));
-        for (unit, (per, row)) in units.iter().zip(&rows).enumerate() {
-            let top = per
-                .iter()
-                .flatten()
-                .find(|c| c.row.category == row.category && c.row.name == row.label);
-            units_rows.push((
-                layer.clone(),
-                unit as u32,
-                top,
-                row.score,
-                row.score >= config.iou_threshold,
-            ));
-            for choice in per.iter().flatten() {
-                category_rows.push((layer.clone(), unit as u32, choice));
-            }
+    for (layer, units) in &choices.layers {
+        let labels: Vec<UnitLabels> = units
+            .iter()
+            .enumerate()
+            .map(|(u, unit)| unit_labels(categories, u as u32, unit))
+            .collect();
+        summaries.push(summarize(layer, &labels, categories, config.iou_threshold));
+        for (u, unit) in units.iter().enumerate() {
+            let top = unit.top();
+            let choice = top.and_then(|c| unit.categories[c].as_ref());
+            units_rows.push((layer, u as u32, unit, top, choice));
         }
         let file = format!("tally-{}.csv", file_stem(layer));
-        tally::write(&dir.join(&file), &categories, &rows)?;
+        tally::write(&dir.join(&file), categories, &tally_rows(&choices, units))?;
         tallies.push(json!({ "layer": layer, "file": file }));
     }
 
+    // A unit that overlaps no concept has no label, name or category (null), an IoU of 0,
+    // and is no detector.
     let units_batch = RecordBatch::try_from_iter([
-        ("layer", dictionary(units_rows.iter().map(|r| r.0.as_str()))),
+        ("layer", dictionary(units_rows.iter().map(|r| r.0))),
         (
             "unit",
             Arc::new(UInt32Array::from_iter_values(
@@ -295,44 +248,48 @@ pub fn run(
         (
             "label",
             Arc::new(UInt32Array::from_iter(
-                units_rows.iter().map(|r| r.2.map(|c| c.label)),
+                units_rows.iter().map(|r| r.4.map(|c| c.row.label)),
             )),
         ),
         (
             "name",
-            dictionary(
-                units_rows
-                    .iter()
-                    .map(|r| r.2.map_or("", |c| c.row.name.as_str())),
-            ),
+            nullable_dictionary(units_rows.iter().map(|r| r.4.map(|c| c.row.name.as_str()))),
         ),
         (
             "category",
-            dictionary(
+            nullable_dictionary(
                 units_rows
                     .iter()
-                    .map(|r| r.2.map_or("", |c| c.row.category.as_str())),
+                    .map(|r| r.3.map(|c| categories[c].as_str())),
             ),
         ),
         (
             "iou",
             Arc::new(Float64Array::from_iter_values(
-                units_rows.iter().map(|r| r.3),
+                units_rows.iter().map(|r| r.4.map_or(0.0, |c| c.row.iou)),
             )),
         ),
         (
             "detector",
-            Arc::new(BooleanArray::from_iter(
-                units_rows.iter().map(|r| Some(r.4)),
-            )),
+            Arc::new(BooleanArray::from_iter(units_rows.iter().map(|r| {
+                Some(r.4.is_some_and(|c| c.row.iou >= config.iou_threshold))
+            }))),
         ),
     ])?;
     nd_tables::write(&dir.join("units.parquet"), &units_batch, &metadata)?;
+    // Every unit and category; where the unit overlaps no label of the category, no label,
+    // name or truth (null), its activation count in the category, and 0 intersection and IoU.
+    let category_rows: Vec<(&str, u32, usize, u64, Option<&Choice>)> = units_rows
+        .iter()
+        .flat_map(|&(layer, unit, choices, _, _)| {
+            (0..categories.len()).map(move |c| {
+                let choice = choices.categories[c].as_ref();
+                (layer, unit, c, choices.activation[c], choice)
+            })
+        })
+        .collect();
     let category_batch = RecordBatch::try_from_iter([
-        (
-            "layer",
-            dictionary(category_rows.iter().map(|r| r.0.as_str())),
-        ),
+        ("layer", dictionary(category_rows.iter().map(|r| r.0))),
         (
             "unit",
             Arc::new(UInt32Array::from_iter_values(
@@ -341,40 +298,46 @@ pub fn run(
         ),
         (
             "category",
-            dictionary(category_rows.iter().map(|r| r.2.row.category.as_str())),
+            dictionary(category_rows.iter().map(|r| categories[r.2].as_str())),
         ),
         (
             "label",
-            Arc::new(UInt32Array::from_iter_values(
-                category_rows.iter().map(|r| r.2.label),
+            Arc::new(UInt32Array::from_iter(
+                category_rows.iter().map(|r| r.4.map(|c| c.row.label)),
             )),
         ),
         (
             "name",
-            dictionary(category_rows.iter().map(|r| r.2.row.name.as_str())),
+            nullable_dictionary(
+                category_rows
+                    .iter()
+                    .map(|r| r.4.map(|c| c.row.name.as_str())),
+            ),
         ),
         (
             "truth",
-            Arc::new(UInt64Array::from_iter_values(
-                category_rows.iter().map(|r| r.2.row.truth),
+            Arc::new(UInt64Array::from_iter(
+                category_rows.iter().map(|r| r.4.map(|c| c.row.truth)),
             )),
         ),
         (
             "activation",
             Arc::new(UInt64Array::from_iter_values(
-                category_rows.iter().map(|r| r.2.row.activation),
+                category_rows.iter().map(|r| r.3),
             )),
         ),
         (
             "intersect",
             Arc::new(UInt64Array::from_iter_values(
-                category_rows.iter().map(|r| r.2.row.intersect),
+                category_rows
+                    .iter()
+                    .map(|r| r.4.map_or(0, |c| c.row.intersect)),
             )),
         ),
         (
             "iou",
             Arc::new(Float64Array::from_iter_values(
-                category_rows.iter().map(|r| r.2.row.iou),
+                category_rows.iter().map(|r| r.4.map_or(0.0, |c| c.row.iou)),
             )),
         ),
     ])?;
@@ -386,7 +349,7 @@ pub fn run(
     write_layer_tables(
         &dir,
         &summaries,
-        &categories,
+        categories,
         config.iou_threshold,
         &metadata,
     )?;
@@ -653,6 +616,8 @@ pub fn format_comparison(models: &[(String, Vec<LayerSummary>)]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     fn layer(name: &str, top: usize, pc: usize) -> LayerSummary {

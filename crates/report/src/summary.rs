@@ -12,26 +12,17 @@ pub struct Best {
     pub iou: f64,
 }
 
-/// What the summary needs of a unit: its best label in each category, in category order.
+/// What the summary needs of a unit: its label, and its best label in each category.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UnitLabels {
     /// 1-based, as in tally.csv.
     pub unit: u32,
+    /// The unit's label (the best of its categories' best labels, by the rules of the
+    /// reference followed); `None` when the unit overlaps no concept, so it is never a
+    /// detector.
+    pub top: Option<Best>,
+    /// In category order.
     pub categories: Vec<Best>,
-}
-
-impl UnitLabels {
-    /// The unit's label: the best of its categories' best labels (the earlier category on
-    /// ties, as NetDissect's argmax).
-    pub fn top(&self) -> Option<&Best> {
-        let mut best: Option<&Best> = None;
-        for b in &self.categories {
-            if best.is_none_or(|t| b.iou > t.iou) {
-                best = Some(b);
-            }
-        }
-        best
-    }
 }
 
 /// Per-category figures of a layer.
@@ -64,8 +55,9 @@ pub struct LayerSummary {
 
 /// Summarises a layer's units at an IoU threshold.
 ///
-/// A unit is a detector when its best IoU is ≥ the threshold; the per-category rule counts
-/// best IoUs that exceed it (the two published wordings). Labels are compared by name.
+/// A unit is a detector when it has a label and its IoU is ≥ the threshold; the
+/// per-category rule counts best IoUs that exceed it (the two published wordings). Labels
+/// are compared by name.
 pub fn summarize(
     layer: &str,
     units: &[UnitLabels],
@@ -81,7 +73,7 @@ pub fn summarize(
     let mut detectors = 0;
     let mut top_labels = BTreeSet::new();
     for unit in units {
-        if let Some(top) = unit.top()
+        if let Some(top) = &unit.top
             && top.iou >= threshold
         {
             detectors += 1;
@@ -128,17 +120,28 @@ pub fn summarize(
 mod tests {
     use super::*;
 
+    /// A unit labelled with its first best of highest IoU (no ties in these tests).
     fn unit(n: u32, bests: &[(&str, &str, f64)]) -> UnitLabels {
+        let categories: Vec<Best> = bests
+            .iter()
+            .map(|&(c, l, iou)| Best {
+                category: c.into(),
+                label: l.into(),
+                iou,
+            })
+            .collect();
+        let top = categories
+            .iter()
+            .filter(|b| b.iou > 0.0)
+            .fold(None::<&Best>, |t, b| match t {
+                Some(t) if t.iou >= b.iou => Some(t),
+                _ => Some(b),
+            })
+            .cloned();
         UnitLabels {
             unit: n,
-            categories: bests
-                .iter()
-                .map(|&(c, l, iou)| Best {
-                    category: c.into(),
-                    label: l.into(),
-                    iou,
-                })
-                .collect(),
+            top,
+            categories,
         }
     }
 
@@ -169,8 +172,15 @@ mod tests {
     }
 
     #[test]
-    fn ties_go_to_the_earlier_category() {
-        let u = unit(1, &[("object", "car", 0.05), ("part", "wheel", 0.05)]);
-        assert_eq!(u.top().unwrap().label, "car");
+    fn units_without_a_label_are_never_detectors() {
+        let units = [
+            unit(1, &[("object", "", 0.0), ("texture", "", 0.0)]),
+            unit(2, &[("object", "car", 0.05), ("texture", "", 0.0)]),
+        ];
+        let cats = ["object".to_owned(), "texture".to_owned()];
+        // Even at a threshold of 0, a unit that overlaps nothing detects nothing.
+        let s = summarize("conv5", &units, &cats, 0.0);
+        assert_eq!((s.detectors, s.unique_top_label), (1, 1));
+        assert_eq!(s.unique_per_category, 1);
     }
 }

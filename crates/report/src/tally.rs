@@ -34,9 +34,17 @@ pub struct TallyCategory {
 }
 
 impl TallyRow {
+    /// The unit's labels as the file gives them: its label is the row's own `category,
+    /// label, score` (none with a score of 0: the references' label 0 of a unit that
+    /// overlaps nothing).
     pub fn labels(&self) -> UnitLabels {
         UnitLabels {
             unit: self.unit,
+            top: (self.score > 0.0).then(|| Best {
+                category: self.category.clone(),
+                label: self.label.clone(),
+                iou: self.score,
+            }),
             categories: self
                 .categories
                 .iter()
@@ -149,11 +157,9 @@ pub fn read(path: &Path) -> Result<(Vec<String>, Vec<TallyRow>)> {
     Ok((categories, rows))
 }
 
-/// Writes rows in NetDissect-Lite's format: categories in the given order, rows by
-/// descending score (by unit on ties).
+/// Writes rows in NetDissect-Lite's format: categories in the given order, rows in the
+/// order given (the file's is by descending score; the report decides ties).
 pub fn write(path: &Path, categories: &[String], rows: &[TallyRow]) -> Result<()> {
-    let mut sorted: Vec<&TallyRow> = rows.iter().collect();
-    sorted.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.unit.cmp(&b.unit)));
     let io = |e: csv::Error| Error::Tally {
         path: path.to_owned(),
         line: 0,
@@ -172,7 +178,7 @@ pub fn write(path: &Path, categories: &[String], rows: &[TallyRow]) -> Result<()
         }
     }
     writer.write_record(&header).map_err(io)?;
-    for row in sorted {
+    for row in rows {
         let mut record = vec![
             row.unit.to_string(),
             row.category.clone(),
