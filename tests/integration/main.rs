@@ -1,5 +1,6 @@
 //! End-to-end tests of the `netdissect` command.
 
+mod cluster;
 mod common;
 mod dataset;
 mod demo;
@@ -7,4 +8,5 @@ mod fixture;
 mod html;
 mod oracle;
 mod run;
+mod verify;
 mod workflow;
