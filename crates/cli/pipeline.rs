@@ -366,9 +366,9 @@ fn check(l: &Loaded) -> anyhow::Result<()> {
         );
     }
     let iou = *p.report.iou_threshold.get_ref();
-    if !(iou.is_finite() && iou >= 0.0) {
+    if !(0.0..=1.0).contains(&iou) {
         bail!(
-            "{}: report.iou_threshold must be a number ≥ 0, got {iou}",
+            "{}: report.iou_threshold must be between 0 and 1 (an IoU is at most 1), got {iou}",
             l.location(p.report.iou_threshold.span())
         );
     }

@@ -1,5 +1,6 @@
 //! `netdissect run`: every stage for every model, through the store.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -25,13 +26,19 @@ fn log(stage: &str, model: &str, artifact: &Artifact, computed: bool, started: I
     );
 }
 
+/// Says, with `--explain`, why a stage of a model runs: what differs from the artifact the
+/// model's last run used for the stage.
 fn explain(
     options: &Options,
     store: &Store,
+    model: &str,
+    last: Option<&BTreeMap<String, nd_store::Key>>,
     spec: anyhow::Result<nd_store::Spec>,
 ) -> anyhow::Result<()> {
     if options.explain {
-        eprintln!("{}", store.explain(&spec?)?);
+        let spec = spec?;
+        let previous = last.and_then(|keys| keys.get(&spec.stage).copied());
+        eprintln!("{}", store.explain_run(&spec, model, previous)?);
     }
     Ok(())
 }
@@ -158,6 +165,7 @@ fn run_model(
 ) -> anyhow::Result<(Artifact, Option<Artifact>)> {
     let p = &loaded.pipeline;
     let name = model.name.as_str();
+    let last = store.last_run(name);
     let mut config = nd_extract::Config::new(
         loaded.resolve(&model.file),
         model.layers.get_ref().clone(),
@@ -171,7 +179,7 @@ fn run_model(
 
     let started = Instant::now();
     let spec = nd_extract::spec(store, dataset, &config)?;
-    explain(options, store, Ok(spec.clone()))?;
+    explain(options, store, name, last.as_ref(), Ok(spec.clone()))?;
     let activations = match store.get(&spec)? {
         Some(artifact) => {
             log("extract", name, &artifact, false, started);
@@ -199,6 +207,8 @@ fn run_model(
     explain(
         options,
         store,
+        name,
+        last.as_ref(),
         nd_quantile::spec(std::slice::from_ref(&activations), &quantile).map_err(Into::into),
     )?;
     let outcome = nd_quantile::run(store, std::slice::from_ref(&activations), &quantile)?;
@@ -218,6 +228,8 @@ fn run_model(
     explain(
         options,
         store,
+        name,
+        last.as_ref(),
         nd_segment::spec(dataset, &activations, &thresholds, &segment).map_err(Into::into),
     )?;
     let outcome = nd_segment::run(store, dataset, &activations, &thresholds, &segment)?;
@@ -237,6 +249,8 @@ fn run_model(
     explain(
         options,
         store,
+        name,
+        last.as_ref(),
         nd_score::spec(store, dataset, &masks, &score).map_err(Into::into),
     )?;
     let outcome = nd_score::run(store, dataset, &masks, &score)?;
@@ -250,12 +264,25 @@ fn run_model(
     explain(
         options,
         store,
+        name,
+        last.as_ref(),
         nd_report::spec(&scores, &report).map_err(Into::into),
     )?;
     let outcome = nd_report::run(store, &scores, &report)?;
     log("report", name, &outcome.artifact, outcome.computed, started);
     let report = outcome.artifact;
+    let mut keys: BTreeMap<String, nd_store::Key> = [
+        ("extract", &activations),
+        ("quantile", &thresholds),
+        ("segment", &masks),
+        ("score", &scores),
+        ("report", &report),
+    ]
+    .into_iter()
+    .map(|(stage, artifact)| (stage.to_owned(), artifact.key()))
+    .collect();
     if !p.html.pages {
+        store.record_run(name, &keys)?;
         return Ok((report, None));
     }
 
@@ -278,10 +305,14 @@ fn run_model(
     explain(
         options,
         store,
+        name,
+        last.as_ref(),
         nd_html::spec(&inputs, &html).map_err(Into::into),
     )?;
     let outcome = nd_html::run(store, &inputs, &html)?;
     log("html", name, &outcome.artifact, outcome.computed, started);
+    keys.insert("html".to_owned(), outcome.artifact.key());
+    store.record_run(name, &keys)?;
     Ok((report, Some(outcome.artifact)))
 }
 

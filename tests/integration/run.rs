@@ -60,6 +60,90 @@ iou_threshold = 0.04
 dir = "results"
 "#;
 
+/// `stage <stage> <model> computed|fresh <key> <seconds>` lines → (stage, model) → key.
+fn keys(run: &Run) -> BTreeMap<(String, String), String> {
+    assert!(run.ok, "netdissect run failed:\n{}", run.stderr);
+    run.stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("stage "))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            ((f[0].to_owned(), f[1].to_owned()), f[3].to_owned())
+        })
+        .collect()
+}
+
+/// `--explain` compares each stage of a model with what the same model's last run used,
+/// never with another model's artifacts (which may be closer by count of differences).
+#[test]
+fn explain_compares_each_model_with_its_own_last_run() {
+    let dir = tempfile::tempdir().unwrap();
+    model(dir.path(), "tiny");
+    let other = dir.path().join("other.pt");
+    python(&[
+        "tests/python/make_models.py",
+        "tiny",
+        other.to_str().unwrap(),
+        "--seed",
+        "1",
+    ]);
+    let two = format!(
+        "{PIPELINE}\n[[model]]\nname = \"other\"\nfile = \"other.pt\"\nlayers = [\"conv1\"]\n"
+    );
+    let pipeline = dir.path().join("pipeline.toml");
+    std::fs::write(&pipeline, &two).unwrap();
+
+    let first = netdissect(&pipeline, &["--explain"]);
+    let before = keys(&first);
+    for model in ["tiny", "other"] {
+        for stage in ["extract", "quantile", "segment", "score", "report", "html"] {
+            let line = format!(
+                "{stage}: computing {}: first run for model `{model}` (no earlier {stage} of it in this cache)",
+                before[&(stage.to_owned(), model.to_owned())]
+            );
+            assert!(first.stderr.contains(&line), "{line}\n{}", first.stderr);
+        }
+    }
+
+    std::fs::write(&pipeline, two.replace("top = 0.05", "top = 0.02")).unwrap();
+    let second = netdissect(&pipeline, &["--explain"]);
+    let after = keys(&second);
+    let key = |keys: &BTreeMap<(String, String), String>, stage: &str, model: &str| {
+        keys[&(stage.to_owned(), model.to_owned())].clone()
+    };
+    for model in ["tiny", "other"] {
+        assert!(
+            second.stderr.contains(&format!(
+                "extract: fresh ({})",
+                key(&before, "extract", model)
+            )),
+            "{}",
+            second.stderr
+        );
+        let quantile = format!(
+            "quantile: computing {}: the last run of model `{model}` used {}, which differs in\n  params.top: 0.05 -> 0.02\n",
+            key(&after, "quantile", model),
+            key(&before, "quantile", model)
+        );
+        assert!(
+            second.stderr.contains(&quantile),
+            "{quantile}\n{}",
+            second.stderr
+        );
+        // Score differs from the model's own last score in its masks, and in nothing else.
+        let score = format!(
+            "score: computing {}: the last run of model `{model}` used {}, which differs in\n  input `masks`: {} -> {}\n",
+            key(&after, "score", model),
+            key(&before, "score", model),
+            key(&before, "segment", model),
+            key(&after, "segment", model)
+        );
+        assert!(second.stderr.contains(&score), "{score}\n{}", second.stderr);
+    }
+    // The record names the stages' keys of the last run only.
+    assert!(!second.stderr.contains("first run"), "{}", second.stderr);
+}
+
 #[test]
 fn a_stage_reruns_only_when_its_inputs_change() {
     let dir = tempfile::tempdir().unwrap();
@@ -178,9 +262,20 @@ fn bad_pipelines_name_the_key_and_its_line() {
     );
     let err = failure(&PIPELINE.replace("iou_threshold = 0.04", "iou_threshold = -0.1"));
     assert!(
-        err.contains("pipeline.toml:17:17: report.iou_threshold must be a number ≥ 0, got -0.1"),
+        err.contains("pipeline.toml:17:17: report.iou_threshold must be between 0 and 1 (an IoU is at most 1), got -0.1"),
         "{err}"
     );
+    // An IoU is at most 1: a threshold above it would silently yield no detectors.
+    for threshold in ["2", "1.5", "nan"] {
+        let err = failure(&PIPELINE.replace(
+            "iou_threshold = 0.04",
+            &format!("iou_threshold = {threshold}"),
+        ));
+        assert!(
+            err.contains("pipeline.toml:17:17: report.iou_threshold must be between 0 and 1"),
+            "{threshold}: {err}"
+        );
+    }
     let err = failure(&format!("{PIPELINE}[html]\ntop_images = 0\n"));
     assert!(
         err.contains("pipeline.toml:22:14: html.top_images: the number of top images must be between 1 and 100, got 0"),

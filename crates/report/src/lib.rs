@@ -90,9 +90,9 @@ impl Default for Config {
 
 impl Config {
     pub fn validate(&self) -> Result<()> {
-        if !(self.iou_threshold.is_finite() && self.iou_threshold >= 0.0) {
+        if !(0.0..=1.0).contains(&self.iou_threshold) {
             return Err(Error::Input(format!(
-                "the IoU threshold must be a number ≥ 0, got {}",
+                "the IoU threshold must be between 0 and 1 (an IoU is at most 1), got {}",
                 self.iou_threshold
             )));
         }
@@ -628,6 +628,19 @@ mod tests {
             unique_top_label: top,
             unique_per_category: pc,
             categories: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn the_iou_threshold_is_an_iou() {
+        for ok in [0.0, 0.04, 1.0] {
+            let config = Config { iou_threshold: ok };
+            assert!(config.validate().is_ok(), "{ok}");
+        }
+        for bad in [-0.1, 1.5, 2.0, f64::NAN, f64::INFINITY] {
+            let config = Config { iou_threshold: bad };
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains("between 0 and 1"), "{bad}: {err}");
         }
     }
 

@@ -373,7 +373,10 @@ pub fn repair_hint(artifact: &Described) -> String {
 
 /// Directories of a cache that hold no artifacts: temporaries, remembered file digests,
 /// and artifacts moved aside by a repair.
-const RESERVED: [&str; 3] = ["tmp", "digests", DAMAGED_DIR];
+const RESERVED: [&str; 4] = ["tmp", "digests", DAMAGED_DIR, RUNS_DIR];
+/// Where `netdissect run` records which artifacts each model's last run used (for
+/// `--explain`; see [`crate::Store::last_run`]).
+pub const RUNS_DIR: &str = "runs";
 /// Where a repair moves damaged artifacts: `<cache>/damaged/<stage>/<key>`.
 pub const DAMAGED_DIR: &str = "damaged";
 

@@ -143,6 +143,13 @@ pub struct Manifest {
     pub files: BTreeMap<String, FileDigest>,
 }
 
+/// What `runs/<model>.json` holds: see [`Store::last_run`].
+#[derive(Serialize, Deserialize)]
+struct RunRecord {
+    model: String,
+    keys: BTreeMap<String, Key>,
+}
+
 impl Manifest {
     /// The byte-deterministic text of the manifest.
     pub fn to_text(&self) -> String {
@@ -371,6 +378,82 @@ impl Store {
                 diffs.join("\n  ")
             ),
         })
+    }
+
+    /// The keys the last `netdissect run` of a model (by its name in the pipeline) found or
+    /// computed, by stage: what `--explain` compares the next run of that model with.
+    /// `None` when the model has never run into this cache (or its record is unreadable:
+    /// it only ever serves explanations).
+    pub fn last_run(&self, model: &str) -> Option<BTreeMap<String, Key>> {
+        let text = std::fs::read_to_string(self.run_record_path(model)).ok()?;
+        let record: RunRecord = serde_json::from_str(&text).ok()?;
+        (record.model == model).then_some(record.keys)
+    }
+
+    /// Records the keys of a model's run (see [`Store::last_run`]), replacing the last
+    /// record atomically.
+    pub fn record_run(&self, model: &str, keys: &BTreeMap<String, Key>) -> Result<()> {
+        let path = self.run_record_path(model);
+        let dir = path.parent().expect("a file in runs/");
+        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+        let record = RunRecord {
+            model: model.to_owned(),
+            keys: keys.clone(),
+        };
+        let value = serde_json::to_value(&record).expect("a run record is plain JSON");
+        let n = PENDING_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(
+            ".{}-{}-{}-{n}",
+            blake3::hash(model.as_bytes())
+                .to_hex()
+                .get(..16)
+                .unwrap_or_default(),
+            host_name(),
+            std::process::id()
+        ));
+        std::fs::write(&tmp, canonical::to_pretty(&value)).map_err(io("write", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io("rename", &path))
+    }
+
+    /// `runs/<blake3 of the name>.json`: any model name is a safe file name that way.
+    fn run_record_path(&self, model: &str) -> PathBuf {
+        let name = blake3::hash(model.as_bytes()).to_hex();
+        self.root
+            .join(integrity::RUNS_DIR)
+            .join(format!("{}.json", &name[..32]))
+    }
+
+    /// Like [`Store::explain`], but compares with the artifact a model's last run used for
+    /// the stage (`last`, from [`Store::last_run`]) rather than with the closest artifact
+    /// of any model: after changing `top` for one model, its score stage is explained by
+    /// its own masks, not by another model's.
+    pub fn explain_run(&self, spec: &Spec, model: &str, last: Option<Key>) -> Result<String> {
+        let key = spec.key();
+        if self.get_key_unchecked(&spec.stage, key)?.is_some() {
+            return Ok(format!("{}: fresh ({})", spec.stage, key.short()));
+        }
+        let head = format!("{}: computing {}", spec.stage, key.short());
+        let Some(last) = last else {
+            return Ok(format!(
+                "{head}: first run for model `{model}` (no earlier {} of it in this cache)",
+                spec.stage
+            ));
+        };
+        let Ok(Some(artifact)) = self.get_key_unchecked(&spec.stage, last) else {
+            return Ok(format!(
+                "{head}: the last run of model `{model}` used {}, no longer in the cache",
+                last.short()
+            ));
+        };
+        let diffs = diff(
+            &flatten_spec(&artifact.manifest.spec()),
+            &flatten_spec(spec),
+        );
+        Ok(format!(
+            "{head}: the last run of model `{model}` used {}, which differs in\n  {}",
+            last.short(),
+            diffs.join("\n  ")
+        ))
     }
 
     /// Temporary directories live in `tmp/<host>/`, so that a cache shared by the nodes of
