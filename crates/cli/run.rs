@@ -291,6 +291,7 @@ fn run_model(
         top_images: *p.html.top_images.get_ref(),
         thumbnail_height: *p.html.thumbnail_height.get_ref(),
         title: name.to_owned(),
+        progress: options.progress,
     };
     let inputs = nd_html::Inputs {
         dataset,

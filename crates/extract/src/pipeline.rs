@@ -4,7 +4,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use crossbeam_channel::bounded;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use nd_arrays::{ActivationGroup, LayerShape, LayerWriter};
 use nd_broden::Dataset;
 use rayon::prelude::*;
@@ -203,15 +203,11 @@ fn select(
 }
 
 fn progress_bar(config: &Config, n: usize) -> ProgressBar {
-    if !config.progress {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(n as u64), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("extract {bar:32} {pos}/{len} images, {per_sec}, eta {eta}")
-            .expect("a valid template"),
-    );
-    bar
+    nd_store::progress::bar(
+        config.progress,
+        n as u64,
+        "extract {bar:32} {pos}/{len} images, {rate}, eta {eta}",
+    )
 }
 
 /// Checks a batch of one layer for NaN and infinity, naming the first offending image.

@@ -224,6 +224,7 @@ pub(crate) fn layer_images(
             .map(|&u| draw_unit(ctx, layer, u, &decoded, &runs))
             .collect::<Result<_>>()?;
         units.extend(drawn);
+        ctx.progress.inc(block.len() as u64);
     }
     Ok(Drawn {
         thumbnail_height: th,

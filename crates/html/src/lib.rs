@@ -66,6 +66,8 @@ pub struct Config {
     pub thumbnail_height: u32,
     /// The report's title (the model's name in a run).
     pub title: String,
+    /// Draw a progress bar on stderr (units drawn, then units paged); changes no output.
+    pub progress: bool,
 }
 
 impl Default for Config {
@@ -74,6 +76,7 @@ impl Default for Config {
             top_images: 10,
             thumbnail_height: 84,
             title: "Network Dissection".to_owned(),
+            progress: false,
         }
     }
 }
@@ -293,16 +296,29 @@ pub fn run(store: &nd_store::Store, inputs: &Inputs, config: &Config) -> Result<
     let mut report = read_report(inputs)?;
     let rows = checked_rows(inputs)?;
     let images_spec = images_spec(inputs, config)?;
-    let images = match store.get(&images_spec)? {
+    let cached = store.get(&images_spec)?;
+    // One step per unit drawn (unless the drawings are cached) and one per unit page.
+    let units: usize = report.layers.iter().map(|l| l.units.len()).sum();
+    let steps = units * if cached.is_some() { 1 } else { 2 };
+    let progress = nd_store::progress::bar(
+        config.progress,
+        steps as u64,
+        "html    {msg:7} {bar:32} {pos}/{len} units, {rate}, eta {eta}",
+    );
+    let images = match cached {
         Some(artifact) => artifact,
         None => {
+            progress.set_message("drawing");
             let pending = store.begin(&images_spec)?;
-            let outputs = write_images(pending.dir(), inputs, config, &mut report, &rows)?;
+            let outputs =
+                write_images(pending.dir(), inputs, config, &mut report, &rows, &progress)?;
             pending.commit(nd_store::versions(), outputs)?
         }
     };
+    progress.set_message("pages");
     let pending = store.begin(&spec)?;
-    let outputs = write_pages(pending.dir(), &images, inputs, config, &report)?;
+    let outputs = write_pages(pending.dir(), &images, inputs, config, &report, &progress)?;
+    progress.finish_and_clear();
     let artifact = pending.commit(nd_store::versions(), outputs)?;
     Ok(Outcome {
         artifact,
@@ -378,6 +394,8 @@ pub(crate) struct Context<'a> {
     pub categories: &'a [String],
     pub iou_threshold: f64,
     pub config: &'a Config,
+    /// Advanced by one per unit drawn and per unit page written.
+    pub progress: indicatif::ProgressBar,
 }
 
 impl<'a> Context<'a> {
@@ -387,6 +405,7 @@ impl<'a> Context<'a> {
         categories: &'a [String],
         iou_threshold: f64,
         config: &'a Config,
+        progress: indicatif::ProgressBar,
     ) -> Context<'a> {
         Context {
             dir,
@@ -394,6 +413,7 @@ impl<'a> Context<'a> {
             categories,
             iou_threshold,
             config,
+            progress,
         }
     }
 }
@@ -657,6 +677,7 @@ fn write_images(
     config: &Config,
     report: &mut Report,
     rows: &std::ops::Range<usize>,
+    progress: &indicatif::ProgressBar,
 ) -> Result<Value> {
     let mut groups = Vec::new();
     for shard in &inputs.shards {
@@ -671,7 +692,14 @@ fn write_images(
     let mut outputs = Vec::new();
     let mut written_images = std::collections::BTreeSet::new();
     let categories = report.categories.clone();
-    let ctx = Context::new(dir, inputs, &categories, report.iou_threshold, config);
+    let ctx = Context::new(
+        dir,
+        inputs,
+        &categories,
+        report.iou_threshold,
+        config,
+        progress.clone(),
+    );
     for layer in &mut report.layers {
         // The shards' spatial maxima, image after image, are those of all the rows.
         let mut maxima = Vec::new();
@@ -708,6 +736,7 @@ fn write_pages(
     inputs: &Inputs,
     config: &Config,
     report: &Report,
+    progress: &indicatif::ProgressBar,
 ) -> Result<Value> {
     nd_store::copy_tree(&images.dir, dir, nd_store::Transfer::Link, &|name| {
         name != nd_store::MANIFEST_FILE && name != DRAWN_FILE
@@ -719,6 +748,7 @@ fn write_pages(
         &report.categories,
         report.iou_threshold,
         config,
+        progress.clone(),
     );
     let mut outputs = Vec::new();
     for layer in &report.layers {
@@ -739,9 +769,11 @@ fn write_pages(
                 ))
             })?;
         page::write_layer(&ctx, layer, &drawn)?;
-        (0..layer.units.len())
-            .into_par_iter()
-            .try_for_each(|u| page::write_unit(&ctx, layer, u, &drawn.units[u]))?;
+        (0..layer.units.len()).into_par_iter().try_for_each(|u| {
+            page::write_unit(&ctx, layer, u, &drawn.units[u])?;
+            ctx.progress.inc(1);
+            Ok::<_, Error>(())
+        })?;
         outputs.push(json!({
             "layer": layer.name,
             "page": format!("layer-{}.html", layer.stem),

@@ -45,6 +45,9 @@ struct Args {
     /// Worker threads (default: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Do not draw a progress bar.
+    #[arg(long)]
+    no_progress: bool,
 }
 
 #[derive(Subcommand)]
@@ -123,6 +126,7 @@ fn run() -> anyhow::Result<()> {
         top_images: args.top_images,
         thumbnail_height: args.thumbnail_height,
         title: args.title,
+        progress: !args.no_progress,
     };
     config.validate()?;
     let report = nd_store::locate(report, args.cache.as_deref())?;

@@ -37,6 +37,7 @@ mod digest;
 mod error;
 mod export;
 pub mod integrity;
+pub mod progress;
 mod record;
 mod shards;
 mod store;
