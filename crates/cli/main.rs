@@ -145,8 +145,17 @@ fn run() -> anyhow::Result<()> {
             if all.len() > 1 {
                 print!("{}", nd_report::format_comparison(&all));
             }
+            // The index compares every model report in the output folder; it links pages
+            // only where they were written.
             if let Some(index) = &result.index {
-                println!("open {} to browse the models' pages", index.display());
+                if result.models.iter().any(|m| m.html.is_some()) {
+                    println!("open {} to browse the models' pages", index.display());
+                } else {
+                    println!(
+                        "index:  {} (no pages: [html] pages = false)",
+                        index.display()
+                    );
+                }
             }
             Ok(())
         }

@@ -800,15 +800,98 @@ pub struct RunModel<'a> {
 }
 
 /// Writes `index.html` (and the style sheet and script) into `dir`: every model's layers
-/// side by side, and unique detectors per layer across the models.
+/// side by side, and unique detectors per layer across the models. The index covers every
+/// model report in `dir`: the given models first, in their order, then the reports of
+/// earlier runs found there (`<name>/manifest.json` and `<name>/summary.json`, as
+/// [`nd_report::export`] writes them), by name, marked as such. A found report whose
+/// summary does not match its manifest's digest is left out and named on the page.
 pub fn write_run_index(dir: &Path, models: &[RunModel]) -> Result<PathBuf> {
     let mut loaded = Vec::new();
     for model in models {
         let (_, summary) = read_summary(model.report)?;
-        loaded.push((model.name, summary, model.link.clone()));
+        loaded.push(page::IndexedModel {
+            name: model.name.to_owned(),
+            summary,
+            link: model.link.clone(),
+            earlier: false,
+        });
     }
+    let (earlier, skipped) = earlier_reports(dir, models)?;
+    loaded.extend(earlier);
     page::write_assets(dir)?;
-    page::write_run_index(dir, &loaded)
+    page::write_run_index(dir, &loaded, &skipped)
+}
+
+/// The model reports in `dir` other than `models`' (see [`write_run_index`]), and the
+/// folders that look like one but fail their manifest (with why).
+fn earlier_reports(
+    dir: &Path,
+    models: &[RunModel],
+) -> Result<(Vec<page::IndexedModel>, Vec<(String, String)>)> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+        Err(source) => {
+            return Err(Error::Io {
+                path: dir.to_owned(),
+                source,
+            });
+        }
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join(nd_store::MANIFEST_FILE).is_file())
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .filter(|name| !models.iter().any(|m| m.name == name))
+        .collect();
+    names.sort();
+    let (mut found, mut skipped) = (Vec::new(), Vec::new());
+    for name in names {
+        let folder = dir.join(&name);
+        match read_exported_summary(&folder) {
+            Ok(Some(summary)) => {
+                let link = folder
+                    .join("html")
+                    .join("index.html")
+                    .is_file()
+                    .then(|| format!("{name}/html/index.html"));
+                found.push(page::IndexedModel {
+                    name,
+                    summary,
+                    link,
+                    earlier: true,
+                });
+            }
+            Ok(None) => {}
+            Err(why) => skipped.push((name, why)),
+        }
+    }
+    Ok((found, skipped))
+}
+
+/// The summary of an exported report folder, checked against the folder's manifest;
+/// `None` when the folder holds another stage's export.
+fn read_exported_summary(folder: &Path) -> std::result::Result<Option<Value>, String> {
+    let text = std::fs::read_to_string(folder.join(nd_store::MANIFEST_FILE))
+        .map_err(|e| format!("its manifest is unreadable ({e})"))?;
+    let manifest: nd_store::Manifest =
+        serde_json::from_str(&text).map_err(|e| format!("its manifest is unreadable ({e})"))?;
+    if manifest.stage != "report" {
+        return Ok(None);
+    }
+    let listed = manifest
+        .files
+        .get("summary.json")
+        .ok_or("its manifest lists no summary.json")?;
+    let bytes = std::fs::read(folder.join("summary.json"))
+        .map_err(|e| format!("its summary.json is unreadable ({e})"))?;
+    if bytes.len() as u64 != listed.size || blake3::hash(&bytes).to_hex().as_str() != listed.blake3
+    {
+        return Err("its summary.json does not match its manifest (damaged or edited)".into());
+    }
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| format!("its summary.json is unreadable ({e})"))
 }
 
 #[cfg(test)]
@@ -847,6 +930,69 @@ mod tests {
         assert_eq!(top[1], vec![(12, 5.0), (13, 5.0), (14, 1.0)]);
         let all = top_images(&maxima, 2, 10, 0);
         assert_eq!(all[0].len(), 5);
+    }
+
+    /// An exported report folder as `nd_report::export` leaves it: the manifest (listing
+    /// summary.json's size and digest) and the summary.
+    fn exported(dir: &Path, name: &str, stage: &str, summary: &str) {
+        let folder = dir.join(name);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("summary.json"), summary).unwrap();
+        let manifest = json!({
+            "format": nd_store::MANIFEST_FORMAT, "stage": stage, "schema": 2,
+            "key": "ab".repeat(32), "params": {}, "inputs": {}, "digests": {},
+            "versions": {}, "outputs": {},
+            "files": { "summary.json": {
+                "size": summary.len(), "blake3": blake3::hash(summary.as_bytes()).to_hex().as_str()
+            } },
+        });
+        std::fs::write(folder.join("manifest.json"), manifest.to_string()).unwrap();
+    }
+
+    #[test]
+    fn the_run_index_covers_every_report_in_its_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let summary = |units: u64| {
+            json!({ "categories": ["color"], "iou_threshold": 0.04, "layers": [
+                { "layer": "conv1", "units": units, "detectors": 1, "unique_top_label": 1,
+                  "unique_per_category": 1, "categories": {} } ] })
+            .to_string()
+        };
+        exported(dir.path(), "older", "report", &summary(8));
+        std::fs::create_dir_all(dir.path().join("older/html")).unwrap();
+        std::fs::write(dir.path().join("older/html/index.html"), "").unwrap();
+        exported(dir.path(), "alone", "report", &summary(4));
+        exported(dir.path(), "damaged", "report", &summary(16));
+        std::fs::write(dir.path().join("damaged/summary.json"), summary(17)).unwrap();
+        exported(dir.path(), "pages", "html", "{}");
+
+        let (found, skipped) = earlier_reports(dir.path(), &[]).unwrap();
+        let names: Vec<(&str, Option<&str>)> = found
+            .iter()
+            .map(|m| (m.name.as_str(), m.link.as_deref()))
+            .collect();
+        assert_eq!(
+            names,
+            [("alone", None), ("older", Some("older/html/index.html"))]
+        );
+        assert!(found.iter().all(|m| m.earlier));
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(skipped[0].0, "damaged");
+        assert!(
+            skipped[0].1.contains("does not match its manifest"),
+            "{skipped:?}"
+        );
+
+        let page = write_run_index(dir.path(), &[]).unwrap();
+        let html = std::fs::read_to_string(page).unwrap();
+        assert!(
+            html.contains("0 from the last run, then 2 from earlier runs"),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<a href="older/html/index.html">older</a> <small>earlier</small>"#)
+        );
+        assert!(html.contains("Left out: <code>damaged</code>"));
     }
 
     #[test]

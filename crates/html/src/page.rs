@@ -486,16 +486,50 @@ pub(crate) fn write_unit(ctx: &Context, layer: &Layer, u: usize, drawn: &UnitDra
 
 /// The page comparing the models of a run. `models`: (name, summary.json, link to its
 /// pages).
+/// A model on the run index.
+pub(crate) struct IndexedModel {
+    pub name: String,
+    pub summary: Value,
+    /// Its pages, relative to the index (`None`: no pages).
+    pub link: Option<String>,
+    /// Found in the output folder from an earlier run, rather than run now.
+    pub earlier: bool,
+}
+
 pub(crate) fn write_run_index(
     dir: &Path,
-    models: &[(&str, Value, Option<String>)],
+    indexed: &[IndexedModel],
+    skipped: &[(String, String)],
 ) -> Result<PathBuf> {
+    let models: Vec<(&str, &Value, Option<String>)> = indexed
+        .iter()
+        .map(|m| (m.name.as_str(), &m.summary, m.link.clone()))
+        .collect();
     let mut out = head("netdissect run", "", &[("index.html".into(), "run".into())]);
     out.push_str("<h1>Network Dissection</h1>\n");
+    let now = indexed.iter().filter(|m| !m.earlier).count();
+    let before = indexed.len() - now;
+    let _ = writeln!(
+        out,
+        "<p class=\"note\">Every model report in this folder: {now} from the last run{}.</p>",
+        if before > 0 {
+            format!(", then {before} from earlier runs (marked *earlier*)")
+        } else {
+            String::new()
+        }
+    );
+    for (name, why) in skipped {
+        let _ = writeln!(
+            out,
+            "<p class=\"note\">Left out: <code>{}</code>: {}.</p>",
+            escape(name),
+            escape(why)
+        );
+    }
     // Layers in order of first appearance; categories likewise.
     let mut layers: Vec<String> = Vec::new();
     let mut categories: Vec<String> = Vec::new();
-    for (_, summary, _) in models {
+    for (_, summary, _) in &models {
         for l in summary["layers"].as_array().into_iter().flatten() {
             let name = l["layer"].as_str().unwrap_or("").to_owned();
             if !layers.contains(&name) {
@@ -523,11 +557,14 @@ pub(crate) fn write_run_index(
     }
     out.push_str("</tr></thead><tbody>");
     let mut series = Vec::new();
-    for (name, summary, link) in models {
-        let cell = match link {
+    for ((name, summary, link), model) in models.iter().zip(indexed) {
+        let mut cell = match link {
             Some(href) => format!(r#"<a href="{}">{}</a>"#, escape(href), escape(name)),
             None => escape(name),
         };
+        if model.earlier {
+            cell.push_str(" <small>earlier</small>");
+        }
         let _ = write!(out, "<tr><th>{cell}</th>");
         let mut values = Vec::new();
         for l in &layers {
@@ -558,7 +595,7 @@ pub(crate) fn write_run_index(
     ));
     // Small multiples: unique detectors per category by layer, on one scale.
     let mut charts = Vec::new();
-    for (name, summary, _) in models {
+    for (name, summary, _) in &models {
         let own: Vec<Value> = layers
             .iter()
             .map(|l| layer_of(summary, l).unwrap_or(Value::Null))
