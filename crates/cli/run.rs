@@ -203,6 +203,7 @@ fn run_model(
     let quantile = nd_quantile::Config {
         top: *p.quantile.top.get_ref(),
         units: None,
+        progress: options.progress,
     };
     explain(
         options,
@@ -224,6 +225,7 @@ fn run_model(
     let started = Instant::now();
     let segment = nd_segment::Config {
         upsample: p.segment.upsample,
+        progress: options.progress,
     };
     explain(
         options,

@@ -139,7 +139,7 @@ fn pipeline() -> Pipeline {
         std::slice::from_ref(&activations),
         &nd_quantile::Config {
             top: 0.125,
-            units: None,
+            ..Default::default()
         },
     )
     .unwrap()
@@ -172,7 +172,10 @@ fn masks(
         &p.dataset,
         &p.activations,
         &p.thresholds,
-        &nd_segment::Config { upsample },
+        &nd_segment::Config {
+            upsample,
+            progress: false,
+        },
     )
     .unwrap()
     .artifact;

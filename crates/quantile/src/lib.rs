@@ -61,6 +61,8 @@ pub struct Config {
     pub top: f64,
     /// Only these units of each layer (a block of a sharded run); `None` is all of them.
     pub units: Option<Units>,
+    /// Draw a progress bar on stderr (units done); changes no output.
+    pub progress: bool,
 }
 
 impl Default for Config {
@@ -68,6 +70,7 @@ impl Default for Config {
         Config {
             top: 0.005,
             units: None,
+            progress: false,
         }
     }
 }
@@ -151,7 +154,14 @@ pub fn layer_thresholds(
     top: f64,
     units: std::ops::Range<u64>,
 ) -> Result<Vec<Row>> {
-    thresholds_by(shards, name, top, units, ONE_PASS_BYTES)
+    thresholds_by(
+        shards,
+        name,
+        top,
+        units,
+        ONE_PASS_BYTES,
+        &indicatif::ProgressBar::hidden(),
+    )
 }
 
 /// [`layer_thresholds`], in one pass when a unit's buffer fits in `one_pass_bytes`.
@@ -161,6 +171,7 @@ fn thresholds_by(
     top: f64,
     units: std::ops::Range<u64>,
     one_pass_bytes: u64,
+    progress: &indicatif::ProgressBar,
 ) -> Result<Vec<Row>> {
     let shape = shards[0].shape();
     let (_, chunk_units) = shards[0].chunk_extent();
@@ -229,6 +240,7 @@ fn thresholds_by(
                 let n = images * per_map as u64;
                 let mut tops: Vec<TopK> = (0..n_units).map(|_| TopK::new(n, target)).collect();
                 sweep(shards, &units, &mut tops, |t, map| t.push(map))?;
+                progress.inc(n_units as u64);
                 return Ok(tops
                     .iter_mut()
                     .zip(units)
@@ -243,6 +255,7 @@ fn thresholds_by(
             sweep(shards, &units, &mut selectors, |s, map| s.count(map))?;
             selectors.par_iter_mut().for_each(|s| s.locate(target));
             sweep(shards, &units, &mut selectors, |s, map| s.refine(map))?;
+            progress.inc(n_units as u64);
             Ok(selectors
                 .iter()
                 .zip(units)
@@ -335,6 +348,17 @@ pub fn run(
         .map(|a| ActivationGroup::open(&a.dir.join(nd_arrays::ACTIVATIONS_DIR)))
         .collect::<nd_arrays::Result<_>>()?;
     let layers = groups[0].layers()?;
+    let mut total = 0;
+    for name in &layers {
+        let units = groups[0].open_layer(name)?.shape().units;
+        let selected = config.units.map_or(0..units, |u| u.of(units));
+        total += selected.end - selected.start;
+    }
+    let progress = nd_store::progress::bar(
+        config.progress,
+        total,
+        "quantile {bar:32} {pos}/{len} units, {rate}, eta {eta}",
+    );
     let mut rows = Vec::new();
     let (mut widths, mut selected) = (Vec::new(), Vec::new());
     for name in &layers {
@@ -362,8 +386,16 @@ pub fn run(
         let units = config.units.map_or(0..shape.units, |u| u.of(shape.units));
         widths.push(shape.units);
         selected.push(json!([units.start, units.end]));
-        rows.extend(layer_thresholds(&readers, name, config.top, units)?);
+        rows.extend(thresholds_by(
+            &readers,
+            name,
+            config.top,
+            units,
+            ONE_PASS_BYTES,
+            &progress,
+        )?);
     }
+    progress.finish_and_clear();
     let pending = store.begin(&spec)?;
     let metadata = pending.table_metadata();
     thresholds::write_rows(&pending.dir().join(thresholds::FILE), &rows, &metadata)?;
@@ -559,8 +591,17 @@ mod tests {
         // Both methods, for any rank.
         for top in [0.005, 0.3, 0.999] {
             let layer = [group.open_layer("l").unwrap()];
-            let one = thresholds_by(&layer, "l", top, 0..5, u64::MAX).unwrap();
-            let two = thresholds_by(&layer, "l", top, 0..5, 0).unwrap();
+            let one = thresholds_by(
+                &layer,
+                "l",
+                top,
+                0..5,
+                u64::MAX,
+                &indicatif::ProgressBar::hidden(),
+            )
+            .unwrap();
+            let two = thresholds_by(&layer, "l", top, 0..5, 0, &indicatif::ProgressBar::hidden())
+                .unwrap();
             assert_eq!(one, two, "top {top}");
         }
         for unit in 0..5 {
@@ -605,7 +646,10 @@ mod tests {
             let err = run(
                 &store,
                 std::slice::from_ref(&activations),
-                &Config { top, units: None },
+                &Config {
+                    top,
+                    ..Config::default()
+                },
             )
             .unwrap_err()
             .to_string();
@@ -701,6 +745,7 @@ mod tests {
             &Config {
                 top: 0.01,
                 units: Some(Units::Block(1, 2)),
+                progress: false,
             },
         )
         .unwrap()

@@ -42,6 +42,9 @@ struct Common {
     /// Worker threads (default: one per core).
     #[arg(long, default_value_t = 0, global = true)]
     threads: usize,
+    /// Do not draw a progress bar.
+    #[arg(long, global = true)]
+    no_progress: bool,
 }
 
 #[derive(Subcommand)]
@@ -88,6 +91,7 @@ fn run() -> anyhow::Result<()> {
             let config = nd_quantile::Config {
                 top: args.top,
                 units: args.units,
+                progress: !common.no_progress,
             };
             if common.explain {
                 eprintln!(

@@ -10,7 +10,7 @@
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let (store, dataset, activations, thresholds): (nd_store::Store, nd_broden::Dataset, nd_store::Artifact, nd_store::Artifact) = todo!();
-//! let config = nd_segment::Config { upsample: nd_segment::Upsample::Bilinear };
+//! let config = nd_segment::Config { upsample: nd_segment::Upsample::Bilinear, progress: true };
 //! let outcome = nd_segment::run(&store, &dataset, &activations, &thresholds, &config)?;
 //! # Ok(()) }
 //! ```
@@ -48,6 +48,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Config {
     pub upsample: Upsample,
+    /// Draw a progress bar on stderr (images done, layer after layer); changes no output.
+    pub progress: bool,
 }
 
 /// The label-map sizes of the rows, which set the masks' sizes.
@@ -176,6 +178,7 @@ fn segment_layer(
     sizes: &[(usize, usize)],
     mode: Upsample,
     writer: &mut nd_arrays::masks::MaskWriter,
+    progress: &indicatif::ProgressBar,
 ) -> Result<()> {
     let shape = layer.shape();
     let (h, w) = (shape.height as usize, shape.width as usize);
@@ -243,6 +246,7 @@ fn segment_layer(
                         ))
                     })
                     .collect::<Result<_>>()?;
+                progress.inc(images.end - images.start);
                 if tx.send(row).is_err() {
                     // The writer stopped on an error, which its join reports.
                     break;
@@ -287,6 +291,11 @@ pub fn run(
     let pending = store.begin(&spec)?;
     let masks = MaskGroup::create(&pending.dir().join(MASKS_DIR))?;
     let mut summary = Vec::new();
+    let progress = nd_store::progress::bar(
+        config.progress,
+        (layers.len() * sizes.len()) as u64,
+        "segment {bar:32} {pos}/{len} images × layers, {rate}, eta {eta}",
+    );
     for name in &layers {
         let layer = group.open_layer(name)?;
         let mut units = by_layer.remove(name.as_str()).unwrap_or_default();
@@ -308,7 +317,14 @@ pub fn run(
             )));
         }
         let mut writer = masks.create_layer(name)?;
-        segment_layer(&layer, &values, &sizes, config.upsample, &mut writer)?;
+        segment_layer(
+            &layer,
+            &values,
+            &sizes,
+            config.upsample,
+            &mut writer,
+            &progress,
+        )?;
         let totals = writer.finish()?;
         summary.push(json!({
             "name": name,
@@ -318,6 +334,7 @@ pub fn run(
             "pixels": totals.pixels,
         }));
     }
+    progress.finish_and_clear();
     let outputs = json!({
         "masks": MASKS_DIR,
         "rows": [rows.start, rows.end],

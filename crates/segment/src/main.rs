@@ -34,6 +34,9 @@ struct Args {
     /// Worker threads (default: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Do not draw a progress bar.
+    #[arg(long)]
+    no_progress: bool,
 }
 
 fn main() {
@@ -60,6 +63,7 @@ fn run() -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the dataset {}", dir.display()))?;
     let config = nd_segment::Config {
         upsample: args.upsample,
+        progress: !args.no_progress,
     };
     if args.explain {
         eprintln!(
