@@ -10,23 +10,65 @@ Weights come only from a file you give (a state_dict, or a checkpoint holding on
 file the model is randomly initialised from ``--seed``, which gives the same weights every
 time on the CPU. Nothing is downloaded.
 
+The same arguments, weights and virtualenv write the same bytes, wherever the file goes and
+whatever PYTHONHASHSEED is, so a re-export keeps nd-extract's cached artifacts (their key
+holds the model file's digest).
+
     python export_torchvision.py resnet18 --layers layer2,layer3,layer4 --out r18.pt
     python export_torchvision.py resnet18 --weights resnet18_places365.pth.tar \\
         --layers layer4 --out r18-places.pt
     python export_torchvision.py alexnet --list-nodes
 """
 
-import argparse
+import os
 import sys
 
-import torch
-import torchvision
-from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
+if __name__ == "__main__" and os.environ.get("PYTHONHASHSEED") != "0":
+    # torch.jit.script writes a module's Final constants in the iteration order of a set of
+    # their names, which follows the string hash seed, random in each process: without a
+    # fixed seed two exports of one model differ in their code files and serialization id.
+    # Done before importing torch, which takes seconds.
+    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]],
+              dict(os.environ, PYTHONHASHSEED="0"))
+
+import argparse  # noqa: E402 - after the re-execution above
+import io  # noqa: E402
+import tempfile  # noqa: E402
+
+import torch  # noqa: E402
+import torchvision  # noqa: E402
+from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names  # noqa: E402
 
 
 def fail(message):
     print(f"export_torchvision: error: {message}", file=sys.stderr)
     sys.exit(1)
+
+
+def save(scripted, path):
+    """Writes the TorchScript archive to ``path`` atomically, its bytes independent of ``path``.
+
+    ``torch.jit.save`` to a file names the archive's root folder after the file (every entry
+    is ``<name>/...``); saved to a buffer the root is always ``archive``. torch already fixes
+    the zip's timestamps and derives the serialization id from the entries.
+    """
+    buffer = io.BytesIO()
+    torch.jit.save(scripted, buffer)
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".export-", suffix=".tmp")
+    except OSError as e:
+        fail(f"cannot write {path}: {e}")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's file is private; an ordinary file is not
+        with os.fdopen(fd, "wb") as f:
+            f.write(buffer.getvalue())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def load_state_dict(path):
@@ -121,7 +163,7 @@ def main():
         for layer in layers:
             if not torch.allclose(expected[layer], got[layer], rtol=1e-4, atol=1e-5):
                 fail(f"the TorchScript export of {layer} does not reproduce the model")
-    torch.jit.save(scripted, args.out)
+    save(scripted, args.out)
     for layer in layers:
         print(f"{layer}: {tuple(expected[layer].shape[1:])}")
     print(f"wrote {args.out}")

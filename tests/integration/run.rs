@@ -228,6 +228,58 @@ fn a_stage_reruns_only_when_its_inputs_change() {
     expect(&netdissect(&pipeline, &["--threads", "1"]), &[]);
 }
 
+/// Regression: re-exporting a model with `python/export_torchvision.py` wrote other bytes
+/// (constants in the order of Python's hash seed), so the same weights reran every stage.
+#[test]
+fn re_exporting_a_model_recomputes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("resnet18.pt");
+    let export = |hash_seed: &str| {
+        python_with_hash_seed(
+            hash_seed,
+            &[
+                "python/export_torchvision.py",
+                "resnet18",
+                "--layers",
+                "layer1",
+                "--input-size",
+                "32",
+                "--out",
+                model.to_str().unwrap(),
+            ],
+        )
+    };
+    export("1");
+    let pipeline = dir.path().join("pipeline.toml");
+    let text = PIPELINE
+        .replace("name = \"tiny\"", "name = \"resnet18\"")
+        .replace("file = \"tiny.pt\"", "file = \"resnet18.pt\"")
+        .replace("[\"conv1\", \"conv2\"]", "[\"layer1\"]");
+    std::fs::write(&pipeline, text).unwrap();
+    expect(
+        &netdissect(&pipeline, &[]),
+        &["extract", "quantile", "segment", "score", "report", "html"],
+    );
+
+    export("2");
+    expect(&netdissect(&pipeline, &["--explain"]), &[]);
+}
+
+/// `python ARGS...` in the repository root under the given `PYTHONHASHSEED`.
+fn python_with_hash_seed(hash_seed: &str, args: &[&str]) {
+    let output = Command::new(crate::common::repo().join(".venv/bin/python"))
+        .args(args)
+        .current_dir(crate::common::repo())
+        .env("PYTHONHASHSEED", hash_seed)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "python {args:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 fn failure(pipeline_text: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     model(dir.path(), "tiny");

@@ -167,6 +167,58 @@ fn activations_match_pytorch() {
     }
 }
 
+/// Regression: two exports of one model wrote different files (TorchScript listed each
+/// module's constants in the order of Python's random string hash seed, and torch names the
+/// archive's root folder after the output file), so the extract key, which holds the model
+/// file's digest, changed with every export. Same arguments and weights, same bytes, whatever
+/// the hash seed and the output path; libtorch loads the file, and the second export's
+/// extraction is the first one's artifact.
+#[test]
+fn exporting_a_model_twice_writes_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let export = |out: &Path, hash_seed: Option<&str>| {
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        let mut command = Command::new(repo().join(".venv/bin/python"));
+        command
+            .arg(repo().join("python/export_torchvision.py"))
+            .args(["resnet18", "--layers", "layer1", "--seed", "5"])
+            .args(["--input-size", "32", "--out"])
+            .arg(out);
+        match hash_seed {
+            Some(seed) => command.env("PYTHONHASHSEED", seed),
+            None => command.env_remove("PYTHONHASHSEED"),
+        };
+        let output = command.output().unwrap();
+        assert!(
+            output.status.success(),
+            "export to {} failed:\n{}",
+            out.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::fs::read(out).unwrap()
+    };
+    let first = dir.path().join("a/resnet18.pt");
+    let second = dir.path().join("b/another-name.pt");
+    let (one, two) = (export(&first, Some("1")), export(&second, None));
+    assert!(
+        one == two,
+        "two exports differ: {} and {} bytes",
+        one.len(),
+        two.len()
+    );
+
+    let data = dataset(dir.path(), "d", 4, 32, nd_synth::ImageFormat::Png);
+    let cache = dir.path().join("cache");
+    let layers = ["--layers", "layer1"];
+    let run = extract(&cache, &data, &first, &layers);
+    assert!(run.ok, "{}", run.stderr);
+    let again = extract(&cache, &data, &second, &layers);
+    assert!(again.ok, "{}", again.stderr);
+    assert_eq!(again.stdout, run.stdout);
+    assert!(again.stderr.contains("extract: fresh"), "{}", again.stderr);
+    assert_eq!(artifacts(&cache), 1);
+}
+
 /// The tolerance of `check_extract.py` scales with the layer's values: what another order
 /// of float32 sums gives passes it (libtorch's order depends on the processor, the batch
 /// and the thread count), and a mean one grey level off, a std 1 % off, channels in BGR
