@@ -59,3 +59,28 @@ fn check_names_the_missing_file() {
         "{stderr}"
     );
 }
+
+/// CMYK JPEGs (Photoshop's and PIL's) failed `check --deep` with libjpeg's "Unsupported
+/// color conversion request"; they decode as PIL converts them to RGB.
+#[test]
+fn check_deep_decodes_a_cmyk_jpeg() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("synth");
+    let data = data.to_str().unwrap();
+    let (ok, _, stderr) = netdissect(&["synth", data, "--images", "4", "--size", "16"]);
+    assert!(ok, "{stderr}");
+    let converted = dir.path().join("converted");
+    crate::common::python(&[
+        "tests/python/pil_jpegs.py",
+        "resave",
+        data,
+        "synth/000001.jpg",
+        converted.to_str().unwrap(),
+    ]);
+    let (ok, stdout, stderr) = netdissect(&["check", data, "--deep"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("every image and label map decodes"),
+        "{stdout}"
+    );
+}

@@ -57,15 +57,25 @@ fn error_manager() -> jpeg_error_mgr {
     err
 }
 
-/// Decodes a JPEG to 8-bit RGB (greyscale images are expanded, as PIL's `convert("RGB")`).
+/// Decodes a JPEG to 8-bit RGB as PIL's `Image.open(..).convert("RGB")` does: greyscale
+/// images are expanded, and four-channel (CMYK and YCCK) images go through [`cmyk_to_rgb`].
 pub(crate) fn decode(bytes: &[u8]) -> Result<image::RgbImage, String> {
     let result = catch_unwind(AssertUnwindSafe(|| -> std::io::Result<image::RgbImage> {
         let decompress = mozjpeg::Decompress::with_err(error_manager()).from_mem(bytes)?;
-        let mut started = decompress.rgb()?;
-        let (width, height) = (started.width() as u32, started.height() as u32);
-        let pixels: Vec<[u8; 3]> = started.read_scanlines()?;
-        started.finish()?;
-        let raw: Vec<u8> = pixels.into_iter().flatten().collect();
+        let (width, height) = (decompress.width() as u32, decompress.height() as u32);
+        let raw: Vec<u8> = if decompress.components().len() == 4 {
+            // PIL asks libjpeg for CMYK whatever the file holds, so libjpeg converts YCCK
+            // (an Adobe marker with transform 2) to CMYK itself, as here.
+            let mut started = decompress.to_colorspace(mozjpeg::ColorSpace::JCS_CMYK)?;
+            let pixels: Vec<[u8; 4]> = started.read_scanlines()?;
+            started.finish()?;
+            pixels.iter().flat_map(|&p| cmyk_to_rgb(p)).collect()
+        } else {
+            let mut started = decompress.rgb()?;
+            let pixels: Vec<[u8; 3]> = started.read_scanlines()?;
+            started.finish()?;
+            pixels.into_iter().flatten().collect()
+        };
         image::RgbImage::from_raw(width, height, raw)
             .ok_or_else(|| std::io::Error::other("short image data"))
     }));
@@ -76,5 +86,42 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<image::RgbImage, String> {
             Ok(fatal) => Err(fatal.0),
             Err(payload) => std::panic::resume_unwind(payload),
         },
+    }
+}
+
+/// One pixel as libjpeg gives it for a four-channel JPEG, converted to RGB as PIL converts it.
+///
+/// PIL reads every four-channel JPEG with the raw mode `CMYK;I`, inverting each channel
+/// (Adobe's convention, which Photoshop's files follow; PIL assumes it with or without an
+/// Adobe marker), then `convert("RGB")` applies `cmyk2rgb` of libImaging's `Convert.c`:
+/// with `nk = 255 - K`, `R = nk - nk·C/255` rounded to nearest (its `MULDIV255`), and so
+/// for G and B. Undoing the inversion, `nk` is the stored K and `C` is `255 - ` the stored C.
+fn cmyk_to_rgb(stored: [u8; 4]) -> [u8; 3] {
+    let nk = u32::from(stored[3]);
+    let channel = |stored: u8| {
+        let t = u32::from(255 - stored) * nk + 128;
+        // MULDIV255: (t / 256 + t) / 256 is t / 255 rounded for t up to 255·255 + 128.
+        (nk - (((t >> 8) + t) >> 8)) as u8
+    };
+    [channel(stored[0]), channel(stored[1]), channel(stored[2])]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cmyk_to_rgb;
+
+    /// PIL's `MULDIV255` is the product divided by 255 rounded to nearest (never a tie: 255
+    /// is odd), so an independent formula must agree for every stored (C, K).
+    #[test]
+    fn cmyk_to_rgb_rounds_as_pil_for_every_value() {
+        for c in 0..=255u8 {
+            for k in 0..=255u8 {
+                let (ink, nk) = (f64::from(255 - c), f64::from(k));
+                let want = nk - (ink * nk / 255.0).round();
+                assert_eq!(cmyk_to_rgb([c, c, c, k]), [want as u8; 3], "C {c} K {k}");
+            }
+        }
+        assert_eq!(cmyk_to_rgb([0, 255, 128, 255]), [0, 255, 128]);
+        assert_eq!(cmyk_to_rgb([7, 99, 255, 0]), [0, 0, 0]);
     }
 }

@@ -470,3 +470,47 @@ fn a_truncated_image_names_its_row_and_leaves_nothing() {
     assert_eq!(artifacts(&cache), 0);
     assert_no_partial_artifacts(&cache);
 }
+
+/// A CMYK JPEG (which libjpeg cannot turn into RGB itself) extracts as PIL's RGB conversion
+/// of it: beside the same dataset with that image replaced by PIL's conversion (as a PNG),
+/// every activation is equal, bit for bit.
+#[test]
+fn a_cmyk_jpeg_extracts_as_pils_rgb_conversion_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path(), "cmyk", 6, 32, nd_synth::ImageFormat::Jpeg);
+    let converted = dir.path().join("converted");
+    python(
+        "tests/python/pil_jpegs.py",
+        &[
+            "resave",
+            data.to_str().unwrap(),
+            "synth/000002.jpg",
+            converted.to_str().unwrap(),
+        ],
+    );
+    let model = tiny_model(dir.path(), "tiny", 1);
+    let cache = dir.path().join("cache");
+    let layers = ["--layers", "conv1,conv2"];
+    let cmyk = extract(&cache, &data, &model, &layers);
+    assert!(cmyk.ok, "{}", cmyk.stderr);
+    let rgb = extract(&cache, &converted, &model, &layers);
+    assert!(rgb.ok, "{}", rgb.stderr);
+    assert_ne!(cmyk.stdout, rgb.stdout, "the datasets' files differ");
+    let open = |artifact: &str| {
+        nd_arrays::ActivationGroup::open(&Path::new(artifact).join("activations.zarr")).unwrap()
+    };
+    let (cmyk, rgb) = (open(&cmyk.stdout), open(&rgb.stdout));
+    for layer in ["conv1", "conv2"] {
+        let (ours, theirs) = (
+            cmyk.open_layer(layer).unwrap(),
+            rgb.open_layer(layer).unwrap(),
+        );
+        let shape = ours.shape();
+        assert_eq!(shape, theirs.shape());
+        let all = |reader: &nd_arrays::LayerReader| {
+            let values = reader.read(0..shape.images, 0..shape.units).unwrap();
+            values.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+        };
+        assert_eq!(all(&ours), all(&theirs), "{layer}");
+    }
+}
