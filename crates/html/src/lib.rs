@@ -822,12 +822,15 @@ pub fn write_run_index(dir: &Path, models: &[RunModel]) -> Result<PathBuf> {
     page::write_run_index(dir, &loaded, &skipped)
 }
 
+/// A folder left out of the run index, and why.
+type Skipped = (String, String);
+
 /// The model reports in `dir` other than `models`' (see [`write_run_index`]), and the
 /// folders that look like one but fail their manifest (with why).
 fn earlier_reports(
     dir: &Path,
     models: &[RunModel],
-) -> Result<(Vec<page::IndexedModel>, Vec<(String, String)>)> {
+) -> Result<(Vec<page::IndexedModel>, Vec<Skipped>)> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
