@@ -483,7 +483,7 @@ fn bad_models_are_clear_errors_and_leave_nothing() {
         (
             "fixed",
             &["--layers", "conv1"],
-            "forward failed on a batch of 6 × 3 × 32 × 32: AssertionError: this model takes 16x16 images; if the model expects images of another size than 32×32, resize them with --resize H,W",
+            "forward failed on a batch of 6 × 3 × 32 × 32: RuntimeError: AssertionError: this model takes 16x16 images; if the model expects images of another size than 32×32, resize them with --resize H,W",
         ),
     ];
     for (kind, args, message) in cases {
