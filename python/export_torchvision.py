@@ -18,6 +18,10 @@ holds the model file's digest).
     python export_torchvision.py resnet18 --weights resnet18_places365.pth.tar \\
         --layers layer4 --out r18-places.pt
     python export_torchvision.py alexnet --list-nodes
+
+``--list-nodes`` runs the model once on a blank image of ``--input-size`` and prints every
+node with the shape it gives one image; nodes that are not (N, C, H, W) maps (a ViT block's
+tokens, a pooled vector) are flagged, since nd-extract cannot dissect them.
 """
 
 import os
@@ -33,6 +37,8 @@ if __name__ == "__main__" and os.environ.get("PYTHONHASHSEED") != "0":
 
 import argparse  # noqa: E402 - after the re-execution above
 import io  # noqa: E402
+import pickle  # noqa: E402
+import re  # noqa: E402
 import tempfile  # noqa: E402
 
 import torch  # noqa: E402
@@ -76,6 +82,14 @@ def load_state_dict(path):
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         fail(f"weights file {path} does not exist")
+    except pickle.UnpicklingError as e:
+        # torch.load(weights_only=True) refuses a whole pickled model (torch.save(model))
+        # with a page of advice about trusting the file; what the user needs is a state_dict.
+        found = re.search(r"GLOBAL (\S+) was not an allowed global", str(e))
+        what = f"a pickled {found.group(1)} object" if found else "pickled Python objects"
+        fail(f"weights file {path} holds {what}, not a state_dict: load it where its class is "
+             "defined, save the weights alone with torch.save(model.state_dict(), \"state_dict.pth\") "
+             "and pass that file")
     except Exception as e:  # noqa: BLE001 - report any unpickling problem as a user error
         fail(f"cannot read weights file {path}: {e}")
     state = checkpoint
@@ -120,6 +134,40 @@ def build_model(arch, weights=None, num_classes=None, seed=0):
     return model.eval()
 
 
+def is_map(value):
+    """Whether a node's output is an (N, C, H, W) map, the only shape nd-extract dissects."""
+    return isinstance(value, torch.Tensor) and value.dim() == 4
+
+
+def describe(value):
+    """A node's output for one image: `C × H × W` for a tensor, else its type."""
+    if isinstance(value, torch.Tensor):
+        return " × ".join(str(d) for d in value.shape[1:]) or "a scalar"
+    return f"not a tensor ({type(value).__name__})"
+
+
+NOT_A_MAP = "not (N, C, H, W): cannot be dissected"
+
+
+def print_table(rows):
+    """Name, shape and flag columns, aligned whatever the length of the names."""
+    name_width = max((len(name) for name, _, _ in rows), default=0)
+    shape_width = max((len(shape) for _, shape, _ in rows), default=0)
+    for name, shape, flag in rows:
+        line = f"  {name:<{name_width}}  {shape:<{shape_width}}"
+        print(f"{line}  {flag}" if flag else line.rstrip())
+
+
+def list_nodes(model, input_size):
+    """Every graph node with its output shape for one blank image of input_size."""
+    _, nodes = get_graph_node_names(model)
+    everything = create_feature_extractor(model, return_nodes={n: n for n in nodes}).eval()
+    with torch.no_grad():
+        outputs = everything(torch.zeros(1, 3, input_size, input_size))
+    print(f"nodes of the model, for one {input_size}×{input_size} image:")
+    print_table([(n, describe(outputs[n]), "" if is_map(outputs[n]) else NOT_A_MAP) for n in nodes])
+
+
 def extractor(model, layers):
     _, nodes = get_graph_node_names(model)
     # A module name (``layer4``) stands for the output of the module's last node.
@@ -138,15 +186,16 @@ def main():
     parser.add_argument("--weights", help="a state_dict or checkpoint file (default: seeded random weights)")
     parser.add_argument("--num-classes", type=int, help="classifier size (default: from the weights, else 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
-    parser.add_argument("--input-size", type=int, default=224, help="image side used to check the export")
+    parser.add_argument("--input-size", type=int, default=224,
+                        help="image side used to check the export and to list the nodes' shapes")
     parser.add_argument("--list-nodes", action="store_true",
-                        help="print the node names and exit (a module name such as layer4 works too)")
+                        help="print the node names with their shapes and exit "
+                             "(a module name such as layer4 works too)")
     args = parser.parse_args()
 
     model = build_model(args.arch, args.weights, args.num_classes, args.seed)
     if args.list_nodes:
-        _, nodes = get_graph_node_names(model)
-        print("\n".join(nodes))
+        list_nodes(model, args.input_size)
         return
     if not args.layers or not args.out:
         fail("--layers and --out are required (use --list-nodes to see the layer names)")
@@ -164,8 +213,14 @@ def main():
             if not torch.allclose(expected[layer], got[layer], rtol=1e-4, atol=1e-5):
                 fail(f"the TorchScript export of {layer} does not reproduce the model")
     save(scripted, args.out)
-    for layer in layers:
-        print(f"{layer}: {tuple(expected[layer].shape[1:])}")
+    print(f"{args.out} returns, for one {args.input_size}×{args.input_size} image:")
+    print_table([(layer, describe(expected[layer]), "" if is_map(expected[layer]) else NOT_A_MAP)
+                 for layer in layers])
+    flat = [layer for layer in layers if not is_map(expected[layer])]
+    if flat:
+        verb = "is" if len(flat) == 1 else "are"
+        print(f"export_torchvision: warning: {', '.join(flat)} {verb} not (N, C, H, W); nd-extract "
+              f"and netdissect run will refuse {'it' if len(flat) == 1 else 'them'} (choose a convolutional layer)", file=sys.stderr)
     print(f"wrote {args.out}")
 
 

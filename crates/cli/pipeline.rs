@@ -90,20 +90,25 @@ impl Default for CacheSection {
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
     pub name: String,
-    /// A TorchScript file whose forward returns the layers.
-    pub file: PathBuf,
+    /// A TorchScript file whose forward returns the layers (spanned: a missing or
+    /// unloadable file is reported against its line).
+    pub file: Spanned<PathBuf>,
     pub layers: Spanned<Vec<String>>,
     #[serde(default)]
     pub preprocess: PreprocessSpec,
     pub output_names: Option<Vec<String>>,
     #[serde(default = "default_batch")]
     pub batch_size: usize,
-    #[serde(default)]
-    pub device: DeviceChoice,
+    #[serde(default = "default_device")]
+    pub device: Spanned<DeviceChoice>,
 }
 
 fn default_batch() -> usize {
     32
+}
+
+fn default_device() -> Spanned<DeviceChoice> {
+    Spanned::new(0..0, DeviceChoice::Auto)
 }
 
 /// A preset name, or a table of settings over an optional preset.
@@ -442,12 +447,12 @@ pub fn describe(loaded: &Loaded) -> anyhow::Result<serde_json::Value> {
     for m in &p.models {
         models.push(json!({
             "name": m.name,
-            "file": absolute(&m.file)?,
+            "file": absolute(m.file.get_ref())?,
             "layers": m.layers.get_ref(),
             "output_names": m.output_names,
             "preprocess": m.preprocess.resolve()?,
             "batch_size": m.batch_size,
-            "device": m.device,
+            "device": m.device.get_ref(),
         }));
     }
     Ok(json!({

@@ -102,9 +102,18 @@ pub fn run(path: &Path, options: &Options) -> anyhow::Result<RunResult> {
     let store = Store::open(&cache)
         .with_context(|| format!("cannot open the cache {}", cache.display()))?;
     let (_, dataset) = dataset(&loaded, &store)?;
-    let mut models = Vec::new();
+    // Every model that needs an extraction is asked for its layers before any extraction
+    // starts, so a bad layer, file or device of a later model fails in seconds rather than
+    // after the earlier models' hours.
+    let mut configs = Vec::new();
     for model in &p.models {
-        let (report, html) = run_model(&loaded, &store, &dataset, model, options)
+        let config = extract_config(&loaded, &store, &dataset, model, options)
+            .with_context(|| format!("model `{}`", model.name))?;
+        configs.push(config);
+    }
+    let mut models = Vec::new();
+    for (model, config) in p.models.iter().zip(configs) {
+        let (report, html) = run_model(&loaded, &store, &dataset, model, config, options)
             .with_context(|| format!("model `{}`", model.name))?;
         let out = p
             .output
@@ -156,26 +165,53 @@ pub fn run(path: &Path, options: &Options) -> anyhow::Result<RunResult> {
     Ok(RunResult { models, index })
 }
 
-fn run_model(
+/// A model's extraction settings, checked against the model itself (its file, device and
+/// layers, see [`check_model`]) when its activations are not cached yet.
+fn extract_config(
     loaded: &Loaded,
     store: &Store,
     dataset: &nd_broden::Dataset,
     model: &ModelSection,
     options: &Options,
-) -> anyhow::Result<(Artifact, Option<Artifact>)> {
-    let p = &loaded.pipeline;
-    let name = model.name.as_str();
-    let last = store.last_run(name);
+) -> anyhow::Result<nd_extract::Config> {
+    let file = loaded.resolve(model.file.get_ref());
+    if !file.is_file() {
+        anyhow::bail!(
+            "{}: model file {} does not exist (no such file); give the path of a TorchScript \
+             file, relative to {}",
+            loaded.location(model.file.span()),
+            file.display(),
+            loaded.path.display()
+        );
+    }
     let mut config = nd_extract::Config::new(
-        loaded.resolve(&model.file),
+        file,
         model.layers.get_ref().clone(),
         model.preprocess.resolve()?,
     );
     config.output_names = model.output_names.clone();
     config.batch_size = model.batch_size;
-    config.device = model.device;
+    config.device = *model.device.get_ref();
     config.threads = options.threads;
     config.progress = options.progress;
+    let spec = nd_extract::spec(store, dataset, &config)?;
+    if store.get(&spec)?.is_none() {
+        check_model(loaded, dataset, model, &config)?;
+    }
+    Ok(config)
+}
+
+fn run_model(
+    loaded: &Loaded,
+    store: &Store,
+    dataset: &nd_broden::Dataset,
+    model: &ModelSection,
+    config: nd_extract::Config,
+    options: &Options,
+) -> anyhow::Result<(Artifact, Option<Artifact>)> {
+    let p = &loaded.pipeline;
+    let name = model.name.as_str();
+    let last = store.last_run(name);
 
     let started = Instant::now();
     let spec = nd_extract::spec(store, dataset, &config)?;
@@ -186,7 +222,6 @@ fn run_model(
             artifact
         }
         None => {
-            check_layers(loaded, dataset, model, &config)?;
             let outcome = nd_extract::run(store, dataset, &config)?;
             log(
                 "extract",
@@ -319,9 +354,11 @@ fn run_model(
     Ok((report, Some(outcome.artifact)))
 }
 
-/// Before a long extraction, checks that the model returns every requested layer, so a
-/// typo in pipeline.toml is reported against its line.
-fn check_layers(
+/// Before a long extraction, runs the model once on a blank image of the size it will
+/// be given: a device that is not there, a file that is not TorchScript, a model made for
+/// another image size, a misspelt layer or one that is not an `(N, C, H, W)` map is
+/// reported against its line of pipeline.toml.
+fn check_model(
     loaded: &Loaded,
     dataset: &nd_broden::Dataset,
     model: &ModelSection,
@@ -334,20 +371,40 @@ fn check_layers(
         .preprocess
         .resize
         .unwrap_or([first.image_height, first.image_width]);
-    let returned = nd_extract::list_layers(
-        &config.model,
-        config.output_names.clone(),
-        size,
-        config.device,
-    )?;
+    let device = nd_extract::resolve_device(config.device).with_context(|| {
+        format!(
+            "{}: device = \"{}\"",
+            loaded.location(model.device.span()),
+            config.device
+        )
+    })?;
+    let file = loaded.location(model.file.span());
+    let net = nd_extract::Model::load(&config.model, device, config.output_names.clone())
+        .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+    let returned = net.output_shapes(size).map_err(|e| match e {
+        nd_extract::Error::Forward { .. } => anyhow::anyhow!(
+            "{file}: {e}; if the model expects images of another size than {}×{}, set it in \
+             the model's preprocess: preprocess = {{ preset = \"...\", resize = [H, W] }}",
+            size[0],
+            size[1]
+        ),
+        other => anyhow::anyhow!("{file}: {other}"),
+    })?;
     let names: Vec<&str> = returned.iter().map(|(n, _)| n.as_str()).collect();
     for layer in model.layers.get_ref() {
-        if !names.contains(&layer.as_str()) {
+        let Some((_, shape)) = returned.iter().find(|(n, _)| n == layer) else {
             anyhow::bail!(
                 "{}: layer `{layer}` is not returned by {} (it returns {})",
                 loaded.location(model.layers.span()),
                 config.model.display(),
                 names.join(", ")
+            );
+        };
+        if let Some(why) = nd_extract::not_a_map(shape) {
+            anyhow::bail!(
+                "{}: layer `{layer}` of {} cannot be dissected: {why}",
+                loaded.location(model.layers.span()),
+                config.model.display()
             );
         }
     }

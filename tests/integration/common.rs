@@ -40,12 +40,18 @@ pub struct Run {
 
 /// `netdissect run PIPELINE --no-progress EXTRA...`, without `LD_LIBRARY_PATH`.
 pub fn netdissect(pipeline: &Path, extra: &[&str]) -> Run {
+    netdissect_env(pipeline, extra, &[])
+}
+
+/// [`netdissect`] with environment variables set for it alone.
+pub fn netdissect_env(pipeline: &Path, extra: &[&str], env: &[(&str, &str)]) -> Run {
     let output = Command::new(env!("CARGO_BIN_EXE_netdissect"))
         .arg("run")
         .arg(pipeline)
         .arg("--no-progress")
         .args(extra)
         .env_remove("LD_LIBRARY_PATH")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     Run {

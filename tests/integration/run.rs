@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{Run, colour_pixels, model, netdissect, only_dir, python};
+use crate::common::{Run, colour_pixels, model, netdissect, netdissect_env, only_dir, python};
 
 /// `stage <stage> <model> computed|fresh <key> <seconds>` lines → stage → what happened.
 fn stages(run: &Run) -> BTreeMap<String, String> {
@@ -342,6 +342,131 @@ fn bad_pipelines_name_the_key_and_its_line() {
     assert!(err.contains("(it returns conv1, conv2)"), "{err}");
     let err = failure(&PIPELINE.replace(r#"file = "tiny.pt""#, r#"file = "missing.pt""#));
     assert!(err.contains("missing.pt"), "{err}");
+}
+
+/// `netdissect run PIPELINE` in a fresh directory holding the given models of
+/// `tests/python/make_models.py` (as `<kind>.pt`): it must fail having extracted nothing
+/// and written no results; returns its stderr.
+fn failure_with(pipeline_text: &str, kinds: &[&str], env: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    for kind in kinds {
+        model(dir.path(), kind);
+    }
+    let pipeline = dir.path().join("pipeline.toml");
+    std::fs::write(&pipeline, pipeline_text).unwrap();
+    let run = netdissect_env(&pipeline, &[], env);
+    assert!(!run.ok, "expected a failure:\n{pipeline_text}");
+    let last = run.stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("netdissect: error: "), "{}", run.stderr);
+    assert!(!run.stderr.contains("stage extract"), "{}", run.stderr);
+    let extracted = std::fs::read_dir(dir.path().join("cache/extract")).map_or(0, |d| d.count());
+    assert_eq!(extracted, 0, "{}", run.stderr);
+    assert!(!dir.path().join("results").exists());
+    run.stderr
+}
+
+/// A ViT block's `(N, tokens, channels)` or a pooled `(N, C)` used to be found by the
+/// extraction of the model that returns it, after every earlier model's extraction; a
+/// pipeline whose second model names one must fail before any extraction, at its line.
+#[test]
+fn a_layer_that_is_not_a_map_fails_before_any_extraction() {
+    let two_models = format!(
+        "{PIPELINE}\n[[model]]\nname = \"vit\"\nfile = \"tokens.pt\"\n\
+         layers = [\"conv1\", \"encoder.layers.encoder_layer_0\"]\n"
+    );
+    let err = failure_with(&two_models, &["tiny", "tokens"], &[]);
+    assert!(err.contains("error: model `vit`: "), "{err}");
+    assert!(
+        err.contains("pipeline.toml:25:10: layer `encoder.layers.encoder_layer_0` of "),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "cannot be dissected: it is 256 × 4 for one image, not a map (N, C, H, W); \
+             dissection needs a convolutional layer's (C, H, W) output"
+        ),
+        "{err}"
+    );
+    let pooled = two_models.replace("encoder.layers.encoder_layer_0", "pooled");
+    let err = failure_with(&pooled, &["tiny", "tokens"], &[]);
+    assert!(
+        err.contains("pipeline.toml:25:10: layer `pooled` of "),
+        "{err}"
+    );
+    assert!(err.contains("it is 4 for one image, not a map"), "{err}");
+}
+
+/// Each mistake a new user made with a model (issue 25) gets a message that names the
+/// pipeline's line and what to put there, and fails before any extraction.
+#[test]
+fn model_mistakes_name_their_line_and_the_fix() {
+    let model_line = |file: &str, extra: &str| {
+        PIPELINE.replace(
+            r#"file = "tiny.pt""#,
+            &format!("file = \"{file}\"\n{extra}"),
+        )
+    };
+    // No GPU (CUDA_VISIBLE_DEVICES hides any there is): the key, not nd-extract's flag.
+    let err = failure_with(
+        &model_line("tiny.pt", r#"device = "cuda""#),
+        &["tiny"],
+        &[("CUDA_VISIBLE_DEVICES", "")],
+    );
+    assert!(
+        err.contains(
+            "pipeline.toml:11:10: device = \"cuda\": libtorch sees no CUDA device; choose auto or cpu"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("--device"), "{err}");
+
+    let err = failure_with(&model_line("missing.pt", ""), &[], &[]);
+    assert!(err.contains("pipeline.toml:10:8: model file "), "{err}");
+    assert!(
+        err.contains("missing.pt does not exist (no such file)"),
+        "{err}"
+    );
+
+    // A state_dict where TorchScript belongs: not libtorch's "constants.pkl ... corrupted".
+    let err = failure_with(&model_line("state_dict.pt", ""), &["state_dict"], &[]);
+    assert!(err.contains("pipeline.toml:10:8: model "), "{err}");
+    assert!(
+        err.contains("state_dict.pt: it is not TorchScript but a file of torch.save"),
+        "{err}"
+    );
+    assert!(err.contains("python/export_torchvision.py"), "{err}");
+    assert!(!err.contains("corrupted"), "{err}");
+
+    let err = failure_with(
+        &model_line("tuple.pt", r#"output_names = ["a"]"#)
+            .replace(r#"["conv1", "conv2"]"#, r#"["a"]"#),
+        &["tuple"],
+        &[],
+    );
+    assert!(
+        err.contains("forward returns 2 tensors but 1 output name was given; give one output name"),
+        "{err}"
+    );
+
+    // A model made for 16×16 images given the dataset's 32×32 ones.
+    let err = failure_with(
+        &model_line("fixed.pt", "").replace(r#"["conv1", "conv2"]"#, r#"["conv1"]"#),
+        &["fixed"],
+        &[],
+    );
+    assert!(err.contains("pipeline.toml:10:8: model "), "{err}");
+    assert!(
+        err.contains("fixed.pt: forward failed on a batch of 1 × 3 × 32 × 32: "),
+        "{err}"
+    );
+    assert!(err.contains("this model takes 16x16 images"), "{err}");
+    assert!(
+        err.contains(
+            "if the model expects images of another size than 32×32, set it in the model's \
+             preprocess: preprocess = { preset = \"...\", resize = [H, W] }"
+        ),
+        "{err}"
+    );
 }
 
 /// The planted model's unit i fires where the dataset names colour i. With `top` at least

@@ -7,6 +7,11 @@ tiny:   dict {"conv1", "conv2"} of rank-4 maps (the well-behaved case)
 nan:    dict {"conv1"} that is NaN everywhere
 flat:   dict {"conv1", "pooled"} where pooled is (N, C), not a map
 tuple:  a tuple (conv1, conv2) without names
+tokens: dict {"conv1", "encoder.layers.encoder_layer_0", "pooled"}: a map, a ViT block's
+        (N, tokens, channels) and a pooled (N, C), under a long name
+fixed:  dict {"conv1"}, but forward asserts 16×16 images (a model made for one size)
+state_dict: tiny's state_dict saved with torch.save (not TorchScript)
+pickled: tiny saved whole with torch.save(model) (a pickled object, not a state_dict)
 planted: dict {"colors"} whose unit i fires exactly where the synthetic dataset names a
          pixel with colour i (its label maps name each 2×2 block by the nearest of Broden's
          eleven colours); it expects torchvision-normalised input at twice the label size
@@ -55,6 +60,22 @@ class Pair(Tiny):
         return a, torch.relu(self.conv2(a))
 
 
+class Tokens(Tiny):
+    def forward(self, x):
+        a = torch.relu(self.conv1(x))
+        return {
+            "conv1": a,
+            "encoder.layers.encoder_layer_0": a.flatten(2).transpose(1, 2),
+            "pooled": a.mean(dim=(2, 3)),
+        }
+
+
+class Fixed(Tiny):
+    def forward(self, x):
+        assert x.shape[2] == 16 and x.shape[3] == 16, "this model takes 16x16 images"
+        return {"conv1": torch.relu(self.conv1(x))}
+
+
 class Planted(nn.Module):
     """Unit i: 1 + closeness to colour i where colour i is the nearest, 0 elsewhere."""
 
@@ -75,13 +96,19 @@ class Planted(nn.Module):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=["tiny", "nan", "flat", "tuple", "planted"])
+    kinds = {"tiny": Tiny, "nan": Nan, "flat": Flat, "tuple": Pair, "tokens": Tokens, "fixed": Fixed,
+             "planted": Planted}
+    parser.add_argument("kind", choices=[*kinds, "state_dict", "pickled"])
     parser.add_argument("out")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.manual_seed(args.seed)
-    model = {"tiny": Tiny, "nan": Nan, "flat": Flat, "tuple": Pair, "planted": Planted}[args.kind]().eval()
-    torch.jit.save(torch.jit.script(model), args.out)
+    if args.kind == "state_dict":
+        torch.save(Tiny().state_dict(), args.out)
+    elif args.kind == "pickled":
+        torch.save(Tiny(), args.out)
+    else:
+        torch.jit.save(torch.jit.script(kinds[args.kind]().eval()), args.out)
 
 
 if __name__ == "__main__":

@@ -37,9 +37,9 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, shape};
 pub use model::{DeviceChoice, Model, resolve_device};
-pub use pipeline::{Floor, LayerInfo, list_layers};
+pub use pipeline::{Floor, LayerInfo, list_layers, not_a_map};
 pub use preprocess::{ChannelOrder, Preprocess};
 
 /// The stage's name in the store.
@@ -120,9 +120,15 @@ pub fn spec(
     config: &Config,
 ) -> Result<nd_store::Spec> {
     let rows = config.validate(dataset)?;
+    if !config.model.is_file() {
+        return Err(Error::Model {
+            path: config.model.clone(),
+            message: "no such file".into(),
+        });
+    }
     let model_digest = store.file_hash(&config.model).map_err(|e| Error::Model {
         path: config.model.clone(),
-        message: e.to_string(),
+        message: chain(&e),
     })?;
     let images: Vec<String> = rows.clone().map(|row| dataset.image_file(row)).collect();
     let images_digest = store.digest_files(dataset.root(), &images)?;
@@ -138,6 +144,19 @@ pub fn spec(
     Ok(nd_store::Spec::new(STAGE, SCHEMA, params)
         .digest("model", model_digest)
         .digest("images", images_digest))
+}
+
+/// An error and its causes, `: `-separated (a store error keeps the OS's reason in its
+/// source, which `to_string` alone drops).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Extracts through the store: returns the cached artifact when there is one, computes and

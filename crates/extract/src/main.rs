@@ -78,8 +78,55 @@ struct Args {
 
 fn main() {
     if let Err(e) = run() {
-        eprintln!("nd-extract: error: {e:#}");
+        eprintln!("nd-extract: error: {e:#}{}", hint(&e));
         std::process::exit(1);
+    }
+}
+
+/// What to change when the library's error cannot know the flag: a forward pass that
+/// fails is most often a model made for images of another size.
+fn hint(error: &anyhow::Error) -> String {
+    match error.downcast_ref::<nd_extract::Error>() {
+        Some(nd_extract::Error::Forward { input, .. }) => format!(
+            "; if the model expects images of another size than {}×{}, resize them with \
+             --resize H,W",
+            input[2], input[3]
+        ),
+        _ => String::new(),
+    }
+}
+
+/// What `forward` returns, one line a tensor, aligned whatever the names' lengths; outputs
+/// that are not `(N, C, H, W)` maps are flagged, since they cannot be dissected.
+fn print_layers(layers: &[(String, Vec<i64>)]) {
+    let rows: Vec<(&str, String, Option<String>)> = layers
+        .iter()
+        .map(|(name, shape)| {
+            let per_image = if shape.len() > 1 {
+                nd_extract::shape(&shape[1..])
+            } else {
+                "a scalar".to_owned()
+            };
+            let flag = nd_extract::not_a_map(shape)
+                .map(|_| "not (N, C, H, W): cannot be dissected".to_owned());
+            (name.as_str(), per_image, flag)
+        })
+        .collect();
+    let name_width = rows
+        .iter()
+        .map(|(n, _, _)| n.chars().count())
+        .max()
+        .unwrap_or(0);
+    let shape_width = rows
+        .iter()
+        .map(|(_, s, _)| s.chars().count())
+        .max()
+        .unwrap_or(0);
+    for (name, shape, flag) in rows {
+        match flag {
+            Some(flag) => println!("  {name:<name_width$}  {shape:<shape_width$}  {flag}"),
+            None => println!("  {name:<name_width$}  {shape}"),
+        }
     }
 }
 
@@ -110,6 +157,9 @@ fn parse_range(text: &str) -> anyhow::Result<std::ops::Range<usize>> {
 fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     nd_extract::set_threads(args.threads)?;
+    if args.device == DeviceChoice::Cuda {
+        nd_extract::resolve_device(args.device).context("--device cuda")?;
+    }
     let mut preprocess = Preprocess::preset(&args.preprocess)?;
     if let Some(mean) = &args.mean {
         preprocess.mean = triple(mean, "--mean")?;
@@ -156,10 +206,7 @@ fn run() -> anyhow::Result<()> {
             size[0],
             size[1]
         );
-        for (name, shape) in layers {
-            let shape: Vec<String> = shape.iter().skip(1).map(|d| d.to_string()).collect();
-            println!("  {name:<24} {}", shape.join(" × "));
-        }
+        print_layers(&layers);
         return Ok(());
     }
 

@@ -33,6 +33,17 @@ impl std::str::FromStr for DeviceChoice {
     }
 }
 
+impl std::fmt::Display for DeviceChoice {
+    /// As written in a pipeline file and on the command line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DeviceChoice::Auto => "auto",
+            DeviceChoice::Cpu => "cpu",
+            DeviceChoice::Cuda => "cuda",
+        })
+    }
+}
+
 /// Loads libtorch's CUDA half once. The linker drops `libtorch_cuda.so` from our binaries
 /// because no symbol of it is referenced directly; loading it registers the CUDA backend.
 /// On a machine without a GPU this costs nothing and CUDA simply stays unavailable.
@@ -87,8 +98,12 @@ pub fn resolve_device(choice: DeviceChoice) -> Result<Device> {
             if tch::Cuda::is_available() {
                 Ok(Device::Cuda(0))
             } else {
+                // Neutral about where the choice came from: nd-extract names its flag and
+                // netdissect run the pipeline's key and line.
                 Err(Error::Device(
-                    "--device cuda was asked for, but libtorch sees no CUDA device".into(),
+                    "libtorch sees no CUDA device; choose auto or cpu, or run where a GPU is \
+                     visible"
+                        .into(),
                 ))
             }
         }
@@ -115,10 +130,7 @@ impl Model {
         }
         let mut module = CModule::load_on_device(path, device).map_err(|e| Error::Model {
             path: path.to_owned(),
-            message: format!(
-                "cannot load it as TorchScript: {}",
-                first_line(&e.to_string())
-            ),
+            message: not_torchscript(&e.to_string()),
         })?;
         module.set_eval();
         Ok(Model {
@@ -139,24 +151,43 @@ impl Model {
         let output = self
             .module
             .forward_is(&[IValue::Tensor(input.to_device(self.device))])
-            .map_err(|e| self.error(format!("forward failed: {}", first_line(&e.to_string()))))?;
+            .map_err(|e| Error::Forward {
+                path: self.path.clone(),
+                input: input.size(),
+                message: first_line(&e.to_string()).to_owned(),
+            })?;
         self.name_outputs(output)
+    }
+
+    /// Runs `forward` once on a blank batch of one image of `input_size`
+    /// (`[height, width]`) and returns every tensor it gives back with its shape.
+    pub fn output_shapes(&self, input_size: [u32; 2]) -> Result<Vec<(String, Vec<i64>)>> {
+        let input = Tensor::zeros(
+            [1, 3, i64::from(input_size[0]), i64::from(input_size[1])],
+            (tch::Kind::Float, Device::Cpu),
+        );
+        Ok(self
+            .forward(&input)?
+            .into_iter()
+            .map(|(name, t)| (name, t.size()))
+            .collect())
     }
 
     fn name_outputs(&self, output: IValue) -> Result<Vec<(String, Tensor)>> {
         let positional = |tensors: Vec<Tensor>, what: &str| -> Result<Vec<(String, Tensor)>> {
             let Some(names) = &self.output_names else {
                 return Err(self.error(format!(
-                    "forward returns a {what} of {} tensors; name them (output_names / --output-names), \
+                    "forward returns a {what} of {}; name them (output_names / --output-names), \
                      or export the model returning a dict",
-                    tensors.len()
+                    count(tensors.len(), "tensor")
                 )));
             };
             if names.len() != tensors.len() {
                 return Err(self.error(format!(
-                    "forward returns {} tensors but {} output names were given",
-                    tensors.len(),
-                    names.len()
+                    "forward returns {} but {} given; give one output name (output_names / \
+                     --output-names) per tensor, in order",
+                    count(tensors.len(), "tensor"),
+                    names_given(names.len())
                 )));
             }
             Ok(names.iter().cloned().zip(tensors).collect())
@@ -196,8 +227,9 @@ impl Model {
             IValue::Tensor(t) => match &self.output_names {
                 Some(names) if names.len() == 1 => Ok(vec![(names[0].clone(), t)]),
                 Some(names) => Err(self.error(format!(
-                    "forward returns one tensor but {} output names were given",
-                    names.len()
+                    "forward returns 1 tensor but {} given; give one output name (output_names / \
+                     --output-names), or none",
+                    names_given(names.len())
                 ))),
                 None => Ok(vec![("output".to_owned(), t)]),
             },
@@ -214,6 +246,39 @@ impl Model {
             message,
         }
     }
+}
+
+/// `1 tensor`, `2 tensors`: counts in messages read right for one and for many.
+pub(crate) fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+fn names_given(n: usize) -> String {
+    if n == 1 {
+        "1 output name was".to_owned()
+    } else {
+        format!("{n} output names were")
+    }
+}
+
+/// The load error of a file that is not TorchScript. A `torch.save` zip (a state_dict, or a
+/// pickled model) has no `constants.pkl`, and libtorch calls that a corrupted checkpoint;
+/// what the user needs to hear is that the file must be exported.
+fn not_torchscript(error: &str) -> String {
+    let what = if error.contains("constants.pkl") {
+        "it is not TorchScript but a file of torch.save (a state_dict or a pickled model)"
+            .to_owned()
+    } else {
+        format!("cannot load it as TorchScript ({})", first_line(error))
+    };
+    format!(
+        "{what}; export the model as TorchScript: python/export_torchvision.py for torchvision \
+         architectures (it takes a state_dict with --weights), or torch.jit.script(model).save(...)"
+    )
 }
 
 fn ivalue_kind(value: &IValue) -> &'static str {

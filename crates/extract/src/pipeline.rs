@@ -25,7 +25,8 @@ pub struct LayerInfo {
 }
 
 /// Runs the model once on a blank batch of one image of `input_size` (`[height, width]`)
-/// and lists every tensor its `forward` returns, with rank-4 shapes as units × h × w.
+/// and lists every tensor its `forward` returns with its shape, batch dimension included
+/// (see [`not_a_map`] for those that cannot be dissected).
 pub fn list_layers(
     model: &Path,
     output_names: Option<Vec<String>>,
@@ -33,16 +34,26 @@ pub fn list_layers(
     device: DeviceChoice,
 ) -> Result<Vec<(String, Vec<i64>)>> {
     let device = resolve_device(device)?;
-    let model = Model::load(model, device, output_names)?;
-    let input = Tensor::zeros(
-        [1, 3, i64::from(input_size[0]), i64::from(input_size[1])],
-        (Kind::Float, Device::Cpu),
-    );
-    Ok(model
-        .forward(&input)?
-        .into_iter()
-        .map(|(name, t)| (name, t.size()))
-        .collect())
+    Model::load(model, device, output_names)?.output_shapes(input_size)
+}
+
+/// Why an output of this shape (batch dimension included) cannot be dissected, or `None`
+/// when it is an `(N, C, H, W)` map. A ViT block's tokens `(N, 197, 768)` and a pooled
+/// `(N, C)` vector have no spatial positions to threshold and compare with label maps.
+pub fn not_a_map(shape: &[i64]) -> Option<String> {
+    if shape.len() == 4 {
+        return None;
+    }
+    let per_image = if shape.len() > 1 {
+        crate::error::shape(&shape[1..])
+    } else {
+        "a scalar".to_owned()
+    };
+    Some(format!(
+        "it is {per_image} for one image, not a map (N, C, H, W); dissection needs a \
+         convolutional layer's (C, H, W) output (transformer tokens must be reshaped into a \
+         map by the model)"
+    ))
 }
 
 /// A decoded, normalised batch: a `rows.len() × 3 × height × width` float32 tensor, which

@@ -11,17 +11,7 @@ fn repo() -> PathBuf {
 }
 
 fn python(script: &str, args: &[&str]) -> Output {
-    let python = repo().join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup",
-        python.display()
-    );
-    let output = Command::new(python)
-        .arg(repo().join(script))
-        .args(args)
-        .output()
-        .unwrap();
+    let output = python_result(script, args);
     assert!(
         output.status.success(),
         "{script} {args:?} failed:\n{}{}",
@@ -29,6 +19,21 @@ fn python(script: &str, args: &[&str]) -> Output {
         String::from_utf8_lossy(&output.stderr)
     );
     output
+}
+
+/// Runs a script of the repository with the project's python, whether it succeeds or not.
+fn python_result(script: &str, args: &[&str]) -> Output {
+    let python = repo().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup",
+        python.display()
+    );
+    Command::new(python)
+        .arg(repo().join(script))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn dataset(
@@ -66,6 +71,17 @@ struct Run {
 }
 
 fn extract(cache: &Path, dataset: &Path, model: &Path, extra: &[&str]) -> Run {
+    extract_env(cache, dataset, model, extra, &[])
+}
+
+/// [`extract`] with environment variables set for it alone.
+fn extract_env(
+    cache: &Path,
+    dataset: &Path,
+    model: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Run {
     let output = Command::new(env!("CARGO_BIN_EXE_nd-extract"))
         .arg("--dataset")
         .arg(dataset)
@@ -76,6 +92,7 @@ fn extract(cache: &Path, dataset: &Path, model: &Path, extra: &[&str]) -> Run {
         .arg("--no-progress")
         .args(extra)
         .env_remove("LD_LIBRARY_PATH")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     Run {
@@ -339,14 +356,103 @@ fn list_layers_shows_what_forward_returns() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    assert!(stdout.contains("\n  conv1  4 × 16 × 16\n"), "{stdout}");
+    assert!(stdout.contains("\n  conv2  6 × 8 × 8\n"), "{stdout}");
+}
+
+/// The shapes used to sit in a 24-character column that a longer name pushed out of
+/// line, and a ViT block's tokens or a pooled vector looked like any layer.
+#[test]
+fn list_layers_aligns_long_names_and_flags_outputs_that_are_not_maps() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), "tokens", 1);
+    let output = Command::new(env!("CARGO_BIN_EXE_nd-extract"))
+        .args(["--list-layers", "--input-size", "32", "--model"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
-        stdout.contains("conv1                    4 × 16 × 16"),
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let flag = "not (N, C, H, W): cannot be dissected";
+    let lines: Vec<&str> = stdout.lines().skip(1).collect();
+    assert_eq!(
+        lines,
+        [
+            "  conv1                           4 × 16 × 16",
+            &format!("  encoder.layers.encoder_layer_0  256 × 4      {flag}"),
+            &format!("  pooled                          4            {flag}"),
+        ],
         "{stdout}"
     );
-    assert!(
-        stdout.contains("conv2                    6 × 8 × 8"),
+}
+
+/// The torchvision export helper lists every node with its shape for one image, aligned,
+/// and flags those that are not (N, C, H, W) maps.
+#[test]
+fn export_helper_lists_node_shapes_and_flags_what_is_not_a_map() {
+    let output = python(
+        "python/export_torchvision.py",
+        &["resnet18", "--list-nodes", "--input-size", "64"],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let flag = "not (N, C, H, W): cannot be dissected";
+    let line = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name}:\n{stdout}"))
+    };
+    let column = |name: &str, shape: &str| line(name).find(shape).unwrap();
+    assert!(line("x").ends_with("3 × 64 × 64"), "{stdout}");
+    assert!(line("layer4.1.relu_1").ends_with("512 × 2 × 2"), "{stdout}");
+    assert!(line("flatten").ends_with(flag), "{stdout}");
+    assert!(line("fc").contains("1000"), "{stdout}");
+    assert!(line("fc").ends_with(flag), "{stdout}");
+    assert!(!line("layer4.1.relu_1").contains(flag), "{stdout}");
+    assert_eq!(
+        column("x", "3 × 64 × 64"),
+        column("layer4.1.relu_1", "512 × 2 × 2"),
         "{stdout}"
     );
+}
+
+/// A whole model pickled with torch.save(model) given as weights used to dump torch's page
+/// about `weights_only`; the helper says to save the state_dict instead.
+#[test]
+fn export_helper_says_to_save_a_state_dict_for_a_pickled_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let pickled = tiny_model(dir.path(), "pickled", 1);
+    let out = dir.path().join("out.pt");
+    let output = python_result(
+        "python/export_torchvision.py",
+        &[
+            "resnet18",
+            "--weights",
+            pickled.to_str().unwrap(),
+            "--layers",
+            "layer4",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "export_torchvision: error: weights file {} holds a pickled __main__.Tiny object, \
+             not a state_dict: load it where its class is defined, save the weights alone with \
+             torch.save(model.state_dict(), \"state_dict.pth\") and pass that file",
+            pickled.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("weights_only"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(!out.exists());
 }
 
 /// The benchmark's floor runs the same forward passes and writes nothing to the cache; a
@@ -385,7 +491,7 @@ fn bad_models_are_clear_errors_and_leave_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dataset(dir.path(), "d", 6, 32, nd_synth::ImageFormat::Jpeg);
     let cache = dir.path().join("cache");
-    let cases: [(&str, &[&str], &str); 5] = [
+    let cases: [(&str, &[&str], &str); 9] = [
         (
             "tiny",
             &["--layers", "conv1,conv9"],
@@ -411,6 +517,26 @@ fn bad_models_are_clear_errors_and_leave_nothing() {
             &["--layers", "conv1", "--images", "4..9"],
             "image range 4..9 is empty or beyond the dataset's 6 rows",
         ),
+        (
+            "tokens",
+            &["--layers", "encoder.layers.encoder_layer_0"],
+            "layer `encoder.layers.encoder_layer_0`: the model returns shape [6, 256, 4]; a layer must be (images, units, height, width)",
+        ),
+        (
+            "tuple",
+            &["--layers", "a", "--output-names", "a"],
+            "forward returns 2 tensors but 1 output name was given; give one output name (output_names / --output-names) per tensor, in order",
+        ),
+        (
+            "state_dict",
+            &["--layers", "conv1"],
+            "state_dict-1.pt: it is not TorchScript but a file of torch.save (a state_dict or a pickled model); export the model as TorchScript: python/export_torchvision.py",
+        ),
+        (
+            "fixed",
+            &["--layers", "conv1"],
+            "forward failed on a batch of 6 × 3 × 32 × 32: RuntimeError: AssertionError: this model takes 16x16 images; if the model expects images of another size than 32×32, resize them with --resize H,W",
+        ),
     ];
     for (kind, args, message) in cases {
         let model = tiny_model(dir.path(), kind, 1);
@@ -425,6 +551,34 @@ fn bad_models_are_clear_errors_and_leave_nothing() {
         assert_eq!(artifacts(&cache), 0);
         assert_no_partial_artifacts(&cache);
     }
+    let tiny = tiny_model(dir.path(), "tiny", 1);
+    let missing = dir.path().join("missing.pt");
+    let run = extract(&cache, &data, &missing, &["--layers", "conv1"]);
+    assert!(
+        run.stderr.contains(&format!(
+            "nd-extract: error: model {}: no such file",
+            missing.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    // Without a GPU (CUDA_VISIBLE_DEVICES hides any there is), the flag that asked for one.
+    let run = extract_env(
+        &cache,
+        &data,
+        &tiny,
+        &["--layers", "conv1", "--device", "cuda"],
+        &[("CUDA_VISIBLE_DEVICES", "")],
+    );
+    assert!(
+        run.stderr.contains(
+            "nd-extract: error: --device cuda: libtorch sees no CUDA device; choose auto or cpu"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(artifacts(&cache), 0);
+    assert_no_partial_artifacts(&cache);
     // Named, the tuple works.
     let model = tiny_model(dir.path(), "tuple", 1);
     let named = extract(
