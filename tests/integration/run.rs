@@ -8,16 +8,22 @@ use std::process::Command;
 
 use crate::common::{Run, colour_pixels, model, netdissect, netdissect_env, only_dir, python};
 
-/// `stage <stage> <model> computed|fresh <key> <seconds>` lines → stage → what happened.
-fn stages(run: &Run) -> BTreeMap<String, String> {
+/// The fields of a successful run's `stage <stage> <model> computed|fresh <key> <seconds>`
+/// lines.
+fn stage_lines(run: &Run) -> Vec<Vec<&str>> {
     assert!(run.ok, "netdissect run failed:\n{}", run.stderr);
     run.stderr
         .lines()
         .filter_map(|l| l.strip_prefix("stage "))
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f[0].to_owned(), f[2].to_owned())
-        })
+        .map(|l| l.split_whitespace().collect())
+        .collect()
+}
+
+/// Stage → what happened.
+fn stages(run: &Run) -> BTreeMap<String, String> {
+    stage_lines(run)
+        .into_iter()
+        .map(|f| (f[0].to_owned(), f[2].to_owned()))
         .collect()
 }
 
@@ -60,16 +66,11 @@ iou_threshold = 0.04
 dir = "results"
 "#;
 
-/// `stage <stage> <model> computed|fresh <key> <seconds>` lines → (stage, model) → key.
+/// (stage, model) → key.
 fn keys(run: &Run) -> BTreeMap<(String, String), String> {
-    assert!(run.ok, "netdissect run failed:\n{}", run.stderr);
-    run.stderr
-        .lines()
-        .filter_map(|l| l.strip_prefix("stage "))
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            ((f[0].to_owned(), f[1].to_owned()), f[3].to_owned())
-        })
+    stage_lines(run)
+        .into_iter()
+        .map(|f| ((f[0].to_owned(), f[1].to_owned()), f[3].to_owned()))
         .collect()
 }
 

@@ -341,21 +341,27 @@ fn second_run_does_no_work_and_only_content_changes_the_key() {
     );
 }
 
-#[test]
-fn list_layers_shows_what_forward_returns() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = tiny_model(dir.path(), "tiny", 1);
+/// `nd-extract --list-layers` on 32×32 images: its standard output, after checking it
+/// succeeded.
+fn list_layers(model: &Path) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_nd-extract"))
         .args(["--list-layers", "--input-size", "32", "--model"])
-        .arg(&model)
+        .arg(model)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn list_layers_shows_what_forward_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), "tiny", 1);
+    let stdout = list_layers(&model);
     assert!(stdout.contains("\n  conv1  4 × 16 × 16\n"), "{stdout}");
     assert!(stdout.contains("\n  conv2  6 × 8 × 8\n"), "{stdout}");
 }
@@ -366,17 +372,7 @@ fn list_layers_shows_what_forward_returns() {
 fn list_layers_aligns_long_names_and_flags_outputs_that_are_not_maps() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path(), "tokens", 1);
-    let output = Command::new(env!("CARGO_BIN_EXE_nd-extract"))
-        .args(["--list-layers", "--input-size", "32", "--model"])
-        .arg(&model)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = list_layers(&model);
     let flag = "not (N, C, H, W): cannot be dissected";
     let lines: Vec<&str> = stdout.lines().skip(1).collect();
     assert_eq!(
