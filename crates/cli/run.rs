@@ -105,15 +105,15 @@ pub fn run(path: &Path, options: &Options) -> anyhow::Result<RunResult> {
     // Every model that needs an extraction is asked for its layers before any extraction
     // starts, so a bad layer, file or device of a later model fails in seconds rather than
     // after the earlier models' hours.
-    let mut configs = Vec::new();
+    let mut extractions = Vec::new();
     for model in &p.models {
-        let config = extract_config(&loaded, &store, &dataset, model, options)
+        let extraction = extract_config(&loaded, &store, &dataset, model, options)
             .with_context(|| format!("model `{}`", model.name))?;
-        configs.push(config);
+        extractions.push(extraction);
     }
     let mut models = Vec::new();
-    for (model, config) in p.models.iter().zip(configs) {
-        let (report, html) = run_model(&loaded, &store, &dataset, model, config, options)
+    for (model, extraction) in p.models.iter().zip(extractions) {
+        let (report, html) = run_model(&loaded, &store, &dataset, model, extraction, options)
             .with_context(|| format!("model `{}`", model.name))?;
         let out = p
             .output
@@ -165,15 +165,16 @@ pub fn run(path: &Path, options: &Options) -> anyhow::Result<RunResult> {
     Ok(RunResult { models, index })
 }
 
-/// A model's extraction settings, checked against the model itself (its file, device and
-/// layers, see [`check_model`]) when its activations are not cached yet.
+/// A model's extraction settings and the key they give, checked against the model itself
+/// (its file, device and layers, see [`check_model`]) when its activations are not cached
+/// yet.
 fn extract_config(
     loaded: &Loaded,
     store: &Store,
     dataset: &nd_broden::Dataset,
     model: &ModelSection,
     options: &Options,
-) -> anyhow::Result<nd_extract::Config> {
+) -> anyhow::Result<Extraction> {
     let file = loaded.resolve(model.file.get_ref());
     if !file.is_file() {
         anyhow::bail!(
@@ -195,10 +196,23 @@ fn extract_config(
     config.threads = options.threads;
     config.progress = options.progress;
     let spec = nd_extract::spec(store, dataset, &config)?;
-    if store.get(&spec)?.is_none() {
+    let cached = store.get(&spec)?;
+    if cached.is_none() {
         check_model(loaded, dataset, model, &config)?;
     }
-    Ok(config)
+    Ok(Extraction {
+        config,
+        spec,
+        cached,
+    })
+}
+
+/// A model's extraction, as [`extract_config`] prepared it: its settings, its key, and its
+/// artifact when the cache already holds it (opened and checked once).
+struct Extraction {
+    config: nd_extract::Config,
+    spec: nd_store::Spec,
+    cached: Option<Artifact>,
 }
 
 fn run_model(
@@ -206,17 +220,21 @@ fn run_model(
     store: &Store,
     dataset: &nd_broden::Dataset,
     model: &ModelSection,
-    config: nd_extract::Config,
+    extraction: Extraction,
     options: &Options,
 ) -> anyhow::Result<(Artifact, Option<Artifact>)> {
     let p = &loaded.pipeline;
     let name = model.name.as_str();
     let last = store.last_run(name);
 
+    let Extraction {
+        config,
+        spec,
+        cached,
+    } = extraction;
     let started = Instant::now();
-    let spec = nd_extract::spec(store, dataset, &config)?;
-    explain(options, store, name, last.as_ref(), Ok(spec.clone()))?;
-    let activations = match store.get(&spec)? {
+    explain(options, store, name, last.as_ref(), Ok(spec))?;
+    let activations = match cached {
         Some(artifact) => {
             log("extract", name, &artifact, false, started);
             artifact
