@@ -1,8 +1,10 @@
 //! `pipeline.toml`: what `netdissect run` dissects and with which parameters.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use nd_arrays::fields::{ASSUME_CENTRED, Field, FieldChoice, Fields};
 use nd_extract::{ChannelOrder, DeviceChoice, Preprocess};
 use nd_score::Denominator;
 use nd_segment::Upsample;
@@ -101,6 +103,98 @@ pub struct ModelSection {
     pub batch_size: usize,
     #[serde(default = "default_device")]
     pub device: Spanned<DeviceChoice>,
+    /// The receptive fields `receptive-field` upsampling uses, where the model file's are
+    /// missing or to be overridden: `"assume-centred"`, or a table from layer name to
+    /// `{ offset = [y, x], size = [y, x], stride = [y, x] }` or `"assume-centred"`
+    /// (see [`ModelSection::fields`]).
+    pub fields: Option<Spanned<toml::Value>>,
+}
+
+impl ModelSection {
+    /// The fields chosen in the pipeline file, checked; errors name the line.
+    pub fn fields(&self, l: &Loaded) -> anyhow::Result<Fields> {
+        let Some(spec) = &self.fields else {
+            return Ok(Fields::Model);
+        };
+        let bad = |what: String| {
+            anyhow::anyhow!(
+                "{}: model `{}`: fields: {what}",
+                l.location(spec.span()),
+                self.name
+            )
+        };
+        let shape = "{ offset = [y, x], size = [y, x], stride = [y, x] } (the original's field map in input pixels; an integer gives both axes)";
+        match spec.get_ref() {
+            toml::Value::String(s) if s == ASSUME_CENTRED => Ok(Fields::AssumeCentred),
+            toml::Value::Table(table) => {
+                let mut choices = BTreeMap::new();
+                for (layer, value) in table {
+                    if !self.layers.get_ref().contains(layer) {
+                        return Err(bad(format!(
+                            "`{layer}` is not one of the model's layers ({})",
+                            self.layers.get_ref().join(", ")
+                        )));
+                    }
+                    let choice = match value {
+                        toml::Value::String(s) if s == ASSUME_CENTRED => {
+                            FieldChoice::AssumeCentred
+                        }
+                        toml::Value::Table(field) => FieldChoice::Field(
+                            parse_field(field).map_err(|e| bad(format!("layer `{layer}`: {e}")))?,
+                        ),
+                        _ => {
+                            return Err(bad(format!(
+                                "layer `{layer}`: give {shape} or \"{ASSUME_CENTRED}\""
+                            )));
+                        }
+                    };
+                    choices.insert(layer.clone(), choice);
+                }
+                Ok(Fields::Overrides(choices))
+            }
+            _ => Err(bad(format!(
+                "give \"{ASSUME_CENTRED}\" or a table from layer name to {shape}"
+            ))),
+        }
+    }
+}
+
+/// A field map from its pipeline table; the message says what is wrong.
+fn parse_field(table: &toml::Table) -> Result<Field, String> {
+    if let Some(key) = table
+        .keys()
+        .find(|k| !["offset", "size", "stride"].contains(&k.as_str()))
+    {
+        return Err(format!("unknown key `{key}` (use offset, size and stride)"));
+    }
+    let pair = |key: &str| -> Result<[i64; 2], String> {
+        match table.get(key) {
+            None => Err(format!("`{key}` is missing")),
+            Some(toml::Value::Integer(v)) => Ok([*v, *v]),
+            Some(toml::Value::Array(a)) => match a.as_slice() {
+                [toml::Value::Integer(y), toml::Value::Integer(x)] => Ok([*y, *x]),
+                _ => Err(format!("`{key}` must be an integer or [y, x] integers")),
+            },
+            Some(_) => Err(format!("`{key}` must be an integer or [y, x] integers")),
+        }
+    };
+    let field = Field {
+        offset: pair("offset")?,
+        size: pair("size")?,
+        stride: pair("stride")?,
+    };
+    field.validate()?;
+    Ok(field)
+}
+
+/// The fields as `netdissect config` gives them to the workflow: `null` (the model's),
+/// `"assume-centred"`, or a map from layer to choice, as `nd-segment --fields` takes it.
+pub fn fields_json(fields: &Fields) -> serde_json::Value {
+    match fields {
+        Fields::Model => serde_json::Value::Null,
+        Fields::AssumeCentred => serde_json::json!(ASSUME_CENTRED),
+        Fields::Overrides(map) => serde_json::json!(map),
+    }
 }
 
 fn default_batch() -> usize {
@@ -362,6 +456,7 @@ fn check(l: &Loaded) -> anyhow::Result<()> {
         m.preprocess
             .resolve()
             .with_context(|| format!("{}: model `{}`: preprocess", l.path.display(), m.name))?;
+        m.fields(l)?;
     }
     let top = *p.quantile.top.get_ref();
     if !(top > 0.0 && top < 1.0) {
@@ -453,6 +548,7 @@ pub fn describe(loaded: &Loaded) -> anyhow::Result<serde_json::Value> {
             "preprocess": m.preprocess.resolve()?,
             "batch_size": m.batch_size,
             "device": m.device.get_ref(),
+            "fields": fields_json(&m.fields(loaded)?),
         }));
     }
     Ok(json!({

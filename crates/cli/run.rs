@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
+use nd_arrays::fields::Fields;
 use nd_store::{Artifact, Store};
 
 use crate::pipeline::{self, Loaded, ModelSection};
@@ -195,6 +196,7 @@ fn extract_config(
     config.device = *model.device.get_ref();
     config.threads = options.threads;
     config.progress = options.progress;
+    let fields = check_fields(loaded, model, &config)?;
     let spec = nd_extract::spec(store, dataset, &config)?;
     let cached = store.get(&spec)?;
     if cached.is_none() {
@@ -204,7 +206,47 @@ fn extract_config(
         config,
         spec,
         cached,
+        fields,
     })
+}
+
+/// The fields the pipeline file chooses for a model; with `receptive-field` upsampling,
+/// checked before any extraction: every layer needs a field, from the model file or the
+/// pipeline file (or the explicit assumption).
+fn check_fields(
+    loaded: &Loaded,
+    model: &ModelSection,
+    config: &nd_extract::Config,
+) -> anyhow::Result<Fields> {
+    let fields = model.fields(loaded)?;
+    if loaded.pipeline.segment.upsample != nd_segment::Upsample::ReceptiveField {
+        return Ok(fields);
+    }
+    let file = loaded.location(model.file.span());
+    let recorded = nd_extract::model_fields(&config.model).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+    let missing: Vec<&str> = model
+        .layers
+        .get_ref()
+        .iter()
+        .filter(|layer| {
+            fields.choice(layer).is_none()
+                && !recorded.as_ref().is_some_and(|r| r.layers.contains_key(*layer))
+        })
+        .map(String::as_str)
+        .collect();
+    if let Some(first) = missing.first() {
+        anyhow::bail!(
+            "{file}: segment.upsample = \"receptive-field\" needs the receptive fields of {}, and {} holds none{}: \
+             export the model with python/export_torchvision.py (which stores them), give them in the model's \
+             pipeline section (fields = {{ {first} = {{ offset = [y, x], size = [y, x], stride = [y, x] }} }}, the original's \
+             field map in input pixels), or set fields = \"{assume}\" to place the centres mid-cell (not the original's geometry)",
+            missing.join(", "),
+            config.model.display(),
+            if recorded.is_some() { " for them" } else { "" },
+            assume = nd_arrays::fields::ASSUME_CENTRED
+        );
+    }
+    Ok(fields)
 }
 
 /// A model's extraction, as [`extract_config`] prepared it: its settings, its key, and its
@@ -213,6 +255,8 @@ struct Extraction {
     config: nd_extract::Config,
     spec: nd_store::Spec,
     cached: Option<Artifact>,
+    /// The receptive fields the pipeline file chooses (the segment stage's setting).
+    fields: Fields,
 }
 
 fn run_model(
@@ -231,6 +275,7 @@ fn run_model(
         config,
         spec,
         cached,
+        fields,
     } = extraction;
     let started = Instant::now();
     explain(options, store, name, last.as_ref(), Ok(spec))?;
@@ -278,6 +323,7 @@ fn run_model(
     let started = Instant::now();
     let segment = nd_segment::Config {
         upsample: p.segment.upsample,
+        fields,
         progress: options.progress,
     };
     explain(

@@ -13,10 +13,14 @@
 //!   unit 1: image 0 all 0, image 1 [[0, 0], [0, 8]].
 //!   top = 0.125 over 8 values: pos = 0.875 · 7 = 6.125, so T0 = 0.125 · 9 = 1.125 and
 //!   T1 = 0.125 · 8 = 1.
+//!   The layer's receptive field, as an extraction records it: offset −1, size 3, stride 4
+//!   input pixels (8×8 images), so cell centres at input pixels 0 and 4, label pixels 0
+//!   and 2; the receptive-field tests that say so assume them mid-cell (1 and 3) instead.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use nd_arrays::fields::{Field, FieldChoice, Fields};
 use nd_arrays::masks::{MASKS_DIR, MaskGroup, Run};
 use nd_arrays::{ActivationGroup, LayerShape};
 use nd_score::Denominator;
@@ -107,7 +111,9 @@ fn activations(store: &nd_store::Store) -> nd_store::Artifact {
     ]).unwrap();
     writer.finish().unwrap();
     group.set_layers(&["conv".to_owned()]).unwrap();
-    pending.commit(BTreeMap::new(), json!({})).unwrap()
+    let field = json!({ "offset": [-1, -1], "size": [3, 3], "stride": [4, 4] });
+    let outputs = json!({ "input_size": [8, 8], "fields": { "conv": field } });
+    pending.commit(BTreeMap::new(), outputs).unwrap()
 }
 
 /// Pixels (y, x) of a 4×4 mask as runs.
@@ -163,9 +169,19 @@ fn thresholds_by_hand() {
     assert_eq!(t, [1.125, 1.0]);
 }
 
+/// The masks of an upsampling mode; receptive-field centres assumed mid-cell, as the
+/// by-hand figures below take them.
 fn masks(
     p: &Pipeline,
     upsample: Upsample,
+) -> (nd_store::Artifact, Vec<nd_arrays::masks::ImageMasks>) {
+    masks_with(p, upsample, Fields::AssumeCentred)
+}
+
+fn masks_with(
+    p: &Pipeline,
+    upsample: Upsample,
+    fields: Fields,
 ) -> (nd_store::Artifact, Vec<nd_arrays::masks::ImageMasks>) {
     let artifact = nd_segment::run(
         &p.store,
@@ -174,6 +190,7 @@ fn masks(
         &p.thresholds,
         &nd_segment::Config {
             upsample,
+            fields,
             progress: false,
         },
     )
@@ -250,6 +267,104 @@ fn receptive_field_masks_by_hand() {
         )]
     );
     assert_eq!(read[1], [(1, runs(&[(2, 2), (2, 3), (3, 2), (3, 3)]))]);
+}
+
+#[test]
+fn true_receptive_field_masks_by_hand() {
+    // The recorded field centres cells at label pixels 0 and 2: pixel 0 copies cell 0,
+    // pixel 1 is the mean, pixels 2–3 copy cell 1. Unit 0: 9, 4.5, 0, 0 across and down,
+    // 2.25 at (1, 1); unit 1: 8 in the bottom-right 2×2, 4 beside it, 2 at (1, 1).
+    let p = pipeline();
+    let (recorded, read) = masks_with(&p, Upsample::ReceptiveField, Fields::Model);
+    assert_eq!(read[0], [(0, runs(&[(0, 0), (0, 1), (1, 0), (1, 1)]))]);
+    assert_eq!(
+        read[1],
+        [(
+            1,
+            runs(&[
+                (1, 1),
+                (1, 2),
+                (1, 3),
+                (2, 1),
+                (2, 2),
+                (2, 3),
+                (3, 1),
+                (3, 2),
+                (3, 3)
+            ])
+        )]
+    );
+    // The same field given by the user: the same masks and key (the key holds the fields
+    // used, whatever their source).
+    let given = Fields::Overrides(BTreeMap::from([(
+        "conv".to_owned(),
+        FieldChoice::Field(Field {
+            offset: [-1, -1],
+            size: [3, 3],
+            stride: [4, 4],
+        }),
+    )]));
+    let (same, again) = masks_with(&p, Upsample::ReceptiveField, given);
+    assert_eq!(same.key(), recorded.key());
+    assert_eq!(again, read);
+    // Another field: other masks, another key. Centres at label pixels 1 and 3 are the
+    // mid-cell assumption, which gives its masks exactly.
+    let shifted = Fields::Overrides(BTreeMap::from([(
+        "conv".to_owned(),
+        FieldChoice::Field(Field {
+            offset: [1, 1],
+            size: [3, 3],
+            stride: [4, 4],
+        }),
+    )]));
+    let (other, moved) = masks_with(&p, Upsample::ReceptiveField, shifted);
+    assert_ne!(other.key(), recorded.key());
+    let (assumed_artifact, assumed) = masks(&p, Upsample::ReceptiveField);
+    assert_eq!(moved, assumed);
+    assert_ne!(assumed_artifact.key(), other.key());
+}
+
+#[test]
+fn receptive_fields_missing_or_wrong_are_named() {
+    let p = pipeline();
+    let config = |fields: Fields| nd_segment::Config {
+        upsample: Upsample::ReceptiveField,
+        fields,
+        progress: false,
+    };
+    let run = |fields: Fields| {
+        nd_segment::run(
+            &p.store,
+            &p.dataset,
+            &p.activations,
+            &p.thresholds,
+            &config(fields),
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    let unknown = run(Fields::Overrides(BTreeMap::from([(
+        "conv9".to_owned(),
+        FieldChoice::AssumeCentred,
+    )])));
+    assert!(
+        unknown.contains("a field is given for layer `conv9`, which the activations do not hold (they hold conv)"),
+        "{unknown}"
+    );
+    let zero = run(Fields::Overrides(BTreeMap::from([(
+        "conv".to_owned(),
+        FieldChoice::Field(Field {
+            offset: [0, 0],
+            size: [3, 3],
+            stride: [0, 4],
+        }),
+    )])));
+    assert_eq!(zero, "field of layer `conv`: stride 0 is not positive");
+    // Bilinear needs no field: none is checked.
+    assert!(
+        nd_segment::spec(&p.dataset, &p.activations, &p.thresholds, &nd_segment::Config::default())
+            .is_ok()
+    );
 }
 
 /// (unit, label) → (truth, activation, intersect, iou) of the score table.

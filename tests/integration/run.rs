@@ -229,6 +229,119 @@ fn a_stage_reruns_only_when_its_inputs_change() {
     expect(&netdissect(&pipeline, &["--threads", "1"]), &[]);
 }
 
+/// Receptive-field upsampling takes each layer's field from the model file (make_models.py's
+/// `tiny` carries them); the pipeline file can give the same (nothing reruns: the key holds
+/// the fields used), another (segment onwards reruns, not the extraction), or the
+/// mid-cell assumption, which is said on stderr.
+#[test]
+fn receptive_fields_come_from_the_model_or_the_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    model(dir.path(), "tiny");
+    let pipeline = dir.path().join("pipeline.toml");
+    let original = format!("{PIPELINE}\n[segment]\nupsample = \"receptive-field\"\n");
+    let with_fields = |fields: &str| {
+        original.replace(
+            r#"layers = ["conv1", "conv2"]"#,
+            &format!("layers = [\"conv1\", \"conv2\"]\nfields = {fields}"),
+        )
+    };
+    std::fs::write(&pipeline, &original).unwrap();
+    let first = netdissect(&pipeline, &[]);
+    expect(
+        &first,
+        &["extract", "quantile", "segment", "score", "report", "html"],
+    );
+    assert!(!first.stderr.contains("warning"), "{}", first.stderr);
+
+    std::fs::write(
+        &pipeline,
+        with_fields("{ conv2 = { offset = -3, size = 7, stride = [4, 4] } }"),
+    )
+    .unwrap();
+    expect(&netdissect(&pipeline, &[]), &[]);
+
+    std::fs::write(
+        &pipeline,
+        with_fields("{ conv2 = { offset = [-3, 1], size = 7, stride = 4 } }"),
+    )
+    .unwrap();
+    let moved = netdissect(&pipeline, &["--explain"]);
+    expect(&moved, &["segment", "score", "report", "html"]);
+    assert!(moved.stderr.contains("params.fields"), "{}", moved.stderr);
+
+    std::fs::write(&pipeline, with_fields("\"assume-centred\"")).unwrap();
+    let assumed = netdissect(&pipeline, &[]);
+    expect(&assumed, &["segment", "score", "report", "html"]);
+    assert!(
+        assumed.stderr.contains(
+            "segment: warning: the receptive-field centres of conv1, conv2 are assumed mid-cell (s/2 + j·s), as chosen"
+        ),
+        "{}",
+        assumed.stderr
+    );
+}
+
+/// A model file without receptive fields in receptive-field mode fails before any
+/// extraction, at its line, saying the three ways to give them; bad field tables name
+/// their line and what is wrong.
+#[test]
+fn missing_or_bad_receptive_fields_are_named_before_extraction() {
+    let original = format!("{PIPELINE}\n[segment]\nupsample = \"receptive-field\"\n");
+    let plain = original.replace("tiny.pt", "tiny-nofields.pt");
+    let err = failure_with(&plain, &["tiny-nofields"], &[]);
+    assert!(
+        err.contains(
+            "pipeline.toml:10:8: segment.upsample = \"receptive-field\" needs the receptive fields of conv1, conv2, and "
+        ),
+        "{err}"
+    );
+    for fix in [
+        "export the model with python/export_torchvision.py (which stores them)",
+        "fields = { conv1 = { offset = [y, x], size = [y, x], stride = [y, x] } }",
+        "or set fields = \"assume-centred\" to place the centres mid-cell",
+    ] {
+        assert!(err.contains(fix), "{err}");
+    }
+    // Bilinear upsampling needs no fields.
+    let dir = tempfile::tempdir().unwrap();
+    model(dir.path(), "tiny-nofields");
+    let pipeline = dir.path().join("pipeline.toml");
+    std::fs::write(&pipeline, PIPELINE.replace("tiny.pt", "tiny-nofields.pt")).unwrap();
+    assert!(netdissect(&pipeline, &[]).ok);
+
+    let with_fields = |fields: &str| {
+        original.replace(
+            r#"layers = ["conv1", "conv2"]"#,
+            &format!("layers = [\"conv1\", \"conv2\"]\nfields = {fields}"),
+        )
+    };
+    for (fields, message) in [
+        (
+            "{ conv9 = \"assume-centred\" }",
+            "pipeline.toml:12:10: model `tiny`: fields: `conv9` is not one of the model's layers (conv1, conv2)",
+        ),
+        (
+            "{ conv1 = { offset = 0, size = 3 } }",
+            "pipeline.toml:12:10: model `tiny`: fields: layer `conv1`: `stride` is missing",
+        ),
+        (
+            "{ conv1 = { offset = 0, size = 3, stride = [2, 0] } }",
+            "fields: layer `conv1`: stride 0 is not positive",
+        ),
+        (
+            "{ conv1 = { offset = 0, size = 3, stride = 2, centre = 1 } }",
+            "fields: layer `conv1`: unknown key `centre` (use offset, size and stride)",
+        ),
+        (
+            "\"centred\"",
+            "fields: give \"assume-centred\" or a table from layer name to { offset = [y, x]",
+        ),
+    ] {
+        let err = failure(&with_fields(fields));
+        assert!(err.contains(message), "{fields}: {err}");
+    }
+}
+
 /// Regression: re-exporting a model with `python/export_torchvision.py` wrote other bytes
 /// (constants in the order of Python's hash seed), so the same weights reran every stage.
 #[test]

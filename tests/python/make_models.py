@@ -3,7 +3,9 @@
 
     make_models.py KIND OUT [--seed N]
 
-tiny:   dict {"conv1", "conv2"} of rank-4 maps (the well-behaved case)
+tiny:   dict {"conv1", "conv2"} of rank-4 maps (the well-behaved case), carrying its
+        receptive fields (the extra file netdissect-fields.json) as the export helper writes
+        them; tiny-nofields: the same without them
 nan:    dict {"conv1"} that is NaN everywhere
 flat:   dict {"conv1", "pooled"} where pooled is (N, C), not a map
 tuple:  a tuple (conv1, conv2) without names
@@ -18,6 +20,7 @@ planted: dict {"colors"} whose unit i fires exactly where the synthetic dataset 
 """
 
 import argparse
+import json
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +43,20 @@ class Tiny(nn.Module):
         a = torch.relu(self.conv1(x))
         b = torch.relu(self.conv2(a))
         return {"conv1": a, "conv2": b}
+
+
+# Tiny's fields, composed by hand: conv1 (3×3, stride 2, padding 1) is (−1, 3, 2); conv2
+# on top: offset −1·2 − 1 = −3, size (3 − 1)·2 + 3 = 7, stride 4. Centres at 0 + 2j, 0 + 4j.
+TINY_FIELDS = {
+    "conv1": {"offset": [-1, -1], "size": [3, 3], "stride": [2, 2]},
+    "conv2": {"offset": [-3, -3], "size": [7, 7], "stride": [4, 4]},
+}
+
+
+def fields_file(layers, input_size):
+    text = json.dumps({"format": "netdissect-fields/1", "input_size": input_size, "layers": layers},
+                      sort_keys=True, separators=(",", ":"))
+    return {"netdissect-fields.json": text}
 
 
 class Nan(Tiny):
@@ -96,7 +113,7 @@ class Planted(nn.Module):
 
 def main():
     parser = argparse.ArgumentParser()
-    kinds = {"tiny": Tiny, "nan": Nan, "flat": Flat, "tuple": Pair, "tokens": Tokens, "fixed": Fixed,
+    kinds = {"tiny": Tiny, "tiny-nofields": Tiny, "nan": Nan, "flat": Flat, "tuple": Pair, "tokens": Tokens, "fixed": Fixed,
              "planted": Planted}
     parser.add_argument("kind", choices=[*kinds, "state_dict", "pickled"])
     parser.add_argument("out")
@@ -107,6 +124,8 @@ def main():
         torch.save(Tiny().state_dict(), args.out)
     elif args.kind == "pickled":
         torch.save(Tiny(), args.out)
+    elif args.kind == "tiny":
+        torch.jit.save(torch.jit.script(Tiny().eval()), args.out, _extra_files=fields_file(TINY_FIELDS, [32, 32]))
     else:
         torch.jit.save(torch.jit.script(kinds[args.kind]().eval()), args.out)
 

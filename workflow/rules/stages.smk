@@ -134,14 +134,20 @@ rule segment:
     params:
         dataset=dataset_arg,
         upsample=PIPELINE["segment"]["upsample"],
+        # The model's receptive fields as the pipeline chooses them (null: the model
+        # file's, which the extract record carries).
+        fields=lambda wc: json.dumps(MODELS[wc.model]["fields"], sort_keys=True),
     threads: THREADS
     log:
         "logs/{model}/segment-{shard}.log",
     run:
+        fields = json.loads(params.fields)
         stage(
             "nd-segment",
             ["--dataset", params.dataset, "--activations", input.activations,
              "--thresholds", input.thresholds, "--upsample", params.upsample,
+             *(["--fields", fields if isinstance(fields, str) else params.fields]
+               if fields is not None else []),
              "--record", output.record],
             log[0],
             threads,

@@ -34,6 +34,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod fields;
 pub mod masks;
 pub mod store;
 pub mod verify;

@@ -38,14 +38,14 @@ use std::path::PathBuf;
 use serde_json::json;
 
 pub use error::{Error, Result, shape};
-pub use model::{DeviceChoice, Model, resolve_device};
+pub use model::{DeviceChoice, Model, model_fields, resolve_device};
 pub use pipeline::{Floor, LayerInfo, list_layers, not_a_map};
 pub use preprocess::{ChannelOrder, Preprocess};
 
 /// The stage's name in the store.
 pub const STAGE: &str = "extract";
 /// Bumped when the artifact's layout or meaning changes.
-pub const SCHEMA: u32 = 1;
+pub const SCHEMA: u32 = 2;
 pub use nd_arrays::ACTIVATIONS_DIR;
 /// The libtorch this build links (tch 0.26 accepts exactly this version).
 pub const LIBTORCH_VERSION: &str = "2.13.0";
@@ -174,6 +174,18 @@ pub fn run(
         });
     }
     let rows = config.validate(dataset)?;
+    // The fields of the layers extracted, as the model file gives them: what the
+    // receptive-field upsampling of the segment stage reads.
+    let fields: std::collections::BTreeMap<&String, nd_arrays::fields::Field> =
+        match model::model_fields(&config.model)? {
+            Some(model) => config
+                .layers
+                .iter()
+                .filter_map(|l| model.layers.get(l).map(|f| (l, *f)))
+                .collect(),
+            None => Default::default(),
+        };
+    let input_size = pipeline::input_size(dataset, config, &rows);
     let pending = store.begin(&spec)?;
     let layers = pipeline::extract(
         dataset,
@@ -184,6 +196,8 @@ pub fn run(
     let outputs = json!({
         "activations": ACTIVATIONS_DIR,
         "images": rows.len(),
+        "input_size": input_size,
+        "fields": fields,
         "layers": layers.iter().map(|l| json!({
             "name": l.name,
             "node": nd_arrays::node_name(&l.name),

@@ -98,7 +98,11 @@ fn hint(error: &anyhow::Error) -> String {
 
 /// What `forward` returns, one line a tensor, aligned whatever the names' lengths; outputs
 /// that are not `(N, C, H, W)` maps are flagged, since they cannot be dissected.
-fn print_layers(layers: &[(String, Vec<i64>)]) {
+/// Map layers show their receptive fields where the model file holds them.
+fn print_layers(
+    layers: &[(String, Vec<i64>)],
+    fields: Option<&nd_arrays::fields::ModelFields>,
+) {
     let rows: Vec<(&str, String, Option<String>)> = layers
         .iter()
         .map(|(name, shape)| {
@@ -107,9 +111,15 @@ fn print_layers(layers: &[(String, Vec<i64>)]) {
             } else {
                 "a scalar".to_owned()
             };
-            let flag = nd_extract::not_a_map(shape)
-                .map(|_| "not (N, C, H, W): cannot be dissected".to_owned());
-            (name.as_str(), per_image, flag)
+            let note = match (nd_extract::not_a_map(shape), fields) {
+                (Some(_), _) => Some("not (N, C, H, W): cannot be dissected".to_owned()),
+                (None, None) => None,
+                (None, Some(fields)) => Some(match fields.layers.get(name) {
+                    Some(field) => format!("field {}", field.describe()),
+                    None => "field unknown".to_owned(),
+                }),
+            };
+            (name.as_str(), per_image, note)
         })
         .collect();
     let name_width = rows
@@ -127,6 +137,12 @@ fn print_layers(layers: &[(String, Vec<i64>)]) {
             Some(flag) => println!("  {name:<name_width$}  {shape:<shape_width$}  {flag}"),
             None => println!("  {name:<name_width$}  {shape}"),
         }
+    }
+    if fields.is_none() {
+        println!(
+            "(the file holds no receptive fields, which receptive-field upsampling needs: \
+             python/export_torchvision.py stores them, or give them in the pipeline file)"
+        );
     }
 }
 
@@ -200,13 +216,14 @@ fn run() -> anyhow::Result<()> {
         };
         let layers =
             nd_extract::list_layers(&args.model, args.output_names.clone(), size, args.device)?;
+        let fields = nd_extract::model_fields(&args.model)?;
         println!(
             "{} returns, for one {}×{} image:",
             args.model.display(),
             size[0],
             size[1]
         );
-        print_layers(&layers);
+        print_layers(&layers, fields.as_ref());
         return Ok(());
     }
 

@@ -110,6 +110,47 @@ pub fn resolve_device(choice: DeviceChoice) -> Result<Device> {
     }
 }
 
+/// The field maps a TorchScript archive carries as its extra file
+/// [`nd_arrays::fields::MODEL_EXTRA_FILE`] (`python/export_torchvision.py` writes them), or
+/// `None` when it carries none. Reads the zip's directory and that entry, not the model.
+pub fn model_fields(path: &Path) -> Result<Option<nd_arrays::fields::ModelFields>> {
+    use std::io::Read;
+    let fail = |message: String| Error::Model {
+        path: path.to_owned(),
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(|e| {
+        fail(if e.kind() == std::io::ErrorKind::NotFound {
+            "no such file".to_owned()
+        } else {
+            format!("cannot read: {e}")
+        })
+    })?;
+    let mut archive = match zip::ZipArchive::new(std::io::BufReader::new(file)) {
+        Ok(archive) => archive,
+        // Not a zip: not TorchScript either, which loading the model says better.
+        Err(_) => return Ok(None),
+    };
+    // `<root>/extra/<name>`, whatever the root folder is called.
+    let suffix = format!("/extra/{}", nd_arrays::fields::MODEL_EXTRA_FILE);
+    let Some(name) = archive
+        .file_names()
+        .find(|n| n.ends_with(&suffix) && n.matches('/').count() == 2)
+        .map(str::to_owned)
+    else {
+        return Ok(None);
+    };
+    let mut text = String::new();
+    archive
+        .by_name(&name)
+        .map_err(|e| fail(format!("{name}: {e}")))?
+        .read_to_string(&mut text)
+        .map_err(|e| fail(format!("{name}: {e}")))?;
+    nd_arrays::fields::ModelFields::parse(&text)
+        .map(Some)
+        .map_err(|e| fail(format!("{name}: {e}")))
+}
+
 /// A loaded TorchScript model in evaluation mode.
 pub struct Model {
     path: PathBuf,

@@ -250,12 +250,17 @@ fn check_finite(
 fn load(dataset: &Dataset, config: &Config, rows: &Range<usize>) -> Result<(Model, [u32; 2])> {
     let device = resolve_device(config.device)?;
     let model = Model::load(&config.model, device, config.output_names.clone())?;
+    Ok((model, input_size(dataset, config, rows)))
+}
+
+/// The model's input size (`[height, width]`) in an extraction over `rows`: the resize, or
+/// the first image's size (every image must have it).
+pub(crate) fn input_size(dataset: &Dataset, config: &Config, rows: &Range<usize>) -> [u32; 2] {
     let first = &dataset.rows()[rows.start];
-    let input_size = config
+    config
         .preprocess
         .resize
-        .unwrap_or([first.image_height, first.image_width]);
-    Ok((model, input_size))
+        .unwrap_or([first.image_height, first.image_width])
 }
 
 /// `rows` cut into batches of `batch_size` (the last may be shorter).

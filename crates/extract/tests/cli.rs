@@ -362,8 +362,24 @@ fn list_layers_shows_what_forward_returns() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path(), "tiny", 1);
     let stdout = list_layers(&model);
+    // With the receptive fields the file holds (offset, size, stride and the centres).
+    let lines: Vec<&str> = stdout.lines().skip(1).collect();
+    assert_eq!(
+        lines,
+        [
+            "  conv1  4 × 16 × 16  field offset -1, size 3, stride 2: centres at 0 + 2·j px",
+            "  conv2  6 × 8 × 8    field offset -3, size 7, stride 4: centres at 0 + 4·j px",
+        ],
+        "{stdout}"
+    );
+    let plain = tiny_model(dir.path(), "tiny-nofields", 1);
+    let stdout = list_layers(&plain);
     assert!(stdout.contains("\n  conv1  4 × 16 × 16\n"), "{stdout}");
     assert!(stdout.contains("\n  conv2  6 × 8 × 8\n"), "{stdout}");
+    assert!(
+        stdout.ends_with("(the file holds no receptive fields, which receptive-field upsampling needs: python/export_torchvision.py stores them, or give them in the pipeline file)\n"),
+        "{stdout}"
+    );
 }
 
 /// The shapes used to sit in a 24-character column that a longer name pushed out of
@@ -381,6 +397,7 @@ fn list_layers_aligns_long_names_and_flags_outputs_that_are_not_maps() {
             "  conv1                           4 × 16 × 16",
             &format!("  encoder.layers.encoder_layer_0  256 × 4      {flag}"),
             &format!("  pooled                          4            {flag}"),
+            "(the file holds no receptive fields, which receptive-field upsampling needs: python/export_torchvision.py stores them, or give them in the pipeline file)",
         ],
         "{stdout}"
     );
@@ -663,4 +680,36 @@ fn a_cmyk_jpeg_extracts_as_pils_rgb_conversion_of_it() {
         };
         assert_eq!(all(&ours), all(&theirs), "{layer}");
     }
+}
+
+/// The extract manifest records the model's input size and the receptive fields the model
+/// file holds for the layers extracted, which the segment stage's receptive-field
+/// upsampling reads; a file without them records none.
+#[test]
+fn the_manifest_records_the_input_size_and_the_models_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path(), "d", 4, 32, nd_synth::ImageFormat::Jpeg);
+    let cache = dir.path().join("cache");
+    let outputs = |model: &Path, extra: &[&str]| {
+        let run = extract(&cache, &data, model, extra);
+        assert!(run.ok, "{}", run.stderr);
+        let text = std::fs::read_to_string(Path::new(&run.stdout).join("manifest.json")).unwrap();
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()["outputs"].clone()
+    };
+    let model = tiny_model(dir.path(), "tiny", 1);
+    let recorded = outputs(&model, &["--layers", "conv2"]);
+    assert_eq!(recorded["input_size"], serde_json::json!([32, 32]));
+    assert_eq!(
+        recorded["fields"],
+        serde_json::json!({ "conv2": { "offset": [-3, -3], "size": [7, 7], "stride": [4, 4] } })
+    );
+    let resized = outputs(&model, &["--layers", "conv1", "--resize", "48,40"]);
+    assert_eq!(resized["input_size"], serde_json::json!([48, 40]));
+    assert_eq!(
+        resized["fields"],
+        serde_json::json!({ "conv1": { "offset": [-1, -1], "size": [3, 3], "stride": [2, 2] } })
+    );
+    let plain = tiny_model(dir.path(), "tiny-nofields", 1);
+    let none = outputs(&plain, &["--layers", "conv1,conv2"]);
+    assert_eq!(none["fields"], serde_json::json!({}));
 }

@@ -10,7 +10,11 @@
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let (store, dataset, activations, thresholds): (nd_store::Store, nd_broden::Dataset, nd_store::Artifact, nd_store::Artifact) = todo!();
-//! let config = nd_segment::Config { upsample: nd_segment::Upsample::Bilinear, progress: true };
+//! let config = nd_segment::Config {
+//!     upsample: nd_segment::Upsample::Bilinear,
+//!     fields: Default::default(),
+//!     progress: true,
+//! };
 //! let outcome = nd_segment::run(&store, &dataset, &activations, &thresholds, &config)?;
 //! # Ok(()) }
 //! ```
@@ -26,7 +30,8 @@ use rayon::prelude::*;
 use serde_json::json;
 
 pub use upsample::Upsample;
-use upsample::{Geometry, Scratch, hot_runs};
+use nd_arrays::fields::{Field, FieldChoice, Fields};
+use upsample::{Geometry, LayerPlacement, Scratch, hot_runs};
 
 pub const STAGE: &str = "segment";
 pub const SCHEMA: u32 = 1;
@@ -45,9 +50,12 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Config {
     pub upsample: Upsample,
+    /// Where `receptive-field` upsampling takes each layer's field geometry from (the
+    /// model's, recorded by the extract stage, unless chosen here); bilinear needs none.
+    pub fields: Fields,
     /// Draw a progress bar on stderr (images done, layer after layer); changes no output.
     pub progress: bool,
 }
@@ -80,12 +88,115 @@ pub fn spec(
         hasher.update(&(h as u64).to_le_bytes());
         hasher.update(&(w as u64).to_le_bytes());
     }
+    let mut params = json!({ "upsample": config.upsample });
+    if config.upsample == Upsample::ReceptiveField {
+        // The fields used, whatever their source: a change of geometry reruns this stage
+        // (and not the extraction).
+        let fields: BTreeMap<String, FieldChoice> = placements(activations, config)?
+            .into_iter()
+            .map(|(layer, placement)| {
+                let choice = match placement {
+                    LayerPlacement::Field { field, .. } => FieldChoice::Field(field),
+                    LayerPlacement::Assumed(_) => FieldChoice::AssumeCentred,
+                };
+                (layer, choice)
+            })
+            .collect();
+        params["fields"] = json!(fields);
+    }
     Ok(
-        nd_store::Spec::new(STAGE, SCHEMA, json!({ "upsample": config.upsample }))
+        nd_store::Spec::new(STAGE, SCHEMA, params)
             .input("activations", activations.key())
             .input("thresholds", thresholds.key())
             .digest("label-sizes", hasher.finalize().to_hex().to_string()),
     )
+}
+
+/// How each layer of the activations is placed over the label maps: bilinear; or the
+/// receptive-field centres of the field the configuration gives, else of the model's own
+/// (recorded by the extract stage), else an error that says how to give one.
+pub fn placements(
+    activations: &nd_store::Artifact,
+    config: &Config,
+) -> Result<BTreeMap<String, LayerPlacement>> {
+    config.fields.validate().map_err(Error::Input)?;
+    let layers =
+        ActivationGroup::open(&activations.dir.join(nd_arrays::ACTIVATIONS_DIR))?.layers()?;
+    if config.upsample == Upsample::Bilinear {
+        return Ok(layers
+            .into_iter()
+            .map(|l| (l, LayerPlacement::Assumed(Upsample::Bilinear)))
+            .collect());
+    }
+    if let Fields::Overrides(given) = &config.fields
+        && let Some(layer) = given.keys().find(|l| !layers.contains(l))
+    {
+        return Err(Error::Input(format!(
+            "a field is given for layer `{layer}`, which the activations do not hold (they hold {})",
+            layers.join(", ")
+        )));
+    }
+    let outputs = &activations.manifest.outputs;
+    let recorded: BTreeMap<String, Field> = match outputs.get("fields") {
+        Some(value) => serde_json::from_value(value.clone()).map_err(|e| {
+            Error::Input(format!(
+                "{}: its fields are not field maps: {e}",
+                activations.manifest_path().display()
+            ))
+        })?,
+        None => BTreeMap::new(),
+    };
+    let input = || -> Result<[usize; 2]> {
+        serde_json::from_value::<[usize; 2]>(outputs["input_size"].clone()).map_err(|_| {
+            Error::Input(format!(
+                "{} records no model input size: extract again with this version",
+                activations.manifest_path().display()
+            ))
+        })
+    };
+    let mut placed = BTreeMap::new();
+    for layer in layers {
+        let placement = match config.fields.choice(&layer) {
+            Some(FieldChoice::AssumeCentred) => LayerPlacement::Assumed(Upsample::ReceptiveField),
+            Some(FieldChoice::Field(field)) => LayerPlacement::Field {
+                field,
+                input: input()?,
+            },
+            None => match recorded.get(&layer) {
+                Some(&field) => LayerPlacement::Field {
+                    field,
+                    input: input()?,
+                },
+                None => {
+                    return Err(Error::Input(format!(
+                        "receptive-field upsampling needs the field geometry of layer `{layer}`, and the model file does not hold it: \
+                         export the model with python/export_torchvision.py (which stores it), give it in the pipeline file \
+                         (`[[model]] fields = {{ {layer} = {{ offset = [y, x], size = [y, x], stride = [y, x] }} }}`, the original's \
+                         field map in input pixels), or set `fields = \"{assume}\"` to place the centres mid-cell (not the original's geometry)",
+                        assume = nd_arrays::fields::ASSUME_CENTRED
+                    )));
+                }
+            },
+        };
+        placed.insert(layer, placement);
+    }
+    Ok(placed)
+}
+
+/// Says on stderr which layers' receptive-field centres are assumed mid-cell.
+fn warn_assumed(placements: &BTreeMap<String, LayerPlacement>) {
+    let assumed: Vec<&str> = placements
+        .iter()
+        .filter(|(_, p)| **p == LayerPlacement::Assumed(Upsample::ReceptiveField))
+        .map(|(l, _)| l.as_str())
+        .collect();
+    if !assumed.is_empty() {
+        eprintln!(
+            "segment: warning: the receptive-field centres of {} are assumed mid-cell (s/2 + j·s), as chosen; \
+             they are not the model's true geometry, so labels can differ from the original NetDissect's",
+            assumed.join(", ")
+        );
+    }
 }
 
 pub use nd_store::Outcome;
@@ -176,7 +287,7 @@ fn segment_layer(
     layer: &LayerReader,
     thresholds: &[f64],
     sizes: &[(usize, usize)],
-    mode: Upsample,
+    placement: &LayerPlacement,
     writer: &mut nd_arrays::masks::MaskWriter,
     progress: &indicatif::ProgressBar,
 ) -> Result<()> {
@@ -186,7 +297,7 @@ fn segment_layer(
     for &(sh, sw) in sizes {
         by_size
             .entry((sh, sw))
-            .or_insert_with(|| Geometry::new(mode, h, w, sh, sw));
+            .or_insert_with(|| Geometry::new(placement, h, w, sh, sw));
     }
     let (chunk_images, chunk_units) = layer.chunk_extent();
     let n_units = shape.units as usize;
@@ -269,6 +380,8 @@ pub fn run(
     config: &Config,
 ) -> Result<Outcome> {
     let spec = spec(dataset, activations, thresholds, config)?;
+    let placements = placements(activations, config)?;
+    warn_assumed(&placements);
     if let Some(artifact) = store.get(&spec)? {
         return Ok(Outcome {
             artifact,
@@ -321,7 +434,12 @@ pub fn run(
             &layer,
             &values,
             &sizes,
-            config.upsample,
+            placements.get(name).ok_or_else(|| {
+                Error::Input(format!(
+                    "layer `{name}` of {} is not in its manifest",
+                    activations.dir.display()
+                ))
+            })?,
             &mut writer,
             &progress,
         )?;

@@ -22,6 +22,14 @@ struct Args {
     /// bilinear (NetDissect-Lite) or receptive-field (the original NetDissect).
     #[arg(long, default_value = "bilinear")]
     upsample: nd_segment::Upsample,
+    /// With receptive-field upsampling, where the layers' fields come from: by default
+    /// the model's (the extract artifact records those its file holds); `assume-centred`
+    /// places every layer's centres mid-cell (not the original's geometry); or a JSON file
+    /// `{"<layer>": {"offset": [y, x], "size": [y, x], "stride": [y, x]} | "assume-centred"}`
+    /// (or that JSON itself) choosing some layers' fields (the original's field maps, in
+    /// input pixels).
+    #[arg(long)]
+    fields: Option<String>,
     /// The cache directory (default: the one holding the input artifacts).
     #[arg(long, env = "NETDISSECT_CACHE")]
     cache: Option<PathBuf>,
@@ -61,8 +69,26 @@ fn run() -> anyhow::Result<()> {
     let dir = nd_store::dataset_dir(&args.dataset, Some(store.root()))?;
     let dataset = nd_broden::Dataset::open(&dir, &Default::default())
         .with_context(|| format!("cannot open the dataset {}", dir.display()))?;
+    let fields = match args.fields.as_deref() {
+        None => nd_arrays::fields::Fields::Model,
+        Some(nd_arrays::fields::ASSUME_CENTRED) => nd_arrays::fields::Fields::AssumeCentred,
+        Some(path) => {
+            // Inline JSON (as the workflow passes it), or a file holding it.
+            let text = if path.trim_start().starts_with('{') {
+                path.to_owned()
+            } else {
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("--fields: cannot read {path}"))?
+            };
+            nd_arrays::fields::Fields::Overrides(
+                serde_json::from_str(&text)
+                    .with_context(|| format!("--fields: {path} is not a map from layer to field"))?,
+            )
+        }
+    };
     let config = nd_segment::Config {
         upsample: args.upsample,
+        fields,
         progress: !args.no_progress,
     };
     if args.explain {

@@ -12,9 +12,10 @@ pub enum Upsample {
     #[default]
     Bilinear,
     /// The original NetDissect: piecewise bilinear through the centres of the units'
-    /// receptive fields, constant beyond the outermost centres. With the field offset
-    /// unknown, input cell `j` is centred at `s/2 + j·s` (in label pixels) and output pixel
-    /// `y` is sampled at `y`.
+    /// receptive fields, constant beyond the outermost centres. The centres come from the
+    /// layer's field ([`LayerPlacement::Field`]); where the user chooses to assume them
+    /// mid-cell, input cell `j` is centred at `s/2 + j·s` (in label pixels) and output
+    /// pixel `y` is sampled at `y`.
     ReceptiveField,
 }
 
@@ -31,6 +32,62 @@ impl std::str::FromStr for Upsample {
     }
 }
 
+/// Where one axis of a map's cells sits over the label pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Placement {
+    /// NetDissect-Lite's half-pixel bilinear geometry (see [`Upsample::Bilinear`]).
+    Bilinear,
+    /// Cell `j` centred at label pixel `first + step·j`; piecewise linear between the
+    /// centres, constant beyond the outermost ones.
+    Centres { first: f64, step: f64 },
+}
+
+impl Placement {
+    /// The placement of `input` cells over `output` pixels when nothing is known of the
+    /// fields: bilinear, or (receptive-field) centres assumed mid-cell at `s/2 + j·s`
+    /// with `s = output / input`.
+    pub fn assumed(mode: Upsample, input: usize, output: usize) -> Placement {
+        match mode {
+            Upsample::Bilinear => Placement::Bilinear,
+            Upsample::ReceptiveField => {
+                let s = output as f64 / input as f64;
+                Placement::Centres {
+                    first: s / 2.0,
+                    step: s,
+                }
+            }
+        }
+    }
+}
+
+/// How a layer's maps are placed over the label maps, both axes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LayerPlacement {
+    /// Lite's bilinear, or the receptive-field centres assumed mid-cell.
+    Assumed(Upsample),
+    /// The receptive-field centres of the layer's true field for a model input of
+    /// `input` pixels (`[height, width]`), scaled to the label maps as the original does
+    /// ([`nd_arrays::fields::Field::label_centres`]).
+    Field {
+        field: nd_arrays::fields::Field,
+        input: [usize; 2],
+    },
+}
+
+impl LayerPlacement {
+    /// The placement of one axis (0: rows, 1: columns) of `cells` cells over `label`
+    /// pixels.
+    pub fn axis(&self, axis: usize, cells: usize, label: usize) -> Placement {
+        match *self {
+            LayerPlacement::Assumed(mode) => Placement::assumed(mode, cells, label),
+            LayerPlacement::Field { field, input } => {
+                let (first, step) = field.label_centres(axis, input[axis], label);
+                Placement::Centres { first, step }
+            }
+        }
+    }
+}
+
 /// For one output coordinate: the two input cells to blend and the weight of the second.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Tap {
@@ -40,14 +97,14 @@ pub struct Tap {
 }
 
 /// The taps of every output coordinate along one axis (`input` cells to `output` pixels).
-pub fn taps(mode: Upsample, input: usize, output: usize) -> Vec<Tap> {
+pub fn taps(placement: Placement, input: usize, output: usize) -> Vec<Tap> {
     let last = input - 1;
     let s = output as f64 / input as f64;
     (0..output)
         .map(|y| {
-            let position = match mode {
-                Upsample::Bilinear => ((y as f64 + 0.5) / s - 0.5).max(0.0),
-                Upsample::ReceptiveField => (y as f64 - s / 2.0) / s,
+            let position = match placement {
+                Placement::Bilinear => ((y as f64 + 0.5) / s - 0.5).max(0.0),
+                Placement::Centres { first, step } => (y as f64 - first) / step,
             };
             if position <= 0.0 {
                 return Tap {
@@ -142,14 +199,14 @@ pub struct Geometry {
 impl Geometry {
     /// An `height × width` map upsampled to `label_height × label_width`.
     pub fn new(
-        mode: Upsample,
+        placement: &LayerPlacement,
         height: usize,
         width: usize,
         label_height: usize,
         label_width: usize,
     ) -> Geometry {
-        let rows = taps(mode, height, label_height);
-        let columns = taps(mode, width, label_width);
+        let rows = taps(placement.axis(0, height, label_height), height, label_height);
+        let columns = taps(placement.axis(1, width, label_width), width, label_width);
         let mut spans = vec![(usize::MAX, 0); width];
         for (x, tx) in columns.iter().enumerate() {
             for c in [tx.lo, tx.hi] {
@@ -638,7 +695,19 @@ mod tests {
     use super::*;
 
     fn upsample(mode: Upsample, map: &[f32], h: usize, w: usize, sh: usize, sw: usize) -> Vec<f64> {
-        let (rows, cols) = (taps(mode, h, sh), taps(mode, w, sw));
+        placed(&LayerPlacement::Assumed(mode), map, h, w, sh, sw)
+    }
+
+    fn placed(
+        placement: &LayerPlacement,
+        map: &[f32],
+        h: usize,
+        w: usize,
+        sh: usize,
+        sw: usize,
+    ) -> Vec<f64> {
+        let rows = taps(placement.axis(0, h, sh), h, sh);
+        let cols = taps(placement.axis(1, w, sw), w, sw);
         let mut out = vec![f64::NAN; sh * sw];
         upsample_rows(map, w, &rows, &cols, f64::NEG_INFINITY, |y, line| {
             out[y * sw..(y + 1) * sw].copy_from_slice(line)
@@ -667,6 +736,46 @@ mod tests {
         // pixels 6..8 hold cell 1, and 3, 4, 5 blend at 1/4, 2/4, 3/4.
         let out = upsample(Upsample::ReceptiveField, &[0.0, 8.0], 1, 2, 1, 8);
         assert_eq!(out, [0.0, 0.0, 0.0, 2.0, 4.0, 6.0, 8.0, 8.0]);
+    }
+
+    #[test]
+    fn true_field_centres() {
+        use nd_arrays::fields::Field;
+        // The demo network's conv5 (centre 0, stride 16) at 224 px, labels at 112: cells
+        // centred at label pixels 0, 8, 16, ...; half a stride earlier than assumed.
+        let field = Field {
+            offset: [-79, -79],
+            size: [159, 159],
+            stride: [16, 16],
+        };
+        let placement = LayerPlacement::Field {
+            field,
+            input: [224, 224],
+        };
+        assert_eq!(
+            placement.axis(0, 14, 112),
+            Placement::Centres {
+                first: 0.0,
+                step: 8.0
+            }
+        );
+        let map: Vec<f32> = (0..14).map(|v| 8.0 * v as f32).collect();
+        let out = placed(&placement, &map, 1, 14, 1, 112);
+        // Through the centres the ramp is the identity, up to the last centre (104).
+        let expected: Vec<f64> = (0..112).map(|x| f64::from(x.min(104))).collect();
+        assert_eq!(out, expected);
+        // Rows and columns each follow their own axis: offsets differ.
+        let skewed = LayerPlacement::Field {
+            field: Field {
+                offset: [0, -4],
+                size: [1, 1],
+                stride: [2, 2],
+            },
+            input: [4, 4],
+        };
+        let out = placed(&skewed, &[0.0, 4.0, 8.0, 12.0], 2, 2, 4, 4);
+        // Rows: centres at 0 and 2; columns: centres at −4 and −2 (all beyond: cell 1).
+        assert_eq!(out, [4.0, 4.0, 4.0, 4.0, 8.0, 8.0, 8.0, 8.0, 12.0, 12.0, 12.0, 12.0, 12.0, 12.0, 12.0, 12.0]);
     }
 
     /// The runs read off words of comparisons are those of a plain scan, for runs that
@@ -829,8 +938,8 @@ mod tests {
     #[test]
     fn cold_rows_are_skipped() {
         let (rows, cols) = (
-            taps(Upsample::Bilinear, 4, 8),
-            taps(Upsample::Bilinear, 1, 1),
+            taps(Placement::Bilinear, 4, 8),
+            taps(Placement::Bilinear, 1, 1),
         );
         let mut visited = Vec::new();
         upsample_rows(&[0.0, 0.0, 0.0, 5.0], 1, &rows, &cols, 1.0, |y, _| {
@@ -892,7 +1001,19 @@ mod tests {
         let variants = hot_runs_variants("hot_runs_match_the_full_upsampling");
         // One scratch per form for every map, as a thread of the stage uses it.
         let mut scratches: Vec<Scratch> = variants.iter().map(|_| Scratch::default()).collect();
-        for mode in [Upsample::Bilinear, Upsample::ReceptiveField] {
+        // A true field, its centres off mid-cell and different on the two axes: at twice
+        // the label size rows are centred at 0 + 2j, columns at −1 + 3j, some beyond the
+        // maps' edges.
+        let field = nd_arrays::fields::Field {
+            offset: [-3, -5],
+            size: [7, 5],
+            stride: [4, 6],
+        };
+        for (mode, fielded) in [
+            (Upsample::Bilinear, false),
+            (Upsample::ReceptiveField, false),
+            (Upsample::ReceptiveField, true),
+        ] {
             for (h, w, sh, sw) in [
                 (7, 7, 112, 112),
                 (5, 3, 16, 9),
@@ -909,13 +1030,20 @@ mod tests {
                 // The same values rounded to halves: cells and blends of equal cells that
                 // equal the threshold exactly, where `>` and `>=` part.
                 let halves: Vec<f32> = map.iter().map(|v| (v * 2.0).round() / 2.0).collect();
-                let geometry = Geometry::new(mode, h, w, sh, sw);
+                let placement = match (mode, fielded) {
+                    (Upsample::ReceptiveField, true) => LayerPlacement::Field {
+                        field,
+                        input: [2 * sh, 2 * sw],
+                    },
+                    _ => LayerPlacement::Assumed(mode),
+                };
+                let geometry = Geometry::new(&placement, h, w, sh, sw);
                 for (map, threshold) in [-2.0, 0.5, 1.5, 2.9, 5.0]
                     .into_iter()
                     .map(|t| (&map, t))
                     .chain([0.0, 0.5, 1.5, 3.0].into_iter().map(|t| (&halves, t)))
                 {
-                    let full = upsample(mode, map, h, w, sh, sw);
+                    let full = placed(&placement, map, h, w, sh, sw);
                     let expected: Vec<bool> = full.iter().map(|&v| v > threshold).collect();
                     for ((name, hot_runs), scratch) in variants.iter().zip(&mut scratches) {
                         let mut fast = vec![false; sh * sw];
@@ -928,7 +1056,7 @@ mod tests {
                         });
                         assert_eq!(
                             fast, expected,
-                            "{name}: {mode:?} {h}×{w} → {sh}×{sw} at {threshold}"
+                            "{name}: {placement:?} {h}×{w} → {sh}×{sw} at {threshold}"
                         );
                     }
                 }
