@@ -38,6 +38,7 @@ keeps whole (``Conv2dNormActivation``, ``SqueezeExcitation``) are traced in turn
 Only integers are involved; the results are Python ints.
 """
 
+import contextlib
 import inspect
 import json
 import math
@@ -104,12 +105,8 @@ def node_fields(model, nodes, input_size, strict=True):
     the FieldError.
     """
     tracer = _tracer()
-    was_training = model.training
-    model.eval()
-    try:
+    with _evaluating(model):
         graph = tracer.trace(model)
-    finally:
-        model.train(was_training)
     names = tracer.node_to_qualname
     chosen = {}
     for node in reversed(list(graph.nodes)):
@@ -139,17 +136,26 @@ def output_fields(module, input_size, strict=True):
     """The geometry of each entry of the dict that ``module``'s forward returns."""
     if not isinstance(module, fx.GraphModule):
         tracer = _tracer()
-        was_training = module.training
-        module.eval()
-        try:
+        with _evaluating(module):
             graph = tracer.trace(module)
-        finally:
-            module.train(was_training)
         names = tracer.node_to_qualname
         module = fx.GraphModule(tracer.root, graph)
     else:
         names = {}
     return _outputs(module, names, input_size, strict)
+
+
+@contextlib.contextmanager
+def _evaluating(module):
+    """``module`` in eval mode, each submodule's mode restored afterwards (``train(mode)``
+    would set every submodule to the same mode)."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
 
 
 def _tracer():
@@ -170,13 +176,8 @@ def _outputs(module, names, input_size, strict):
     height, width = _size(input_size)
     image = torch.zeros(1, 3, height, width)
     interpreter = _Interpreter(module, names, "", [_Map((2, 3), ((0, 1, 1), (0, 1, 1)))])
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            values = interpreter.run(image)
-    finally:
-        module.train(was_training)
+    with _evaluating(module), torch.no_grad():
+        values = interpreter.run(image)
     states = interpreter.output_state
     if not isinstance(values, dict):
         raise FieldError(None, f"the model returns a {type(values).__name__}, not a dict of layers")
