@@ -10,18 +10,30 @@ Weights come only from a file you give (a state_dict, or a checkpoint holding on
 file the model is randomly initialised from ``--seed``, which gives the same weights every
 time on the CPU. Nothing is downloaded.
 
-The same arguments, weights and virtualenv write the same bytes, wherever the file goes and
-whatever PYTHONHASHSEED is, so a re-export keeps nd-extract's cached artifacts (their key
-holds the model file's digest).
+The same arguments, weights and torch build write the same bytes, wherever the file goes,
+wherever the repository and the virtualenv lie and whatever PYTHONHASHSEED is, so a
+re-export keeps nd-extract's cached artifacts (their key holds the model file's digest).
 
     python export_torchvision.py resnet18 --layers layer2,layer3,layer4 --out r18.pt
     python export_torchvision.py resnet18 --weights resnet18_places365.pth.tar \\
         --layers layer4 --out r18-places.pt
     python export_torchvision.py alexnet --list-nodes
 
+The file also holds, as the TorchScript extra file ``netdissect-fields.json`` (the entry
+``<root>/extra/netdissect-fields.json`` of the zip), the receptive-field geometry of each
+exported layer, composed from the model's convolutions and poolings as the original
+NetDissect does (``fieldmap.py``): per axis, in (y, x) order, ``offset`` (the image
+coordinate of the first pixel of cell 0's field), ``size`` and ``stride``, for the example
+size ``--input-size``. ``receptive-field`` upsampling reads it. The table printed after the
+export shows it per layer as ``offset + stride·j, size`` (once when both axes agree). A layer
+whose geometry cannot be computed (after an upsampling, a transposed convolution, a reshape
+that mixes positions) is left out of the file with a warning that names the op; the export
+still succeeds, and the pipeline file then has to give that layer's ``fields``.
+
 ``--list-nodes`` runs the model once on a blank image of ``--input-size`` and prints every
-node with the shape it gives one image; nodes that are not (N, C, H, W) maps (a ViT block's
-tokens, a pooled vector) are flagged, since nd-extract cannot dissect them.
+node with the shape it gives one image and its field geometry; nodes that are not
+(N, C, H, W) maps (a ViT block's tokens, a pooled vector) are flagged instead, since
+nd-extract cannot dissect them.
 """
 
 import os
@@ -40,10 +52,13 @@ import io  # noqa: E402
 import pickle  # noqa: E402
 import re  # noqa: E402
 import tempfile  # noqa: E402
+import zipfile  # noqa: E402
 
 import torch  # noqa: E402
 import torchvision  # noqa: E402
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names  # noqa: E402
+
+import fieldmap  # noqa: E402 - beside this file
 
 
 def fail(message):
@@ -51,26 +66,52 @@ def fail(message):
     sys.exit(1)
 
 
-def save(scripted, path):
-    """Writes the TorchScript archive to ``path`` atomically, its bytes independent of ``path``.
+# Records that torch's archive writer adds itself at the end of every archive.
+_WRITER_RECORDS = ("version", ".data/version", "byteorder", ".data/serialization_id")
 
-    ``torch.jit.save`` to a file names the archive's root folder after the file (every entry
-    is ``<name>/...``); saved to a buffer the root is always ``archive``. torch already fixes
-    the zip's timestamps and derives the serialization id from the entries.
+
+def archive(scripted, extra_files=None):
+    """The bytes of the TorchScript archive of ``scripted``, with ``extra_files`` (name to text).
+
+    Saved to a buffer, the archive's root folder is always ``archive`` (saved to a file it
+    is named after the file). Its ``*.debug_pkl`` records are left out: they map the code to
+    the Python source it came from by absolute path (the repository's, the virtualenv's),
+    so they made the bytes depend on where those lie; loading does not need them. torch
+    fixes the zip's timestamps and derives the serialization id from the records.
     """
     buffer = io.BytesIO()
-    torch.jit.save(scripted, buffer)
+    torch.jit.save(scripted, buffer, _extra_files=extra_files or {})
+    raw = buffer.getvalue()
+    with zipfile.ZipFile(io.BytesIO(raw)) as z:
+        names = [n.split("/", 1)[1] for n in z.namelist()]
+        version = int(z.read(z.namelist()[0].split("/", 1)[0] + "/version"))
+    reader = torch._C.PyTorchFileReader(io.BytesIO(raw))
+    out = io.BytesIO()
+    writer = torch._C.PyTorchFileWriter(out)
+    for name in names:
+        if name.endswith(".debug_pkl") or name in _WRITER_RECORDS:
+            continue
+        data = reader.get_record(name)
+        writer.write_record(name, data, len(data))
+    writer.set_min_version(version)
+    writer.write_end_of_file()
+    return out.getvalue()
+
+
+def save(scripted, path, extra_files=None):
+    """Writes ``archive(scripted, extra_files)`` to ``path`` atomically; raises OSError.
+
+    The bytes do not depend on ``path``.
+    """
+    data = archive(scripted, extra_files)
     directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".export-", suffix=".tmp")
-    except OSError as e:
-        fail(f"cannot write {path}: {e}")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".export-", suffix=".tmp")
     try:
         umask = os.umask(0)
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)  # mkstemp's file is private; an ordinary file is not
         with os.fdopen(fd, "wb") as f:
-            f.write(buffer.getvalue())
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -149,23 +190,36 @@ def describe(value):
 NOT_A_MAP = "not (N, C, H, W): cannot be dissected"
 
 
+FIELD_HEADER = "field (offset + stride·j, size)"
+
+
 def print_table(rows):
-    """Name, shape and flag columns, aligned whatever the length of the names."""
-    name_width = max((len(name) for name, _, _ in rows), default=0)
-    shape_width = max((len(shape) for _, shape, _ in rows), default=0)
-    for name, shape, flag in rows:
-        line = f"  {name:<{name_width}}  {shape:<{shape_width}}"
-        print(f"{line}  {flag}" if flag else line.rstrip())
+    """Columns aligned whatever the length of the names; the last may be empty."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)] if rows else []
+    for row in rows:
+        line = "  " + "  ".join(f"{cell:<{width}}" for cell, width in zip(row, widths))
+        print(f"{line}  {row[-1]}" if row[-1] else line.rstrip())
+
+
+def field_cell(value, field):
+    """The last column: a map's field geometry, or why the node is not dissected."""
+    if not is_map(value):
+        return NOT_A_MAP
+    if isinstance(field, fieldmap.Field):
+        return field.describe()
+    return f"field unknown: {field.reason}"
 
 
 def list_nodes(model, input_size):
-    """Every graph node with its output shape for one blank image of input_size."""
+    """Every graph node with its output shape and field for one blank image of input_size."""
     _, nodes = get_graph_node_names(model)
     everything = create_feature_extractor(model, return_nodes={n: n for n in nodes}).eval()
     with torch.no_grad():
         outputs = everything(torch.zeros(1, 3, input_size, input_size))
+    fields = fieldmap.node_fields(model, nodes, input_size, strict=False)
     print(f"nodes of the model, for one {input_size}×{input_size} image:")
-    print_table([(n, describe(outputs[n]), "" if is_map(outputs[n]) else NOT_A_MAP) for n in nodes])
+    print_table([("node", "shape", FIELD_HEADER)]
+                + [(n, describe(outputs[n]), field_cell(outputs[n], fields[n])) for n in nodes])
 
 
 def extractor(model, layers):
@@ -187,9 +241,10 @@ def main():
     parser.add_argument("--num-classes", type=int, help="classifier size (default: from the weights, else 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
     parser.add_argument("--input-size", type=int, default=224,
-                        help="image side used to check the export and to list the nodes' shapes")
+                        help="image side used to check the export, to list the nodes' shapes "
+                             "and as the example size of the field geometry")
     parser.add_argument("--list-nodes", action="store_true",
-                        help="print the node names with their shapes and exit "
+                        help="print the node names with their shapes and fields and exit "
                              "(a module name such as layer4 works too)")
     args = parser.parse_args()
 
@@ -212,15 +267,27 @@ def main():
         for layer in layers:
             if not torch.allclose(expected[layer], got[layer], rtol=1e-4, atol=1e-5):
                 fail(f"the TorchScript export of {layer} does not reproduce the model")
-    save(scripted, args.out)
+    fields = fieldmap.node_fields(model, layers, args.input_size, strict=False)
+    known = {layer: field for layer, field in fields.items() if isinstance(field, fieldmap.Field)}
+    text = fieldmap.extra_file_text(known, args.input_size)
+    try:
+        save(scripted, args.out, {fieldmap.EXTRA_FILE: text})
+    except OSError as e:
+        fail(f"cannot write {args.out}: {e}")
     print(f"{args.out} returns, for one {args.input_size}×{args.input_size} image:")
-    print_table([(layer, describe(expected[layer]), "" if is_map(expected[layer]) else NOT_A_MAP)
-                 for layer in layers])
+    print_table([("layer", "shape", FIELD_HEADER)]
+                + [(layer, describe(expected[layer]), field_cell(expected[layer], fields[layer]))
+                   for layer in layers])
     flat = [layer for layer in layers if not is_map(expected[layer])]
     if flat:
         verb = "is" if len(flat) == 1 else "are"
         print(f"export_torchvision: warning: {', '.join(flat)} {verb} not (N, C, H, W); nd-extract "
               f"and netdissect run will refuse {'it' if len(flat) == 1 else 'them'} (choose a convolutional layer)", file=sys.stderr)
+    for layer in layers:
+        if is_map(expected[layer]) and layer not in known:
+            print(f"export_torchvision: warning: the receptive field of {layer} cannot be computed: "
+                  f"{fields[layer].reason}; `receptive-field` upsampling of {layer} will need its "
+                  "`fields` in the pipeline file", file=sys.stderr)
     print(f"wrote {args.out}")
 
 

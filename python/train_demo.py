@@ -18,13 +18,23 @@ to its post-ReLU activations, the form ``nd-extract`` reads:
     <out>/demo-trained.pt      the final weights
     <out>/training.json        the command, losses and accuracies along the way
 
-On the CPU with the same torch build, the same command gives the same weights.
+Each file also holds the layers' receptive-field geometry as the extra file
+``netdissect-fields.json`` (see ``fieldmap.py``), and is written by ``export_torchvision.save``:
+its bytes depend on neither the output path nor where the repository lies. On the CPU with
+the same torch build, the same command gives the same weights, hence the same bytes.
 
     python python/train_demo.py --data DATASET --out models/demo
+
+``--reexport DIR`` rewrites the ``demo-*.pt`` files of DIR with the current export code
+without training: each file's parameters are loaded into a fresh DemoNet, which must give
+activations equal to the file's on a seeded batch; the rewritten file must give them too.
+
+    python python/train_demo.py --reexport models/demo
 """
 
 import argparse
 import csv
+import glob
 import json
 import os
 import sys
@@ -35,6 +45,9 @@ import torch
 from PIL import Image
 from torch import nn
 from torch.nn import functional as F
+
+import fieldmap
+from export_torchvision import save
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -181,18 +194,66 @@ def evaluate(net, images, scene, objects, textures, sizes, batch=200):
 
 
 def export(net, path, size):
+    """Writes ``net``'s layers as TorchScript to ``path``, with their receptive fields.
+
+    The one export of training and of --reexport: the same weights give the same bytes.
+    """
     net.eval()
-    scripted = torch.jit.trace(Layers(net), torch.zeros(1, 3, size, size), strict=False)
-    tmp = path + ".tmp"
-    scripted.save(tmp)
-    os.replace(tmp, path)
+    layers = Layers(net)
+    scripted = torch.jit.trace(layers, torch.zeros(1, 3, size, size), strict=False)
+    fields = fieldmap.output_fields(layers, size)
+    try:
+        save(scripted, path, {fieldmap.EXTRA_FILE: fieldmap.extra_file_text(fields, size)})
+    except OSError as e:
+        fail(f"cannot write {path}: {e}")
     net.train()
+
+
+def reexport(directory, size):
+    """Rewrites every demo-*.pt of ``directory`` with ``export``, checking that the weights and
+    the activations on a seeded batch stay bit-identical."""
+    paths = sorted(glob.glob(os.path.join(directory, "demo-*.pt")))
+    if not paths:
+        fail(f"{directory} holds no demo-*.pt file")
+    for path in paths:
+        extra = {fieldmap.EXTRA_FILE: ""}
+        old = torch.jit.load(path, _extra_files=extra)
+        file_size = size
+        if extra[fieldmap.EXTRA_FILE]:
+            _, (height, width) = fieldmap.read_extra_file(extra[fieldmap.EXTRA_FILE])
+            file_size = height
+        state = {k[len("net."):]: v for k, v in old.state_dict().items()}
+        # Only the heads' total size shows in the weights; how it splits between scenes,
+        # objects and textures matters to the losses alone.
+        net = DemoNet(state["heads.weight"].shape[0], 0, 0)
+        net.load_state_dict(state)
+        batch = torch.randn(4, 3, file_size, file_size, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            before = old(batch)
+            fresh = Layers(net.eval())(batch)
+        if list(before) != list(LAYERS) or not all(torch.equal(before[k], fresh[k]) for k in LAYERS):
+            fail(f"{path}: DemoNet with the file's weights does not reproduce its activations")
+        export(net, path, file_size)
+        new = torch.jit.load(path)
+        with torch.no_grad():
+            after = new(batch)
+        same_weights = all(torch.equal(v, new.state_dict()[k]) for k, v in old.state_dict().items())
+        if not same_weights or not all(torch.equal(before[k], after[k]) for k in LAYERS):
+            fail(f"{path}: the re-exported file differs from the old one in weights or activations")
+        print(f"train_demo: rewrote {path}: {len(state)} parameter tensors and the activations "
+              f"of {', '.join(LAYERS)} on a seeded batch of 4 {file_size}×{file_size} images "
+              "are bit-identical", file=sys.stderr)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="a Broden-format dataset (netdissect synth)")
-    p.add_argument("--out", required=True, help="directory for the TorchScript files")
+    p.add_argument("--data", help="a Broden-format dataset (netdissect synth)")
+    p.add_argument("--out", help="directory for the TorchScript files")
+    p.add_argument("--reexport", metavar="DIR",
+                   help="rewrite DIR's demo-*.pt with the current export code, without training")
+    p.add_argument("--size", type=int, default=224,
+                   help="with --reexport: the image side of files without a field record "
+                        "(the training images' size)")
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -201,6 +262,11 @@ def main():
                    help="comma-separated optimiser steps at which to export a checkpoint")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args()
+    if args.reexport:
+        reexport(args.reexport, args.size)
+        return
+    if not args.data or not args.out:
+        fail("--data and --out are required (or --reexport DIR)")
     try:
         checkpoints = sorted({int(s) for s in args.checkpoints.split(",") if s})
     except ValueError:
