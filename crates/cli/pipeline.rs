@@ -136,9 +136,7 @@ impl ModelSection {
                         )));
                     }
                     let choice = match value {
-                        toml::Value::String(s) if s == ASSUME_CENTRED => {
-                            FieldChoice::AssumeCentred
-                        }
+                        toml::Value::String(s) if s == ASSUME_CENTRED => FieldChoice::AssumeCentred,
                         toml::Value::Table(field) => FieldChoice::Field(
                             parse_field(field).map_err(|e| bad(format!("layer `{layer}`: {e}")))?,
                         ),

@@ -223,14 +223,17 @@ fn check_fields(
         return Ok(fields);
     }
     let file = loaded.location(model.file.span());
-    let recorded = nd_extract::model_fields(&config.model).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+    let recorded =
+        nd_extract::model_fields(&config.model).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
     let missing: Vec<&str> = model
         .layers
         .get_ref()
         .iter()
         .filter(|layer| {
             fields.choice(layer).is_none()
-                && !recorded.as_ref().is_some_and(|r| r.layers.contains_key(*layer))
+                && !recorded
+                    .as_ref()
+                    .is_some_and(|r| r.layers.contains_key(*layer))
         })
         .map(String::as_str)
         .collect();

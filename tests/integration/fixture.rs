@@ -348,7 +348,9 @@ fn receptive_fields_missing_or_wrong_are_named() {
         FieldChoice::AssumeCentred,
     )])));
     assert!(
-        unknown.contains("a field is given for layer `conv9`, which the activations do not hold (they hold conv)"),
+        unknown.contains(
+            "a field is given for layer `conv9`, which the activations do not hold (they hold conv)"
+        ),
         "{unknown}"
     );
     let zero = run(Fields::Overrides(BTreeMap::from([(
@@ -362,8 +364,13 @@ fn receptive_fields_missing_or_wrong_are_named() {
     assert_eq!(zero, "field of layer `conv`: stride 0 is not positive");
     // Bilinear needs no field: none is checked.
     assert!(
-        nd_segment::spec(&p.dataset, &p.activations, &p.thresholds, &nd_segment::Config::default())
-            .is_ok()
+        nd_segment::spec(
+            &p.dataset,
+            &p.activations,
+            &p.thresholds,
+            &nd_segment::Config::default()
+        )
+        .is_ok()
     );
 }
 

@@ -269,7 +269,11 @@ mod tests {
         let parsed = ModelFields::parse(text).unwrap();
         assert_eq!(parsed.layers["conv5"], field(-79, 159, 16));
         let other = text.replace("netdissect-fields/1", "netdissect-fields/9");
-        assert!(ModelFields::parse(&other).unwrap_err().contains("`netdissect-fields/9`"));
+        assert!(
+            ModelFields::parse(&other)
+                .unwrap_err()
+                .contains("`netdissect-fields/9`")
+        );
         let zero = text.replace("[16,16]", "[16,0]");
         assert_eq!(
             ModelFields::parse(&zero).unwrap_err(),

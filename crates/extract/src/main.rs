@@ -99,10 +99,7 @@ fn hint(error: &anyhow::Error) -> String {
 /// What `forward` returns, one line a tensor, aligned whatever the names' lengths; outputs
 /// that are not `(N, C, H, W)` maps are flagged, since they cannot be dissected.
 /// Map layers show their receptive fields where the model file holds them.
-fn print_layers(
-    layers: &[(String, Vec<i64>)],
-    fields: Option<&nd_arrays::fields::ModelFields>,
-) {
+fn print_layers(layers: &[(String, Vec<i64>)], fields: Option<&nd_arrays::fields::ModelFields>) {
     let rows: Vec<(&str, String, Option<String>)> = layers
         .iter()
         .map(|(name, shape)| {

@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use nd_segment::upsample::{Geometry, Scratch, Upsample, hot_runs};
+use nd_segment::upsample::{Geometry, LayerPlacement, Scratch, Upsample, hot_runs};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -50,7 +50,7 @@ fn main() {
             }
         }
         let geometry = Geometry::new(
-            Upsample::Bilinear,
+            &LayerPlacement::Assumed(Upsample::Bilinear),
             shape.height as usize,
             shape.width as usize,
             sh,

@@ -29,8 +29,8 @@ use nd_arrays::{ActivationGroup, LayerReader};
 use rayon::prelude::*;
 use serde_json::json;
 
-pub use upsample::Upsample;
 use nd_arrays::fields::{Field, FieldChoice, Fields};
+pub use upsample::Upsample;
 use upsample::{Geometry, LayerPlacement, Scratch, hot_runs};
 
 pub const STAGE: &str = "segment";
@@ -104,12 +104,10 @@ pub fn spec(
             .collect();
         params["fields"] = json!(fields);
     }
-    Ok(
-        nd_store::Spec::new(STAGE, SCHEMA, params)
-            .input("activations", activations.key())
-            .input("thresholds", thresholds.key())
-            .digest("label-sizes", hasher.finalize().to_hex().to_string()),
-    )
+    Ok(nd_store::Spec::new(STAGE, SCHEMA, params)
+        .input("activations", activations.key())
+        .input("thresholds", thresholds.key())
+        .digest("label-sizes", hasher.finalize().to_hex().to_string()))
 }
 
 /// How each layer of the activations is placed over the label maps: bilinear; or the

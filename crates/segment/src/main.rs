@@ -69,23 +69,23 @@ fn run() -> anyhow::Result<()> {
     let dir = nd_store::dataset_dir(&args.dataset, Some(store.root()))?;
     let dataset = nd_broden::Dataset::open(&dir, &Default::default())
         .with_context(|| format!("cannot open the dataset {}", dir.display()))?;
-    let fields = match args.fields.as_deref() {
-        None => nd_arrays::fields::Fields::Model,
-        Some(nd_arrays::fields::ASSUME_CENTRED) => nd_arrays::fields::Fields::AssumeCentred,
-        Some(path) => {
-            // Inline JSON (as the workflow passes it), or a file holding it.
-            let text = if path.trim_start().starts_with('{') {
-                path.to_owned()
-            } else {
-                std::fs::read_to_string(path)
-                    .with_context(|| format!("--fields: cannot read {path}"))?
-            };
-            nd_arrays::fields::Fields::Overrides(
-                serde_json::from_str(&text)
-                    .with_context(|| format!("--fields: {path} is not a map from layer to field"))?,
-            )
-        }
-    };
+    let fields =
+        match args.fields.as_deref() {
+            None => nd_arrays::fields::Fields::Model,
+            Some(nd_arrays::fields::ASSUME_CENTRED) => nd_arrays::fields::Fields::AssumeCentred,
+            Some(path) => {
+                // Inline JSON (as the workflow passes it), or a file holding it.
+                let text = if path.trim_start().starts_with('{') {
+                    path.to_owned()
+                } else {
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("--fields: cannot read {path}"))?
+                };
+                nd_arrays::fields::Fields::Overrides(serde_json::from_str(&text).with_context(
+                    || format!("--fields: {path} is not a map from layer to field"),
+                )?)
+            }
+        };
     let config = nd_segment::Config {
         upsample: args.upsample,
         fields,

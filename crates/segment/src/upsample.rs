@@ -205,7 +205,11 @@ impl Geometry {
         label_height: usize,
         label_width: usize,
     ) -> Geometry {
-        let rows = taps(placement.axis(0, height, label_height), height, label_height);
+        let rows = taps(
+            placement.axis(0, height, label_height),
+            height,
+            label_height,
+        );
         let columns = taps(placement.axis(1, width, label_width), width, label_width);
         let mut spans = vec![(usize::MAX, 0); width];
         for (x, tx) in columns.iter().enumerate() {
@@ -775,7 +779,13 @@ mod tests {
         };
         let out = placed(&skewed, &[0.0, 4.0, 8.0, 12.0], 2, 2, 4, 4);
         // Rows: centres at 0 and 2; columns: centres at −4 and −2 (all beyond: cell 1).
-        assert_eq!(out, [4.0, 4.0, 4.0, 4.0, 8.0, 8.0, 8.0, 8.0, 12.0, 12.0, 12.0, 12.0, 12.0, 12.0, 12.0, 12.0]);
+        assert_eq!(
+            out,
+            [
+                4.0, 4.0, 4.0, 4.0, 8.0, 8.0, 8.0, 8.0, 12.0, 12.0, 12.0, 12.0, 12.0, 12.0, 12.0,
+                12.0
+            ]
+        );
     }
 
     /// The runs read off words of comparisons are those of a plain scan, for runs that
