@@ -94,6 +94,20 @@ enum Command {
     },
 }
 
+/// A path as the user would type it: relative to the working directory when it lies
+/// under it (the store resolves its paths to absolute ones).
+fn shown(path: &std::path::Path) -> std::path::PathBuf {
+    std::env::current_dir()
+        .and_then(|cwd| cwd.canonicalize())
+        .ok()
+        .and_then(|cwd| {
+            path.strip_prefix(cwd)
+                .ok()
+                .map(std::path::Path::to_path_buf)
+        })
+        .unwrap_or_else(|| path.to_path_buf())
+}
+
 fn main() {
     if let Err(e) = run() {
         eprintln!("netdissect: error: {e:#}");
@@ -132,9 +146,9 @@ fn run() -> anyhow::Result<()> {
                     Some(dir) => println!(
                         "report: {} (cached in {})",
                         dir.display(),
-                        report.dir.display()
+                        shown(&report.dir).display()
                     ),
-                    None => println!("report: {}", report.dir.display()),
+                    None => println!("report: {}", shown(&report.dir).display()),
                 }
                 if let Some((pages, copy)) = &m.html {
                     let at = copy.as_ref().unwrap_or(&pages.dir);
