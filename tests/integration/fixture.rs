@@ -36,6 +36,11 @@ fn label_png(path: &Path, labels: [u16; 16]) {
 }
 
 fn dataset(root: &Path) -> nd_broden::Dataset {
+    dataset_with(root, "4")
+}
+
+/// The dataset with image 0's texture cell `texture` (`4` above).
+fn dataset_with(root: &Path, texture: &str) -> nd_broden::Dataset {
     std::fs::create_dir_all(root.join("images")).unwrap();
     let files = [
         (
@@ -58,16 +63,19 @@ fn dataset(root: &Path) -> nd_broden::Dataset {
             "c_texture.csv",
             "code,number,name,frequency,coverage\n1,4,striped,1,1.0\n",
         ),
-        (
-            "index.csv",
-            "image,split,ih,iw,sh,sw,color,object,texture\n\
-             0.png,train,8,8,4,4,0_color.png,0_object.png,4\n\
-             1.png,val,8,8,4,4,1_color.png,1_object.png,0\n",
-        ),
     ];
     for (name, text) in files {
         std::fs::write(root.join(name), text).unwrap();
     }
+    std::fs::write(
+        root.join("index.csv"),
+        format!(
+            "image,split,ih,iw,sh,sw,color,object,texture\n\
+             0.png,train,8,8,4,4,0_color.png,0_object.png,{texture}\n\
+             1.png,val,8,8,4,4,1_color.png,1_object.png,0\n"
+        ),
+    )
+    .unwrap();
     let images = root.join("images");
     for i in 0..2 {
         image::RgbImage::new(8, 8)
@@ -136,9 +144,14 @@ struct Pipeline {
 }
 
 fn pipeline() -> Pipeline {
+    pipeline_with("4")
+}
+
+/// The pipeline with image 0's texture cell `texture`.
+fn pipeline_with(texture: &str) -> Pipeline {
     let dir = tempfile::tempdir().unwrap();
     let store = nd_store::Store::open(&dir.path().join("cache")).unwrap();
-    let dataset = dataset(&dir.path().join("data"));
+    let dataset = dataset_with(&dir.path().join("data"), texture);
     let activations = activations(&store);
     let thresholds = nd_quantile::run(
         &store,
@@ -434,6 +447,23 @@ fn original_scores_by_hand() {
     assert_eq!(s[&(1, 2)], (24, 8, 8, 8.0 / 24.0));
 }
 
+/// Image 0 also carries the image-level texture `0`, given twice (`4;0;0`), which unit 0's
+/// mask meets: label 0's truth 16 + 16 (lite: 16·2 + 16), intersection 8 (lite: 16). Lite
+/// counts label 0 against the unit's texture activation (8); the original has no
+/// activation term for label 0 and counts the repeated `0` once.
+#[test]
+fn label_zero_by_the_rules_of_each_reference() {
+    let p = pipeline_with("4;0;0");
+    let lite = scores(&p, Upsample::Bilinear, Denominator::Lite);
+    assert_eq!(lite[&(0, 0)], (48, 8, 16, 16.0 / 40.0));
+    assert_eq!(lite[&(0, 4)], (16, 8, 8, 8.0 / 16.0));
+    let original = scores(&p, Upsample::Bilinear, Denominator::Original);
+    assert_eq!(original[&(0, 0)], (32, 0, 8, 8.0 / 24.0));
+    assert_eq!(original[&(0, 4)], (16, 8, 8, 8.0 / 16.0));
+    // Unit 1 meets label 0 in image 1 only, where texture is not present in the original.
+    assert_eq!(original[&(1, 0)], (32, 0, 8, 8.0 / 24.0));
+}
+
 #[test]
 fn receptive_field_scores_by_hand() {
     let s = scores(&pipeline(), Upsample::ReceptiveField, Denominator::Lite);
@@ -507,5 +537,34 @@ fn report_by_hand() {
             again.unique_per_category
         ),
         (2, 2, 3)
+    );
+
+    // With the original's denominator, label 0 has no activation term: its IoU for unit 2
+    // is 8 / (16 − 8) = 1 (texture is not present in image 1, where the mask is), and
+    // tally.csv writes an activation of 0 wherever it names label 0.
+    let scores = nd_score::run(
+        &p.store,
+        &p.dataset,
+        &masks,
+        &nd_score::Config {
+            denominator: Denominator::Original,
+        },
+    )
+    .unwrap()
+    .artifact;
+    let report = nd_report::run(
+        &p.store,
+        &scores,
+        &nd_report::Config {
+            iou_threshold: 0.45,
+        },
+    )
+    .unwrap()
+    .artifact;
+    let tally = std::fs::read_to_string(report.dir.join("tally-conv.csv")).unwrap();
+    let lines: Vec<&str> = tally.lines().collect();
+    assert_eq!(
+        lines[1],
+        "2,texture,,1,blue-c,24,8,8,0.3333333333333333,,16,0,8,0,,16,0,8,1"
     );
 }

@@ -114,6 +114,8 @@ impl UnitChoices {
 /// Every unit of every layer of a score artifact, with its choices.
 pub(crate) struct Choices {
     pub categories: Vec<String>,
+    /// Whose rules the score artifact's denominator names.
+    pub reference: Reference,
     /// Label 0's truth (pixels of image-level `0` items).
     pub label0_truth: u64,
     /// Per layer: its name and units.
@@ -230,6 +232,7 @@ pub(crate) fn choose(scores: &nd_store::Artifact) -> Result<Choices> {
     })?;
     Ok(Choices {
         categories,
+        reference,
         label0_truth,
         layers,
     })

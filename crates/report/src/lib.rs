@@ -104,7 +104,8 @@ impl Config {
 ///
 /// Where a unit overlaps no label of a category, the references' `argmax` over all-zero
 /// IoUs names label 0: its empty name, its truth, the unit's activation count in its
-/// category (the last) and its intersection with the unit, and an IoU of 0. A unit that
+/// category (the last; 0 with the original's denominator, where label 0 has no activation
+/// term) and its intersection with the unit, and an IoU of 0. A unit that
 /// overlaps no concept gets the last category and label 0's empty name, with a score of 0.
 fn tally_rows(choices: &Choices, units: &[UnitChoices]) -> Vec<TallyRow> {
     let last = choices.categories.len() - 1;
@@ -129,7 +130,11 @@ fn tally_rows(choices: &Choices, units: &[UnitChoices]) -> Vec<TallyRow> {
                         category: category.clone(),
                         label: String::new(),
                         truth: choices.label0_truth,
-                        activation: unit.activation[last],
+                        // The original's label 0 has no activation term.
+                        activation: match choices.reference {
+                            labels::Reference::Lite => unit.activation[last],
+                            labels::Reference::Original => 0,
+                        },
                         intersect: unit.label0_intersect,
                         iou: 0.0,
                     },

@@ -319,6 +319,8 @@ pub struct Counter<'a> {
     hist: Vec<u32>,
     present: Vec<bool>,
     overlapped: Vec<bool>,
+    /// The image's image-level labels as counted (see [`Counter::add_image`]).
+    items: Vec<u32>,
     dense_limit: usize,
 }
 
@@ -339,6 +341,7 @@ impl<'a> Counter<'a> {
             hist: Vec::new(),
             present: vec![false; n_categories],
             overlapped: vec![false; n_categories],
+            items: Vec::new(),
             dense_limit: DENSE_TABLE,
         }
     }
@@ -377,10 +380,21 @@ impl<'a> Counter<'a> {
             }
         }
         self.hist.iter_mut().for_each(|n| *n = 0);
+        // The image-level labels counted: the original sums an image's tally with NumPy's
+        // `+=` over indices, which keeps one of repeated entries, so a label given in two
+        // image-level categories of one image (a `0` for scene and for texture) counts
+        // once there; NetDissect-Lite counts each.
+        let items = &mut self.items;
+        items.clear();
         for item in &labels.image_labels {
-            self.counts.truth[item.label as usize] += area as u64;
-            if item.label != 0 {
-                self.present[primary[item.label as usize]] = true;
+            if self.denominator == Denominator::Lite || !items.contains(&item.label) {
+                items.push(item.label);
+            }
+        }
+        for &label in items.iter() {
+            self.counts.truth[label as usize] += area as u64;
+            if label != 0 {
+                self.present[primary[label as usize]] = true;
             }
         }
         let has_maps = !labels.maps.is_empty();
@@ -427,9 +441,9 @@ impl<'a> Counter<'a> {
                 }
                 // Image-level labels cover the whole mask; label 0 included, as both
                 // references do.
-                for item in &labels.image_labels {
-                    inter[item.label as usize] += size;
-                    self.overlapped[primary[item.label as usize]] = true;
+                for &label in self.items.iter() {
+                    inter[label as usize] += size;
+                    self.overlapped[primary[label as usize]] = true;
                 }
                 let counted = match self.denominator {
                     Denominator::Lite => &self.overlapped,
@@ -466,10 +480,17 @@ mod tests {
                 present[primary[p as usize]] = true;
             }
         }
+        // The original counts a label given twice among an image's image-level items once.
+        let mut items: Vec<u32> = Vec::new();
         for item in &labels.image_labels {
-            counts.truth[item.label as usize] += area;
-            if item.label != 0 {
-                present[primary[item.label as usize]] = true;
+            if denominator == Denominator::Lite || !items.contains(&item.label) {
+                items.push(item.label);
+            }
+        }
+        for &label in &items {
+            counts.truth[label as usize] += area;
+            if label != 0 {
+                present[primary[label as usize]] = true;
             }
         }
         for (layer, layer_masks) in counts.layers.iter_mut().zip(masks) {
@@ -491,9 +512,9 @@ mod tests {
                         }
                     }
                 }
-                for item in &labels.image_labels {
-                    layer.inter[unit * n_labels + item.label as usize] += size;
-                    overlapped[primary[item.label as usize]] = true;
+                for &label in &items {
+                    layer.inter[unit * n_labels + label as usize] += size;
+                    overlapped[primary[label as usize]] = true;
                 }
                 let counted = match denominator {
                     Denominator::Lite => &overlapped,
@@ -543,6 +564,36 @@ mod tests {
                 "{pixels:?} from {at} to {end}"
             );
         }
+    }
+
+    /// A `0` given for scene and for texture of one image, and a label given twice: the
+    /// original counts each once (NumPy's `+=` over repeated indices), NetDissect-Lite twice.
+    #[test]
+    fn repeated_image_level_items_count_once_in_the_original() {
+        let primary = vec![2, 0, 1];
+        let layers = vec![("conv".to_owned(), 1)];
+        let labels = RowLabels {
+            height: 2,
+            width: 3,
+            maps: vec![],
+            image_labels: [(1, 0), (2, 0), (1, 2), (2, 2)]
+                .map(|(category, label)| ImageLabel { category, label })
+                .to_vec(),
+        };
+        let runs = [Run {
+            start: 1,
+            length: 4,
+        }];
+        let counted = |denominator| {
+            let mut counter = Counter::new(&primary, 3, &layers, denominator);
+            counter.add_image(&labels, &[vec![(0, &runs[..])]]);
+            let layer = &counter.counts.layers[0];
+            (counter.counts.truth.clone(), layer.inter.clone(), layer.act.clone())
+        };
+        // Truth: 6 pixels an item; intersection: the mask's 4 pixels an item. Label 2 marks
+        // its category (1) present, label 0 never does in the original.
+        assert_eq!(counted(Denominator::Lite), (vec![12, 0, 12], vec![8, 0, 8], vec![0, 4, 4]));
+        assert_eq!(counted(Denominator::Original), (vec![6, 0, 6], vec![4, 0, 4], vec![0, 4, 0]));
     }
 
     /// Random images (0 to 4 label maps, blobs of few labels or noise of many, image-level

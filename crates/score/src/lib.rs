@@ -7,6 +7,10 @@
 //! counting towards category `cat`, by the [`Denominator`] rule.
 //! Then `IoU[k, c] = inter[k, c] / (act[k, primary(c)] + truth[c] − inter[k, c])`, 0 when the
 //! denominator is 0 (the references add 1e-10 instead; the difference is below 1e-15).
+//! With the `original` denominator, as in the original's code, label 0 (an image-level
+//! item naming no concept) has no activation term (`IoU[k, 0] = inter / (truth − inter)`,
+//! and `scores.parquet` gives it an activation of 0), and a label given twice among one
+//! image's image-level items counts once.
 //!
 //! Images are read and counted in parallel ([`Counter`]: each pixel of a mask is visited
 //! once, whatever the number of label maps), each worker into counts of its own, which are
@@ -270,6 +274,7 @@ const BATCH_ROWS: usize = 1 << 16;
 pub fn score_rows<'a, E>(
     dataset: &'a nd_broden::Dataset,
     counts: &'a Counts,
+    denominator: Denominator,
     mut f: impl FnMut(RowRef<'a>) -> Result<(), E>,
 ) -> Result<(), E> {
     let n_labels = counts.n_labels;
@@ -295,9 +300,16 @@ pub fn score_rows<'a, E>(
         for unit in 0..layer.units {
             let inter = &layer.inter[unit * n_labels..(unit + 1) * n_labels];
             let act = &layer.act[unit * n_categories..(unit + 1) * n_categories];
+            // The activation term of a label's IoU: the unit's count in the label's
+            // category; none for label 0 with the original's denominator (its sum over
+            // categories zeroes label 0's row of the label-category matrix).
+            let activation = |l: usize| match (denominator, l) {
+                (Denominator::Original, 0) => 0,
+                _ => act[primary[l]],
+            };
             let score = |label: u32| {
                 let l = label as usize;
-                iou(inter[l], act[primary[l]], counts.truth[l])
+                iou(inter[l], activation(l), counts.truth[l])
             };
             for (k, &n) in keep.iter_mut().zip(inter) {
                 *k = n > 0;
@@ -322,7 +334,7 @@ pub fn score_rows<'a, E>(
                     name: dataset.label_name(l as u32),
                     category: category_names[primary[l]],
                     truth: counts.truth[l],
-                    activation: act[primary[l]],
+                    activation: activation(l),
                     intersect: inter[l],
                     iou: score(l as u32),
                 })?;
@@ -350,7 +362,15 @@ pub fn run(
     }
     let counts = count(dataset, masks, config)?;
     let rows = masks.rows()?;
-    let artifact = write(store, &spec, dataset, &counts, rows, json!({}))?;
+    let artifact = write(
+        store,
+        &spec,
+        dataset,
+        &counts,
+        config.denominator,
+        rows,
+        json!({}),
+    )?;
     Ok(Outcome {
         artifact,
         computed: true,
@@ -363,6 +383,7 @@ fn write(
     spec: &nd_store::Spec,
     dataset: &nd_broden::Dataset,
     counts: &Counts,
+    denominator: Denominator,
     rows: std::ops::Range<usize>,
     extra_outputs: serde_json::Value,
 ) -> Result<nd_store::Artifact> {
@@ -370,7 +391,7 @@ fn write(
     let metadata = pending.table_metadata();
     let mut writer = scores::RowWriter::create(&pending.dir().join(scores::FILE), &metadata)?;
     let mut batch = Vec::with_capacity(BATCH_ROWS);
-    score_rows(dataset, counts, |row| -> Result<()> {
+    score_rows(dataset, counts, denominator, |row| -> Result<()> {
         batch.push(row);
         if batch.len() == BATCH_ROWS {
             writer.write(&batch)?;
@@ -571,11 +592,15 @@ pub fn merge(
         counts.merge(&read_counts(shard)?);
     }
     let rows = ordered[0].0.start..ordered[ordered.len() - 1].0.end;
+    let denominator: Denominator =
+        serde_json::from_value(shards[0].manifest.params["denominator"].clone())
+            .unwrap_or_default();
     let artifact = write(
         store,
         &spec,
         dataset,
         &counts,
+        denominator,
         rows,
         json!({ "shards": shards.len() }),
     )?;
