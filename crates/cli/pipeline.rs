@@ -286,6 +286,17 @@ pub struct SegmentSection {
 pub struct ScoreSection {
     #[serde(default)]
     pub denominator: Denominator,
+    /// The original's tally depth, reproduced (`denominator = "original"` only).
+    pub tally_depth: Option<Spanned<usize>>,
+}
+
+impl ScoreSection {
+    pub fn config(&self) -> nd_score::Config {
+        nd_score::Config {
+            denominator: self.denominator,
+            tally_depth: self.tally_depth.as_ref().map(|d| *d.get_ref()),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -463,6 +474,9 @@ fn check(l: &Loaded) -> anyhow::Result<()> {
             l.location(p.quantile.top.span())
         );
     }
+    if let (Err(e), Some(depth)) = (p.score.config().validate(), &p.score.tally_depth) {
+        bail!("{}: score.tally_depth: {e}", l.location(depth.span()));
+    }
     let iou = *p.report.iou_threshold.get_ref();
     if !(0.0..=1.0).contains(&iou) {
         bail!(
@@ -556,7 +570,10 @@ pub fn describe(loaded: &Loaded) -> anyhow::Result<serde_json::Value> {
         "models": models,
         "quantile": { "top": p.quantile.top.get_ref() },
         "segment": { "upsample": p.segment.upsample },
-        "score": { "denominator": p.score.denominator },
+        "score": {
+            "denominator": p.score.denominator,
+            "tally_depth": p.score.tally_depth.as_ref().map(|d| *d.get_ref()),
+        },
         "report": { "iou_threshold": p.report.iou_threshold.get_ref() },
         "html": {
             "pages": p.html.pages,

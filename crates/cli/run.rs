@@ -347,9 +347,7 @@ fn run_model(
     let masks = outcome.artifact;
 
     let started = Instant::now();
-    let score = nd_score::Config {
-        denominator: p.score.denominator,
-    };
+    let score = p.score.config();
     explain(
         options,
         store,

@@ -35,11 +35,7 @@ fn label_png(path: &Path, labels: [u16; 16]) {
     img.save(path).unwrap();
 }
 
-fn dataset(root: &Path) -> nd_broden::Dataset {
-    dataset_with(root, "4")
-}
-
-/// The dataset with image 0's texture cell `texture` (`4` above).
+/// The dataset, image 0's texture cell being `texture` (`4` above).
 fn dataset_with(root: &Path, texture: &str) -> nd_broden::Dataset {
     std::fs::create_dir_all(root.join("images")).unwrap();
     let files = [
@@ -398,7 +394,10 @@ fn scores(
         &p.store,
         &p.dataset,
         &masks,
-        &nd_score::Config { denominator },
+        &nd_score::Config {
+            denominator,
+            tally_depth: None,
+        },
     )
     .unwrap()
     .artifact;
@@ -462,6 +461,81 @@ fn label_zero_by_the_rules_of_each_reference() {
     assert_eq!(original[&(0, 4)], (16, 8, 8, 8.0 / 16.0));
     // Unit 1 meets label 0 in image 1 only, where texture is not present in the original.
     assert_eq!(original[&(1, 0)], (32, 0, 8, 8.0 / 24.0));
+}
+
+/// The original's tally depth: per image and layer, the entries other than intersections
+/// come first. Image 0: 0 full-mask units, 1 image-level item, 3 pixel labels (red, blue,
+/// car) and 1 other unit: (1·2 − 1) + 1·3 + 2·1 = 6 entries, so a depth of 8 leaves room
+/// for 2 of unit 0's 3 intersections (red 6, car 4, blue 2): blue's is dropped. Image 1:
+/// 5 entries, unit 1's one intersection (blue 8) fits. A depth of 6 leaves image 0 no room
+/// before its intersections, where the original drops other entries too: refused.
+#[test]
+fn the_originals_tally_depth_by_hand() {
+    let p = pipeline();
+    let (masks, _) = masks(&p, Upsample::Bilinear);
+    let score = |tally_depth| {
+        nd_score::run(
+            &p.store,
+            &p.dataset,
+            &masks,
+            &nd_score::Config {
+                denominator: Denominator::Original,
+                tally_depth,
+            },
+        )
+    };
+    let exact = score(None).unwrap().artifact;
+    let truncated = score(Some(8)).unwrap().artifact;
+    assert_ne!(exact.key(), truncated.key());
+    let counts = nd_score::read_counts(&truncated).unwrap();
+    let exact_counts = nd_score::read_counts(&exact).unwrap();
+    let n = counts.n_labels;
+    // Unit 0's blue (label 2): 2 pixels dropped; red and car kept; unit 1's blue kept.
+    assert_eq!(exact_counts.layers[0].inter[2], 2);
+    assert_eq!(counts.layers[0].inter[2], 0);
+    assert_eq!(counts.layers[0].inter[1], 6);
+    assert_eq!(counts.layers[0].inter[3], 4);
+    assert_eq!(counts.layers[0].inter[n + 2], 8);
+    // Truths and activations are not intersections: unchanged.
+    assert_eq!(counts.truth, exact_counts.truth);
+    assert_eq!(counts.layers[0].act, exact_counts.layers[0].act);
+    assert_eq!(
+        counts.layers[0].dropped,
+        nd_score::Dropped {
+            images: 1,
+            entries: 1,
+            pixels: 2,
+            overflows: 0
+        }
+    );
+    assert_eq!(
+        truncated.manifest.outputs["layers"][0]["dropped"],
+        json!({ "images": 1, "entries": 1, "pixels": 2, "overflows": 0 })
+    );
+    // Deep enough: the exact counts.
+    let deep = nd_score::read_counts(&score(Some(9)).unwrap().artifact).unwrap();
+    assert_eq!(deep.layers[0].inter, exact_counts.layers[0].inter);
+    let err = score(Some(6)).unwrap_err().to_string();
+    assert!(
+        err.starts_with("tally_depth = 6: in 1 image, layer `conv` has more entries than the depth before any intersection"),
+        "{err}"
+    );
+    // The lite denominator counts exactly: a depth is refused with it.
+    let lite = nd_score::run(
+        &p.store,
+        &p.dataset,
+        &masks,
+        &nd_score::Config {
+            denominator: Denominator::Lite,
+            tally_depth: Some(2048),
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        lite.contains("use it with the original denominator"),
+        "{lite}"
+    );
 }
 
 #[test]
@@ -548,6 +622,7 @@ fn report_by_hand() {
         &masks,
         &nd_score::Config {
             denominator: Denominator::Original,
+            tally_depth: None,
         },
     )
     .unwrap()

@@ -442,6 +442,19 @@ fn bad_pipelines_name_the_key_and_its_line() {
             "{threshold}: {err}"
         );
     }
+    // The original's tally depth is the original's: not with the lite denominator.
+    let err = failure(&format!("{PIPELINE}[score]\ntally_depth = 2048\n"));
+    assert!(
+        err.contains("pipeline.toml:22:15: score.tally_depth: a tally depth reproduces the original's truncated tally: use it with the original denominator"),
+        "{err}"
+    );
+    let err = failure(&format!(
+        "{PIPELINE}[score]\ndenominator = \"original\"\ntally_depth = 0\n"
+    ));
+    assert!(
+        err.contains("pipeline.toml:23:15: score.tally_depth: the tally depth must be at least 1"),
+        "{err}"
+    );
     let err = failure(&format!("{PIPELINE}[html]\ntop_images = 0\n"));
     assert!(
         err.contains("pipeline.toml:22:14: html.top_images: the number of top images must be between 1 and 100, got 0"),

@@ -178,6 +178,8 @@ rule score:
     params:
         dataset=dataset_arg,
         denominator=PIPELINE["score"]["denominator"],
+        tally_depth=(["--tally-depth", PIPELINE["score"]["tally_depth"]]
+                     if PIPELINE["score"].get("tally_depth") is not None else []),
         categories=category_args(),
     threads: THREADS
     log:
@@ -186,7 +188,7 @@ rule score:
         stage(
             "nd-score",
             ["--dataset", params.dataset, "--masks", input.masks,
-             "--denominator", params.denominator, *params.categories,
+             "--denominator", params.denominator, *params.tally_depth, *params.categories,
              "--record", output.record],
             log[0],
             threads,

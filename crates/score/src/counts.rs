@@ -42,6 +42,32 @@ pub struct LayerCounts {
     pub act: Vec<u64>,
     /// All mask pixels of each unit.
     pub pixels: Vec<u64>,
+    /// What the original's tally depth dropped (see [`Counter::with_tally_depth`]).
+    pub dropped: Dropped,
+}
+
+/// What a tally depth dropped from one layer's counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dropped {
+    /// Images with more intersection entries than the depth left room for.
+    pub images: u64,
+    /// The (unit, label) intersection entries dropped.
+    pub entries: u64,
+    /// Their pixels: intersection counts lost.
+    pub pixels: u64,
+    /// Images whose entries other than intersections (truths, unit sizes, image-level
+    /// items) already fill the depth: the original then drops some of those too, which
+    /// these counts cannot reproduce, so scoring refuses them.
+    pub overflows: u64,
+}
+
+impl Dropped {
+    fn add(&mut self, other: &Dropped) {
+        self.images += other.images;
+        self.entries += other.entries;
+        self.pixels += other.pixels;
+        self.overflows += other.overflows;
+    }
 }
 
 /// Everything scoring needs, summed over images in integers. Adding two `Counts` of
@@ -70,6 +96,7 @@ impl Counts {
                     inter: vec![0; units * n_labels],
                     act: vec![0; units * n_categories],
                     pixels: vec![0; *units],
+                    dropped: Dropped::default(),
                 })
                 .collect(),
         }
@@ -87,6 +114,7 @@ impl Counts {
             add(&mut a.inter, &b.inter);
             add(&mut a.act, &b.act);
             add(&mut a.pixels, &b.pixels);
+            a.dropped.add(&b.dropped);
         }
     }
 }
@@ -321,6 +349,14 @@ pub struct Counter<'a> {
     overlapped: Vec<bool>,
     /// The image's image-level labels as counted (see [`Counter::add_image`]).
     items: Vec<u32>,
+    /// The original's tally depth, when reproduced.
+    tally_depth: Option<usize>,
+    /// With a tally depth: a unit's intersections with pixel labels in one image
+    /// (`unit_inter[label]`, the labels in `touched`), and the image's entries
+    /// `(count, unit, label)`.
+    unit_inter: Vec<u64>,
+    touched: Vec<u32>,
+    entries: Vec<(u64, u32, u32)>,
     dense_limit: usize,
 }
 
@@ -342,8 +378,27 @@ impl<'a> Counter<'a> {
             present: vec![false; n_categories],
             overlapped: vec![false; n_categories],
             items: Vec::new(),
+            tally_depth: None,
+            unit_inter: Vec::new(),
+            touched: Vec::new(),
+            entries: Vec::new(),
             dense_limit: DENSE_TABLE,
         }
+    }
+
+    /// Counts as the original does with a tally of `depth` entries an image (its
+    /// `tally_depth`, 2,048 in its scripts): per layer and image, its entries other than
+    /// intersections come first (`((1 + S₁)(1 + S₂) − 1) + (1 + S₁)·P + (1 + S₂)·U` of them,
+    /// for `S₁` units whose mask fills the image, `S₂` image-level items, `P` distinct
+    /// pixel labels and `U` other units with a mask), and of the intersections of those `U`
+    /// units with pixel labels only the largest fit in the rest; the others are dropped
+    /// (on equal counts at the cut the smaller unit, then the smaller label, is kept: a
+    /// stable sort's order, where NumPy's default sort is not stable). Drops are counted in
+    /// each layer's [`Dropped`].
+    pub fn with_tally_depth(mut self, depth: Option<usize>) -> Counter<'a> {
+        self.tally_depth = depth;
+        self.unit_inter = vec![0; self.counts.n_labels];
+        self
     }
 
     /// Adds one image: its labels and, per layer (in the order of the counts' layers), its
@@ -369,16 +424,27 @@ impl<'a> Counter<'a> {
             start = end;
         }
         self.present.iter_mut().for_each(|p| *p = false);
+        // With a tally depth: the distinct pixel labels (unit_inter serves as the marks).
+        let mut pixel_labels = 0usize;
         for (c, &n) in self.hist.iter().enumerate() {
             if n > 0 {
                 codes.labels(c as u32, |label| {
                     if label != 0 {
                         self.counts.truth[label as usize] += u64::from(n);
                         self.present[primary[label as usize]] = true;
+                        if self.tally_depth.is_some() && self.unit_inter[label as usize] == 0 {
+                            self.unit_inter[label as usize] = 1;
+                            self.touched.push(u32::from(label));
+                            pixel_labels += 1;
+                        }
                     }
                 });
             }
         }
+        for &label in &self.touched {
+            self.unit_inter[label as usize] = 0;
+        }
+        self.touched.clear();
         self.hist.iter_mut().for_each(|n| *n = 0);
         // The image-level labels counted: the original sums an image's tally with NumPy's
         // `+=` over indices, which keeps one of repeated entries, so a label given in two
@@ -399,10 +465,25 @@ impl<'a> Counter<'a> {
         }
         let has_maps = !labels.maps.is_empty();
         for (layer, layer_masks) in self.counts.layers.iter_mut().zip(masks) {
+            // With a tally depth, the intersections of the units whose masks do not fill
+            // the image with pixel labels are held back as entries until the layer's
+            // units are all counted.
+            let (mut full_units, mut pixel_units) = (0usize, 0usize);
+            self.entries.clear();
             for (unit, runs) in layer_masks.clone() {
                 let unit = unit as usize;
                 let size: u64 = runs.iter().map(|r| u64::from(r.length)).sum();
                 layer.pixels[unit] += size;
+                let held = self.tally_depth.is_some() && size < area as u64;
+                if self.tally_depth.is_some() {
+                    if held {
+                        pixel_units += 1;
+                    } else {
+                        full_units += 1;
+                    }
+                }
+                let unit_inter = &mut self.unit_inter;
+                let touched = &mut self.touched;
                 let inter = &mut layer.inter[unit * n_labels..(unit + 1) * n_labels];
                 self.overlapped.iter_mut().for_each(|o| *o = false);
                 if has_maps {
@@ -415,7 +496,14 @@ impl<'a> Counter<'a> {
                     let mut add = |c: u32, n: u32| {
                         codes.labels(c, |label| {
                             if label != 0 {
-                                inter[label as usize] += u64::from(n);
+                                if held {
+                                    if unit_inter[label as usize] == 0 {
+                                        touched.push(u32::from(label));
+                                    }
+                                    unit_inter[label as usize] += u64::from(n);
+                                } else {
+                                    inter[label as usize] += u64::from(n);
+                                }
                                 self.overlapped[primary[label as usize]] = true;
                             }
                         })
@@ -452,6 +540,37 @@ impl<'a> Counter<'a> {
                 for (category, _) in counted.iter().enumerate().filter(|(_, on)| **on) {
                     layer.act[unit * n_categories + category] += size;
                 }
+                // The unit's held intersections, as entries (row-major order: unit, label).
+                self.touched.sort_unstable();
+                for &label in &self.touched {
+                    let n = std::mem::take(&mut self.unit_inter[label as usize]);
+                    self.entries.push((n, unit as u32, label));
+                }
+                self.touched.clear();
+            }
+            if let Some(depth) = self.tally_depth {
+                let items = labels.image_labels.len();
+                let others = (1 + full_units) * (1 + items) - 1
+                    + (1 + full_units) * pixel_labels
+                    + (1 + items) * pixel_units;
+                if others >= depth {
+                    layer.dropped.overflows += 1;
+                }
+                let room = depth.saturating_sub(others);
+                if self.entries.len() > room {
+                    // The largest counts, the earlier entry on ties.
+                    self.entries
+                        .sort_by(|a, b| b.0.cmp(&a.0).then((a.1, a.2).cmp(&(b.1, b.2))));
+                    layer.dropped.images += 1;
+                    for &(n, _, _) in &self.entries[room..] {
+                        layer.dropped.entries += 1;
+                        layer.dropped.pixels += n;
+                    }
+                    self.entries.truncate(room);
+                }
+                for &(n, unit, label) in &self.entries {
+                    layer.inter[unit as usize * n_labels + label as usize] += n;
+                }
             }
         }
     }
@@ -470,6 +589,7 @@ mod tests {
         primary: &[usize],
         counts: &mut Counts,
         denominator: Denominator,
+        tally_depth: Option<usize>,
     ) {
         let area = u64::from(labels.height) * u64::from(labels.width);
         let (n_labels, n_categories) = (counts.n_labels, counts.n_categories);
@@ -493,7 +613,19 @@ mod tests {
                 present[primary[label as usize]] = true;
             }
         }
+        // The original's tally, entry by entry, where a depth is given: the distinct pixel
+        // labels, and per layer the intersections of units not filling the image.
+        let mut distinct: Vec<u16> = labels
+            .maps
+            .iter()
+            .flat_map(|m| m.pixels.iter().copied())
+            .filter(|&p| p != 0)
+            .collect();
+        distinct.sort_unstable();
+        distinct.dedup();
         for (layer, layer_masks) in counts.layers.iter_mut().zip(masks) {
+            let mut entries: Vec<(u64, u32, u32)> = Vec::new();
+            let (mut full_units, mut pixel_units) = (0, 0);
             for (unit, runs) in layer_masks {
                 let unit = *unit as usize;
                 let pixels: Vec<usize> = runs
@@ -502,14 +634,28 @@ mod tests {
                     .collect();
                 let size = pixels.len() as u64;
                 layer.pixels[unit] += size;
+                let held = tally_depth.is_some() && size < area;
+                if held {
+                    pixel_units += 1;
+                } else {
+                    full_units += 1;
+                }
                 let mut overlapped = vec![false; n_categories];
+                let mut unit_inter = vec![0u64; n_labels];
                 for map in &labels.maps {
                     for &p in &pixels {
                         let label = map.pixels[p] as usize;
                         if label != 0 {
-                            layer.inter[unit * n_labels + label] += 1;
+                            unit_inter[label] += 1;
                             overlapped[primary[label]] = true;
                         }
+                    }
+                }
+                for (label, &n) in unit_inter.iter().enumerate().filter(|(_, n)| **n > 0) {
+                    if held {
+                        entries.push((n, unit as u32, label as u32));
+                    } else {
+                        layer.inter[unit * n_labels + label] += n;
                     }
                 }
                 for &label in &items {
@@ -522,6 +668,29 @@ mod tests {
                 };
                 for (c, _) in counted.iter().enumerate().filter(|(_, on)| **on) {
                     layer.act[unit * n_categories + c] += size;
+                }
+            }
+            if let Some(depth) = tally_depth {
+                let s2 = labels.image_labels.len();
+                let others = (1 + full_units) * (1 + s2) - 1
+                    + (1 + full_units) * distinct.len()
+                    + (1 + s2) * pixel_units;
+                if others >= depth {
+                    layer.dropped.overflows += 1;
+                }
+                let room = depth.saturating_sub(others);
+                // Keep the `room` largest; equal counts in entry order (a stable sort).
+                entries.sort_by_key(|e| std::cmp::Reverse(e.0));
+                if entries.len() > room {
+                    layer.dropped.images += 1;
+                    for e in &entries[room..] {
+                        layer.dropped.entries += 1;
+                        layer.dropped.pixels += e.0;
+                    }
+                    entries.truncate(room);
+                }
+                for (n, unit, label) in entries {
+                    layer.inter[unit as usize * n_labels + label as usize] += n;
                 }
             }
         }
@@ -588,12 +757,22 @@ mod tests {
             let mut counter = Counter::new(&primary, 3, &layers, denominator);
             counter.add_image(&labels, &[vec![(0, &runs[..])]]);
             let layer = &counter.counts.layers[0];
-            (counter.counts.truth.clone(), layer.inter.clone(), layer.act.clone())
+            (
+                counter.counts.truth.clone(),
+                layer.inter.clone(),
+                layer.act.clone(),
+            )
         };
         // Truth: 6 pixels an item; intersection: the mask's 4 pixels an item. Label 2 marks
         // its category (1) present, label 0 never does in the original.
-        assert_eq!(counted(Denominator::Lite), (vec![12, 0, 12], vec![8, 0, 8], vec![0, 4, 4]));
-        assert_eq!(counted(Denominator::Original), (vec![6, 0, 6], vec![4, 0, 4], vec![0, 4, 0]));
+        assert_eq!(
+            counted(Denominator::Lite),
+            (vec![12, 0, 12], vec![8, 0, 8], vec![0, 4, 4])
+        );
+        assert_eq!(
+            counted(Denominator::Original),
+            (vec![6, 0, 6], vec![4, 0, 4], vec![0, 4, 0])
+        );
     }
 
     /// Random images (0 to 4 label maps, blobs of few labels or noise of many, image-level
@@ -607,9 +786,15 @@ mod tests {
         let n_categories = 4;
         let primary: Vec<usize> = (0..n_labels).map(|l| l % n_categories).collect();
         let layers = vec![("a".to_owned(), 5), ("b".to_owned(), 3)];
-        for denominator in [Denominator::Lite, Denominator::Original] {
+        for (denominator, tally_depth) in [
+            (Denominator::Lite, None),
+            (Denominator::Original, None),
+            (Denominator::Original, Some(40)),
+            (Denominator::Original, Some(80)),
+        ] {
             for dense_limit in [DENSE_TABLE, 50, 0] {
-                let mut counter = Counter::new(&primary, n_categories, &layers, denominator);
+                let mut counter = Counter::new(&primary, n_categories, &layers, denominator)
+                    .with_tally_depth(tally_depth);
                 counter.dense_limit = dense_limit;
                 let mut expected = Counts::new(n_labels, n_categories, &layers);
                 for _ in 0..60 {
@@ -673,13 +858,29 @@ mod tests {
                         .map(|m| m.iter().map(|(u, r)| (*u, r.as_slice())).collect())
                         .collect();
                     counter.add_image(&labels, &views);
-                    reference(&labels, &masks, &primary, &mut expected, denominator);
+                    reference(
+                        &labels,
+                        &masks,
+                        &primary,
+                        &mut expected,
+                        denominator,
+                        tally_depth,
+                    );
                 }
                 assert_eq!(
                     counter.counts, expected,
-                    "{denominator:?}, dense limit {dense_limit}"
+                    "{denominator:?}, depth {tally_depth:?}, dense limit {dense_limit}"
                 );
                 assert!(expected.truth.iter().sum::<u64>() > 0);
+                // Both depths drop intersections; the smaller also overflows (entries other
+                // than intersections fill it).
+                let dropped: u64 = expected.layers.iter().map(|l| l.dropped.entries).sum();
+                let overflows: u64 = expected.layers.iter().map(|l| l.dropped.overflows).sum();
+                match tally_depth {
+                    None => assert_eq!((dropped, overflows), (0, 0)),
+                    Some(40) => assert!(dropped > 0 && overflows > 0, "{dropped} {overflows}"),
+                    Some(_) => assert!(dropped > 0 && overflows == 0, "{dropped} {overflows}"),
+                }
             }
         }
     }

@@ -26,7 +26,7 @@ use nd_tables::scores::{self, ActivationRow, RowRef};
 use rayon::prelude::*;
 use serde_json::json;
 
-pub use counts::{Counter, Counts, Denominator};
+pub use counts::{Counter, Counts, Denominator, Dropped};
 
 pub const STAGE: &str = "score";
 pub const SCHEMA: u32 = 1;
@@ -53,6 +53,28 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Config {
     pub denominator: Denominator,
+    /// The original's tally depth, reproduced (a compatibility setting, `original`
+    /// denominator only): at most this many entries an image and layer, the smallest
+    /// intersections dropped ([`Counter::with_tally_depth`]). `None`: exact counts.
+    pub tally_depth: Option<usize>,
+}
+
+impl Config {
+    /// Fails on a tally depth of 0, or with the lite denominator (the truncation is the
+    /// original's; NetDissect-Lite counts exactly).
+    pub fn validate(&self) -> Result<()> {
+        match (self.tally_depth, self.denominator) {
+            (Some(0), _) => Err(Error::Input(
+                "the tally depth must be at least 1 (the original's scripts use 2048)".into(),
+            )),
+            (Some(_), Denominator::Lite) => Err(Error::Input(
+                "a tally depth reproduces the original's truncated tally: use it with the original denominator \
+                 (NetDissect-Lite counts exactly)"
+                    .into(),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The layers of a segment artifact with their numbers of units.
@@ -82,6 +104,7 @@ pub fn spec(
     masks: &nd_store::Artifact,
     config: &Config,
 ) -> Result<nd_store::Spec> {
+    config.validate()?;
     let rows = masks.rows()?;
     if rows.end > dataset.len() {
         return Err(Error::Input(format!(
@@ -101,13 +124,13 @@ pub fn spec(
         .iter()
         .map(|c| c.name.as_str())
         .collect();
-    Ok(nd_store::Spec::new(
-        STAGE,
-        SCHEMA,
-        json!({ "denominator": config.denominator, "categories": categories }),
-    )
-    .input("masks", masks.key())
-    .digest("labels", digest))
+    let mut params = json!({ "denominator": config.denominator, "categories": categories });
+    if let Some(depth) = config.tally_depth {
+        params["tally_depth"] = json!(depth);
+    }
+    Ok(nd_store::Spec::new(STAGE, SCHEMA, params)
+        .input("masks", masks.key())
+        .digest("labels", digest))
 }
 
 /// Counts every image of a segment artifact.
@@ -161,7 +184,10 @@ pub fn count(
                 }
             }
         });
-        let new_counter = || Counter::new(&primary, n_categories, &units, config.denominator);
+        let new_counter = || {
+            Counter::new(&primary, n_categories, &units, config.denominator)
+                .with_tally_depth(config.tally_depth)
+        };
         // Each worker keeps its counts and the first (lowest-row) error it met.
         type Partial<'a> = (Counter<'a>, Option<(usize, Error)>);
         let keep_first = |failure: &mut Option<(usize, Error)>, row: usize, e: Error| {
@@ -219,7 +245,26 @@ pub fn count(
             );
         match failure {
             Some((_, e)) => Err(e),
-            None => Ok(counter.counts),
+            None => {
+                if let (Some(depth), Some(layer)) = (
+                    config.tally_depth,
+                    counter
+                        .counts
+                        .layers
+                        .iter()
+                        .find(|l| l.dropped.overflows > 0),
+                ) {
+                    let n = layer.dropped.overflows;
+                    return Err(Error::Input(format!(
+                        "tally_depth = {depth}: in {n} image{}, layer `{}` has more entries than the depth before any \
+                         intersection (its units' sizes, the label truths and the image-level items), and the original \
+                         then drops some of those too, which is not reproduced: use a larger depth, or none",
+                        if n == 1 { "" } else { "s" },
+                        layer.name
+                    )));
+                }
+                Ok(counter.counts)
+            }
         }
     })
 }
@@ -362,15 +407,16 @@ pub fn run(
     }
     let counts = count(dataset, masks, config)?;
     let rows = masks.rows()?;
-    let artifact = write(
-        store,
-        &spec,
-        dataset,
-        &counts,
-        config.denominator,
-        rows,
-        json!({}),
-    )?;
+    if let Some(depth) = config.tally_depth {
+        for layer in &counts.layers {
+            let d = layer.dropped;
+            eprintln!(
+                "score: tally_depth = {depth} dropped {} intersection pixels of layer `{}` ({} entries, in {} images)",
+                d.pixels, layer.name, d.entries, d.images
+            );
+        }
+    }
+    let artifact = write(store, &spec, dataset, &counts, *config, rows, json!({}))?;
     Ok(Outcome {
         artifact,
         computed: true,
@@ -383,10 +429,14 @@ fn write(
     spec: &nd_store::Spec,
     dataset: &nd_broden::Dataset,
     counts: &Counts,
-    denominator: Denominator,
+    config: Config,
     rows: std::ops::Range<usize>,
     extra_outputs: serde_json::Value,
 ) -> Result<nd_store::Artifact> {
+    let Config {
+        denominator,
+        tally_depth,
+    } = config;
     let pending = store.begin(spec)?;
     let metadata = pending.table_metadata();
     let mut writer = scores::RowWriter::create(&pending.dir().join(scores::FILE), &metadata)?;
@@ -435,7 +485,13 @@ fn write(
         "truth": scores::TRUTH_FILE,
         "activation": scores::ACTIVATION_FILE,
         "rows": [rows.start, rows.end],
-        "layers": counts.layers.iter().map(|l| json!({"name": l.name, "units": l.units})).collect::<Vec<_>>(),
+        "layers": counts.layers.iter().map(|l| {
+            let mut layer = json!({"name": l.name, "units": l.units});
+            if tally_depth.is_some() {
+                layer["dropped"] = json!(l.dropped);
+            }
+            layer
+        }).collect::<Vec<_>>(),
         "categories": categories,
     });
     if let (Some(out), Some(extra)) = (outputs.as_object_mut(), extra_outputs.as_object()) {
@@ -461,6 +517,14 @@ pub fn read_counts(scores: &nd_store::Artifact) -> Result<Counts> {
     let truth = scores::read_truth(&scores.dir.join(scores::TRUTH_FILE))?;
     let mut counts = Counts::new(truth.len(), categories.len(), &layers);
     counts.truth = truth;
+    // What a tally depth dropped, as the manifest records it.
+    if let Some(listed) = scores.manifest.outputs["layers"].as_array() {
+        for (layer, entry) in counts.layers.iter_mut().zip(listed) {
+            if let Ok(dropped) = serde_json::from_value(entry["dropped"].clone()) {
+                layer.dropped = dropped;
+            }
+        }
+    }
     let layer_index = |name: &str| {
         layers
             .iter()
@@ -547,7 +611,18 @@ pub fn merge(
                     shard.dir.display()
                 ))
             })?;
-        let expected = spec(store, dataset, &masks, &Config { denominator })?;
+        let tally_depth = shard.manifest.params["tally_depth"]
+            .as_u64()
+            .map(|d| d as usize);
+        let expected = spec(
+            store,
+            dataset,
+            &masks,
+            &Config {
+                denominator,
+                tally_depth,
+            },
+        )?;
         if expected.key() != shard.key() {
             return Err(Error::Input(format!(
                 "{} was not scored on this dataset (its label maps, tables or categories differ)",
@@ -592,15 +667,17 @@ pub fn merge(
         counts.merge(&read_counts(shard)?);
     }
     let rows = ordered[0].0.start..ordered[ordered.len() - 1].0.end;
-    let denominator: Denominator =
-        serde_json::from_value(shards[0].manifest.params["denominator"].clone())
-            .unwrap_or_default();
+    let params = &shards[0].manifest.params;
+    let config = Config {
+        denominator: serde_json::from_value(params["denominator"].clone()).unwrap_or_default(),
+        tally_depth: params["tally_depth"].as_u64().map(|d| d as usize),
+    };
     let artifact = write(
         store,
         &spec,
         dataset,
         &counts,
-        denominator,
+        config,
         rows,
         json!({ "shards": shards.len() }),
     )?;

@@ -19,6 +19,11 @@ struct Args {
     /// lite (NetDissect-Lite) or original (the original NetDissect).
     #[arg(long, default_value = "lite")]
     denominator: nd_score::Denominator,
+    /// Reproduce the original's tally of at most N entries an image (2048 in its scripts),
+    /// which drops the smallest intersections; with --denominator original. Default:
+    /// exact counts.
+    #[arg(long, value_name = "N")]
+    tally_depth: Option<usize>,
     #[command(flatten)]
     common: Common,
 }
@@ -122,6 +127,7 @@ fn run() -> anyhow::Result<()> {
             masks.expect_stage("segment")?;
             let config = nd_score::Config {
                 denominator: args.denominator,
+                tally_depth: args.tally_depth,
             };
             if common.explain {
                 eprintln!(
