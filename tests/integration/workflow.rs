@@ -256,6 +256,33 @@ fn a_changed_parameter_plans_exactly_the_rules_it_affects() {
             ("all", 1),
         ])
     );
+    // The original's tally depth: score onwards.
+    let depth = plan(&format!(
+        "{text}\n[score]\ndenominator = \"original\"\ntally_depth = 2048\n"
+    ));
+    assert_eq!(
+        depth,
+        jobs(&[("score", 3), ("score_merge", 1), ("report", 1), ("all", 1)])
+    );
+    // Receptive fields matter to receptive-field upsampling only: chosen with bilinear
+    // they plan nothing (netdissect run recomputes nothing either); with receptive-field
+    // upsampling, segment onwards reruns whether the model's fields or chosen ones are
+    // used.
+    let chosen = text.replace(
+        "batch_size = 16\n",
+        "batch_size = 16\nfields = \"assume-centred\"\n",
+    );
+    assert!(plan(&chosen).is_empty());
+    let receptive = "\n[segment]\nupsample = \"receptive-field\"\n";
+    let segment_onwards = jobs(&[
+        ("segment", 3),
+        ("score", 3),
+        ("score_merge", 1),
+        ("report", 1),
+        ("all", 1),
+    ]);
+    assert_eq!(plan(&format!("{text}{receptive}")), segment_onwards);
+    assert_eq!(plan(&format!("{chosen}{receptive}")), segment_onwards);
     assert!(plan(&text).is_empty(), "back to the computed parameters");
 
     // The lint is clean, sharded or not.

@@ -111,6 +111,20 @@ def category_args():
     return ["--categories", ",".join(CATEGORIES)] if CATEGORIES else []
 
 
+def fields_args(model):
+    """nd-segment's --fields for a model: none when the model file's fields are used, the
+    keyword assume-centred, or the pipeline's choices per layer as JSON."""
+    fields = MODELS[model]["fields"]
+    if fields is None or PIPELINE["segment"]["upsample"] != "receptive-field":
+        return []  # bilinear upsampling needs no fields: they change nothing then
+    return ["--fields", fields if isinstance(fields, str) else json.dumps(fields, sort_keys=True)]
+
+
+def tally_depth_args():
+    depth = PIPELINE["score"].get("tally_depth")
+    return [] if depth is None else ["--tally-depth", depth]
+
+
 def stage(binary, args, log, threads=None):
     """Runs a stage binary with an argument list (no shell, so no quoting of paths), its
     stdout and stderr in the job's log; on failure, the error names the log and repeats

@@ -134,21 +134,16 @@ rule segment:
     params:
         dataset=dataset_arg,
         upsample=PIPELINE["segment"]["upsample"],
-        # The model's receptive fields as the pipeline chooses them (null: the model
-        # file's, which the extract record carries).
-        fields=lambda wc: json.dumps(MODELS[wc.model]["fields"], sort_keys=True),
+        fields=lambda wc: fields_args(wc.model),
     threads: THREADS
     log:
         "logs/{model}/segment-{shard}.log",
     run:
-        fields = json.loads(params.fields)
         stage(
             "nd-segment",
             ["--dataset", params.dataset, "--activations", input.activations,
              "--thresholds", input.thresholds, "--upsample", params.upsample,
-             *(["--fields", fields if isinstance(fields, str) else params.fields]
-               if fields is not None else []),
-             "--record", output.record],
+             *params.fields, "--record", output.record],
             log[0],
             threads,
         )
@@ -178,8 +173,7 @@ rule score:
     params:
         dataset=dataset_arg,
         denominator=PIPELINE["score"]["denominator"],
-        tally_depth=(["--tally-depth", PIPELINE["score"]["tally_depth"]]
-                     if PIPELINE["score"].get("tally_depth") is not None else []),
+        tally_depth=tally_depth_args(),
         categories=category_args(),
     threads: THREADS
     log:
