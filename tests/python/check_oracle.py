@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks a finished lite-mode `netdissect run` against the independent oracle (oracle.py).
+"""Checks a finished `netdissect run` against the independent oracle (oracle.py).
 
     check_oracle.py --dataset DIR --cache CACHE_DIR --results RESULTS_DIR/<model> --top T
                     [--keep oracle.json]
@@ -7,7 +7,10 @@
 The report in RESULTS_DIR/<model> names its artifact key; from there each artifact's
 manifest.json names its inputs' keys, back through score, segment and quantile to the
 extract artifact that holds the model's activations. The oracle runs on those activations
-with the run's categories, rows and IoU threshold, and must agree with the Rust outputs:
+with the run's categories, rows and IoU threshold, in the run's mode (lite: `bilinear`
+upsampling and the `lite` denominator; original: `receptive-field` upsampling and the
+`original` denominator, with the run's tally depth if it has one; other mixes are refused),
+and must agree with the Rust outputs:
 
 - thresholds.parquet: every threshold equal, or within 1e-12 relative;
 - units.parquet: every unit's label, name and category identical (null for a unit that
@@ -16,12 +19,20 @@ with the run's categories, rows and IoU threshold, and must agree with the Rust 
   activation and intersect (nulls where the unit overlaps no label of the category), IoU
   within 1e-9;
 - tally-<layer>.csv: NetDissect-Lite's header, and row by row in order the same unit,
-  category, label and, per category, label and counts; score and IoUs within 1e-9 relative.
+  category, label and, per category, label and counts; score and IoUs within 1e-9 relative;
+- original mode: the score manifest's per-layer `dropped` (images, entries, pixels and
+  overflows of the tally depth) equal to the oracle's, all 0 without a depth.
 
 Exits non-zero listing the first mismatches; on success prints one summary line, with the
 counts of what the run covers: units that overlap no concept ("dead"), units that overlap no
 label of some categories only ("partly dead"), units whose best IoU ties across categories,
-and units with a category label that Lite's 1e-10 picks among equal IoUs.
+and units with a category label that Lite's 1e-10 picks among equal IoUs. In original mode
+the last are instead units with a category label that is the smallest of several with the
+same IoU ("label ties"), followed by units labelled 0 in its category and overall, units
+whose only overlap in a category is label 0 with an IoU of 0, (image, unit) masks that fill
+the label map, images where the tally depth cut falls between equal counts, images with a
+cut and a full mask, images that repeat an image-level label and repeated appearances of a pixel's label in several maps;
+then what the tally depth dropped in all layers: "dropped E entries (P pixels) in I images".
 """
 
 import argparse
@@ -134,9 +145,18 @@ def main():
     params = {stage: m["params"] for stage, m in run.items()}
     if params["quantile"]["top"] != args.top:
         fail(f"the run used top = {params['quantile']['top']}, not {args.top}")
-    if params["segment"]["upsample"] != "bilinear" or params["score"]["denominator"] != "lite":
-        fail(f"the oracle checks lite mode only; the run used upsample = {params['segment']['upsample']}, "
+    modes = {("bilinear", "lite"): "lite", ("receptive-field", "original"): "original"}
+    mode = modes.get((params["segment"]["upsample"], params["score"]["denominator"]))
+    if mode is None:
+        fail(f"the oracle checks lite mode (bilinear, lite) and original mode (receptive-field, original); "
+             f"the run used upsample = {params['segment']['upsample']}, "
              f"denominator = {params['score']['denominator']}")
+    tally_depth = params["score"].get("tally_depth")
+    if mode == "original" and params["segment"].get("fields") != run["extract"]["outputs"].get("fields"):
+        # The oracle reads the fields of the extract artifact, which a pipeline's `fields`
+        # would override.
+        fail(f"segment {run['segment']['key']} used other receptive fields than its extract artifact records; "
+             f"the oracle reads the extract artifact's")
     extract_dir = os.path.join(args.cache, "extract", run["extract"]["key"])
     quantile_dir = os.path.join(args.cache, "quantile", run["quantile"]["key"])
 
@@ -150,8 +170,11 @@ def main():
             "--iou-threshold", repr(params["report"]["iou_threshold"]),
             "--categories", ",".join(params["score"]["categories"]),
             "--rows", *[str(r) for r in params["extract"]["rows"]],
+            "--mode", mode,
             "--out", out,
         ]
+        if tally_depth is not None:
+            command += ["--tally-depth", str(tally_depth)]
         done = subprocess.run(command, stderr=subprocess.PIPE, text=True)
         sys.stderr.write(done.stderr)
         if done.returncode != 0:
@@ -225,8 +248,24 @@ def main():
         path = os.path.join(args.results, f"tally-{file_stem(layer)}.csv")
         errors += check_tally(path, oracle["categories"], o["tally"])
         tally_rows += len(o["tally"])
-    coverage = {k: sum(o["coverage"][k] for o in layers.values())
-                for k in ("dead_units", "partly_dead_units", "category_ties", "lite_ties")}
+    keys = ("dead_units", "partly_dead_units", "category_ties", "lite_ties") if mode == "lite" else \
+        ("dead_units", "partly_dead_units", "category_ties", "label_ties", "label0_in_category", "label0_units",
+         "label0_zero_iou", "full_masks", "cut_ties", "full_mask_cuts")
+    coverage = {k: sum(o["coverage"][k] for o in layers.values()) for k in keys}
+
+    dropped = {"images": 0, "entries": 0, "pixels": 0, "overflows": 0}
+    if mode == "original":
+        # What the tally depth dropped, per layer: the score manifest's record and the oracle's.
+        recorded = {entry["name"]: entry.get("dropped") for entry in run["score"]["outputs"]["layers"]}
+        for layer, o in layers.items():
+            want = o["dropped"]
+            got = recorded.get(layer)
+            if got is None and tally_depth is None:
+                got = {k: 0 for k in want}
+            if got != want:
+                errors.append(f"score manifest: layer {layer} dropped {got}, oracle {want}")
+            for k in dropped:
+                dropped[k] += want[k]
 
     name = os.path.basename(os.path.normpath(args.results))
     if errors:
@@ -236,8 +275,19 @@ def main():
     print(f"check_oracle: {name} agrees with the oracle: {len(layers)} layers ({', '.join(layers)}), "
           f"{len(expected_units)} units, {len(expected_categories)} unit-categories, {tally_rows} tally rows; "
           f"max |Δthreshold| {max_threshold_abs:.3g} (relative {max_threshold_rel:.3g}), max |ΔIoU| {max_iou:.3g}; "
-          f"covers {coverage['dead_units']} dead units, {coverage['partly_dead_units']} partly dead units, "
-          f"{coverage['category_ties']} category ties, {coverage['lite_ties']} lite ties")
+          + (f"covers {coverage['dead_units']} dead units, {coverage['partly_dead_units']} partly dead units, "
+             f"{coverage['category_ties']} category ties, {coverage['lite_ties']} lite ties" if mode == "lite" else
+             f"original mode{'' if tally_depth is None else f' with tally depth {tally_depth}'}; "
+             f"covers {coverage['dead_units']} dead units, {coverage['partly_dead_units']} partly dead units, "
+             f"{coverage['category_ties']} category ties, {coverage['label_ties']} label ties, "
+             f"{coverage['label0_in_category']} units labelled 0 in a category, "
+             f"{coverage['label0_units']} units labelled 0 overall, "
+             f"{coverage['label0_zero_iou']} units overlapping only label 0 with IoU 0 in a category, "
+             f"{coverage['full_masks']} full masks, {coverage['cut_ties']} depth cuts between equal counts, "
+             f"{coverage['full_mask_cuts']} depth cuts beside a full mask, "
+             f"{oracle['repeated']['items']} images repeating an image-level label, "
+             f"{oracle['repeated']['pixel_labels']} repeated pixel labels; "
+             f"dropped {dropped['entries']} entries ({dropped['pixels']} pixels) in {dropped['images']} images"))
 
 
 if __name__ == "__main__":

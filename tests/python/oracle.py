@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""An independent reference implementation of Network Dissection in its lite mode.
+"""An independent reference implementation of Network Dissection, in its lite and original modes.
 
     oracle.py --dataset DIR --activations PATH/activations.zarr [--top 0.005]
               [--iou-threshold 0.04] [--categories color,object,...] [--rows START END]
-              [--layers conv1,conv2] [--batch 100] --out out.json
+              [--layers conv1,conv2] [--batch 100] [--mode lite|original]
+              [--tally-depth D] --out out.json
 
-Written from the method's specification (METHOD.md §2 and §3) alone, with PIL, NumPy and
-zarr-python, to serve as a test oracle for the Rust stages: it shares no code with them.
+Written from the method's specification (METHOD.md §2 and §3) and the rules the README
+documents for the original mode alone, with PIL, NumPy and zarr-python, to serve as a test
+oracle for the Rust stages: it shares no code with them.
 
 - Dataset (§2): `index.csv` rows in file order; a category cell holds items joined by `;`
   (empty items dropped); an all-digit item is an image-level label number (0 included), any
@@ -35,11 +37,49 @@ zarr-python, to serve as a test oracle for the Rust stages: it shares no code wi
   overlaps nothing; a detector when it has a label whose IoU is at least the IoU threshold.
 - tally.csv (§3.6): NetDissect-Lite's rows, label 0 where a unit overlaps nothing.
 
+`--mode original` (`[segment] upsample = "receptive-field"` with `[score] denominator =
+"original"`) changes the masks, the counts, the IoU of label 0 and the ranking:
+
+- Masks (§3.3, original): each layer's receptive field comes from the extract artifact's
+  manifest (the `manifest.json` next to `activations.zarr`): `outputs.fields[layer]` =
+  {offset: [oy, ox], size: [sy, sx], stride: [ty, tx]} in input pixels, and
+  `outputs.input_size` = [H, W], the model's input. Per axis, with `input` pixels of input
+  and `label` pixels of label map: r = round(input / label) (Python's round, half to even),
+  at least 1; cell 0's centre in input pixels c = offset + size // 2; in label pixels
+  first = c // r and step = stride // r (floor division), or, where that step is 0,
+  first = c / (input / label) and step = stride / (input / label) exactly. Cell j is
+  centred at label pixel first + step·j; the map is interpolated piecewise-linearly through
+  those centres, separably, constant beyond the outermost ones (numpy.interp's rule), in
+  float64, and the mask keeps the pixels strictly above the threshold.
+- Counts (§3.4, original denominator): per image, its image-level items, a label given twice
+  among them counting once (in truth and in intersections); pixel labels as in lite. An
+  image's mask pixels count towards category `cat` whenever the image carries any label
+  whose primary category is `cat` anywhere (in a label map or as an image-level item),
+  whatever the mask covers, except that label 0 never marks a category present.
+- IoU: as in lite, except label 0, which has no activation term: inter / (truth − inter)
+  (0 when that is 0), and an activation of 0 in the tables and tally.csv.
+- Labels: ranked by the exact IoU (no 1e-10), otherwise the lite rules above (the smallest
+  label on ties in a category, the later category on ties across categories; no label
+  where the unit overlaps no label of the category, that is every intersection is 0).
+- `--tally-depth D` (the original's truncated tally): per image and layer, its entries
+  other than intersections are E = ((1 + S1)(1 + S2) − 1) + (1 + S1)·P + (1 + S2)·U, for S1
+  units whose mask fills the whole label map, S2 image-level items as index.csv lists them
+  (repeats included), P distinct non-zero pixel labels over the image's label maps and U
+  other units with a non-empty mask. Those U units' intersections with pixel labels (one
+  entry per unit and label with a non-zero count) get D − E slots (none if negative): the
+  largest counts are kept, on equal counts the smaller unit, then the smaller label, and
+  the others are not added. Full-mask units' intersections, intersections with image-level
+  labels, truths and activations are never dropped. Per layer the oracle reports what was
+  dropped: images (with a dropped entry), entries, pixels (their counts) and overflows
+  (images where E ≥ D, which the Rust score stage refuses).
+
 The output JSON holds, per layer, every unit's threshold, its best label, category and IoU,
 and per category its best label with truth, activation, intersect and IoU (nulls where it
 overlaps nothing); the rows of tally.csv in order; and counts of the cases the run covers
 (units that overlap nothing, in some categories only, ties). Units are 0-based but in the
-tally rows.
+tally rows. In original mode it also holds, per layer, what the tally depth dropped. At the
+top, `repeated` counts images that repeat a label among their image-level items and the
+repeated appearances of a pixel's label in several of its maps.
 The wall time of each step goes to stderr as `oracle: <step> <seconds>s`.
 """
 
@@ -213,11 +253,15 @@ def bilinear_weights(n_in, n_out):
     return i0, i1, w0, w1
 
 
-def upsample(maps, sh, sw):
-    """(K, h, w) float64 → (K, sh, sw), separable: along x, then along y."""
+def upsample(maps, sh, sw, weights=None):
+    """(K, h, w) float64 → (K, sh, sw), separable: along x, then along y.
+
+    weights: the (y, x) pair of per-axis (i0, i1, w0, w1) to use; lite's bilinear by default.
+    """
     _, h, w = maps.shape
-    x0, x1, wx0, wx1 = bilinear_weights(w, sw)
-    y0, y1, wy0, wy1 = bilinear_weights(h, sh)
+    if weights is None:
+        weights = (bilinear_weights(h, sh), bilinear_weights(w, sw))
+    (y0, y1, wy0, wy1), (x0, x1, wx0, wx1) = weights
     # In place where possible: the same arithmetic as the plain expression, fewer temporaries.
     rows = maps[:, :, x0]
     rows *= wx0
@@ -230,6 +274,52 @@ def upsample(maps, sh, sw):
     return out
 
 
+# --- Masks (METHOD §3.3, original) ----------------------------------------------------------
+
+
+def field_centres(offset, size, stride, n_in, n_label, n_cells):
+    """Label-space centres of one axis's n_cells cells, by the original's arithmetic.
+
+    offset, size, stride: the layer's receptive field along the axis, in input pixels;
+    n_in: the model's input pixels along it; n_label: the label map's.
+    """
+    r = max(1, round(n_in / n_label))
+    c = offset + size // 2
+    first, step = c // r, stride // r
+    if step == 0:
+        scale = n_in / n_label
+        first, step = c / scale, stride / scale
+    return first + step * np.arange(n_cells, dtype=np.float64)
+
+
+def field_weights(centres, n_out):
+    """Source cells and weights of each output pixel along one axis, for piecewise-linear
+    interpolation through the cells' centres, constant beyond the outermost ones.
+
+    numpy.interp maps each output pixel to its fractional cell coordinate (clamped to
+    [0, cells − 1] outside the centres); the pixel blends cells i0 = floor of that and
+    i0 + 1 (clamped) with weights 1 − λ and λ.
+    """
+    n_cells = len(centres)
+    frac = np.interp(np.arange(n_out, dtype=np.float64), centres, np.arange(n_cells, dtype=np.float64))
+    i0 = np.minimum(np.floor(frac).astype(np.int64), n_cells - 1)
+    i1 = np.minimum(i0 + 1, n_cells - 1)
+    w1 = frac - i0
+    w1[i1 == i0] = 0.0
+    w0 = 1.0 - w1
+    return i0, i1, w0, w1
+
+
+def receptive_field_weights(field, input_size, h, w, sh, sw):
+    """The (y, x) weights of `upsample` for a layer of (h, w) maps with this field."""
+    axes = []
+    for axis, (n_cells, n_out) in enumerate(((h, sh), (w, sw))):
+        centres = field_centres(field["offset"][axis], field["size"][axis], field["stride"][axis],
+                                input_size[axis], n_out, n_cells)
+        axes.append(field_weights(centres, n_out))
+    return tuple(axes)
+
+
 # --- Counting (METHOD §3.4, lite) -----------------------------------------------------------
 
 
@@ -239,6 +329,13 @@ class Counts:
     def __init__(self, n_units, n_labels, n_categories):
         self.inter = np.zeros((n_units, n_labels), dtype=np.int64)
         self.act = np.zeros((n_units, n_categories), dtype=np.int64)
+        # What the original's tally depth dropped (original mode with --tally-depth only).
+        self.dropped = {"images": 0, "entries": 0, "pixels": 0, "overflows": 0}
+        # Original mode: (image, unit) masks that fill the label map, and images whose depth
+        # cut falls between equal counts (where the tie rule decides what is kept).
+        self.full_masks = 0
+        self.cut_ties = 0
+        self.full_mask_cuts = 0  # images with a dropped entry and a full mask
 
 
 def score_batch(counts, dataset, acts, thresholds_, label_maps, scalars, sh, sw, timer):
@@ -294,11 +391,124 @@ def score_pairs(counts, dataset, acts, thresholds_, label_maps, scalars, sh, sw,
     timer.add("score", time.perf_counter() - t1)
 
 
+# --- Counting (METHOD §3.4, original) -------------------------------------------------------
+
+
+class Images:
+    """What the original's counts need of a batch's images, beside their label maps.
+
+    present: (B, categories) bool, the categories of the labels the image carries anywhere
+    (label 0 excepted); items: (B,) its image-level items as index.csv lists them (repeats
+    included); pixel_labels: (B,) its distinct non-zero pixel labels over all its maps.
+    """
+
+    def __init__(self, present, items, pixel_labels):
+        self.present = present
+        self.items = items
+        self.pixel_labels = pixel_labels
+
+
+def score_batch_original(counts, dataset, acts, thresholds_, label_maps, scalars, images, sh, sw,
+                         weights, tally_depth, timer):
+    """Adds one batch of same-size images to a layer's counts by the original's rules.
+
+    As score_batch, with `weights` the layer's receptive-field interpolation, `scalars` the
+    images' distinct image-level labels and `images` their Images. With a tally depth the
+    intersections of each image with pixel labels are first gathered, then cut to the depth.
+    """
+    t = time.perf_counter()
+    peaks = acts.max(axis=(2, 3)).astype(np.float64)
+    image, unit = np.nonzero(peaks > thresholds_[None, :])
+    timer.add("segment", time.perf_counter() - t)
+    step = max(1, PAIR_PIXELS // (sh * sw))
+    entries, pairs = [], []
+    for p0 in range(0, len(image), step):
+        e, p = score_pairs_original(counts, dataset, acts, thresholds_, label_maps, scalars, images,
+                                    sh, sw, weights, image[p0:p0 + step], unit[p0:p0 + step], timer)
+        entries.append(e)
+        pairs.append(p)
+    t = time.perf_counter()
+    e_image, e_unit, e_label, e_count, e_full = (np.concatenate(x) for x in zip(*entries)) if entries \
+        else (np.zeros(0, dtype=np.int64),) * 4 + (np.zeros(0, dtype=bool),)
+    keep = np.ones(len(e_count), dtype=bool)
+    p_image, p_pixels = (np.concatenate(x) for x in zip(*pairs)) if pairs \
+        else (np.zeros(0, dtype=np.int64),) * 2
+    full = p_pixels == sh * sw
+    counts.full_masks += int(full.sum())
+    if tally_depth is not None:
+        s1 = np.bincount(p_image[full], minlength=len(acts))
+        u = np.bincount(p_image[~full & (p_pixels > 0)], minlength=len(acts))
+        s2 = images.items
+        p = images.pixel_labels
+        others = ((1 + s1) * (1 + s2) - 1) + (1 + s1) * p + (1 + s2) * u
+        counts.dropped["overflows"] += int((others >= tally_depth).sum())
+        for b in range(len(acts)):
+            # The non-full units' intersections with pixel labels: the largest fill the room
+            # left; on equal counts the smaller unit, then the smaller label.
+            candidates = np.nonzero((e_image == b) & ~e_full)[0]
+            room = max(tally_depth - int(others[b]), 0)
+            if len(candidates) <= room:
+                continue
+            order = np.lexsort((e_label[candidates], e_unit[candidates], -e_count[candidates]))
+            dropped = candidates[order[room:]]
+            if room > 0 and e_count[candidates[order[room - 1]]] == e_count[dropped[0]]:
+                counts.cut_ties += 1
+            counts.full_mask_cuts += int(s1[b] > 0)
+            keep[dropped] = False
+            counts.dropped["images"] += 1
+            counts.dropped["entries"] += len(dropped)
+            counts.dropped["pixels"] += int(e_count[dropped].sum())
+    np.add.at(counts.inter, (e_unit[keep], e_label[keep]), e_count[keep])
+    timer.add("score", time.perf_counter() - t)
+
+
+def score_pairs_original(counts, dataset, acts, thresholds_, label_maps, scalars, images, sh, sw,
+                         weights, image, unit, timer):
+    """Adds the activation counts and image-level intersections of some (image, unit) pairs,
+    and returns their intersections with pixel labels as entries (image, unit, label, count,
+    whether the unit's mask fills the image) and the pairs' (image, mask pixels)."""
+    t0 = time.perf_counter()
+    n_labels = dataset.n_labels
+    masks = upsample(acts[image, unit].astype(np.float64), sh, sw, weights).reshape(len(image), -1)
+    masks = masks > thresholds_[unit][:, None]
+    t1 = time.perf_counter()
+    timer.add("segment", t1 - t0)
+
+    pixels = masks.sum(axis=1).astype(np.int64)
+    pair, pos = np.nonzero(masks)
+    labels = label_maps[image[pair], :, pos]  # (mask pixels, M): every map's label there
+    lab_pair = np.broadcast_to(pair[:, None], labels.shape)
+    keep = labels > 0
+    labels, lab_pair = labels[keep], lab_pair[keep]
+    # One entry per pair and pixel label, counting the label once per map it appears in.
+    code, n = np.unique(lab_pair.astype(np.int64) * n_labels + labels, return_counts=True)
+    e_pair, e_label = code // n_labels, code % n_labels
+    entries = (image[e_pair], unit[e_pair], e_label, n.astype(np.int64), pixels[e_pair] == sh * sw)
+    # Image-level labels (each once an image) intersect all of the mask.
+    for s in scalars.T:
+        s = s[image]
+        ok = s >= 0
+        np.add.at(counts.inter, (unit[ok], s[ok]), pixels[ok])
+    # The mask counts for every category the image carries, whatever it covers.
+    np.add.at(counts.act, unit, images.present[image] * pixels[:, None])
+    timer.add("score", time.perf_counter() - t1)
+    return entries, (image, pixels)
+
+
 # --- IoU and labels (METHOD §3.4, §3.5) -----------------------------------------------------
 
 
-def iou(counts, truth, primary):
-    act = counts.act[:, primary]  # act[unit, primary(label)]
+def label_activation(counts, primary, original=False):
+    """act[unit, primary(label)]; with the original's rules, 0 for label 0 (no activation
+    term in its IoU)."""
+    act = counts.act[:, primary]
+    if original:
+        act[:, 0] = 0
+    return act
+
+
+def iou(counts, truth, primary, original=False):
+    act = label_activation(counts, primary, original)
     denominator = act + truth[None, :] - counts.inter
     out = np.zeros(denominator.shape, dtype=np.float64)
     np.divide(counts.inter, denominator, out=out, where=denominator > 0)
@@ -314,7 +524,7 @@ def lite_iou(counts, truth, primary):
     return inter / (act + truth[None, :].astype(np.float64) - inter + 1e-10)
 
 
-def label_units(dataset, counts, truth, thresholds_, iou_threshold):
+def label_units(dataset, counts, truth, thresholds_, iou_threshold, mode="lite"):
     """Every unit's labels by the lite rules, and the rows of NetDissect-Lite's tally.csv.
 
     Per category c, every label number is scored with Lite's value of its IoU if c is its
@@ -329,10 +539,16 @@ def label_units(dataset, counts, truth, thresholds_, iou_threshold):
     the tally rows it has label 0's name, truth, activation (its primary category's, the
     last) and intersection, and the IoU of label 0 masked to the category (0). IoUs written
     are exact; Lite's 1e-10 only ranks.
+
+    With mode "original" labels are scored by their exact IoU, label 0's without an
+    activation term (and with an activation of 0 in the tables and rows), and a category is
+    the unit's where it overlaps a label of it (a non-zero intersection): the same as a
+    non-zero score but where label 0's truth − inter is 0, and there argmax gives label 0 too.
     """
-    ious = iou(counts, truth, dataset.primary)
-    lite = lite_iou(counts, truth, dataset.primary)
-    act = counts.act[:, dataset.primary]
+    original = mode == "original"
+    ious = iou(counts, truth, dataset.primary, original)
+    lite = ious if original else lite_iou(counts, truth, dataset.primary)
+    act = label_activation(counts, dataset.primary, original)
     n_units = ious.shape[0]
     n_categories = len(dataset.categories)
     in_category = [dataset.primary == ci for ci in range(n_categories)]
@@ -347,6 +563,10 @@ def label_units(dataset, counts, truth, thresholds_, iou_threshold):
         best[ci] = np.argmax(masked, axis=1)  # the first maximum
         score[ci] = masked[rows, best[ci]]
         exact[ci] = np.where(in_category[ci][best[ci]], ious[rows, best[ci]], 0.0)
+    if original:
+        alive = np.stack([(counts.inter[:, in_category[ci]] > 0).any(axis=1) for ci in range(n_categories)])
+    else:
+        alive = score > 0
     top = np.array([np.argsort(score[:, u], kind="stable")[-1] for u in range(n_units)], dtype=np.int64)
     order = np.argsort(score.max(axis=0), kind="stable")[::-1]
 
@@ -362,23 +582,23 @@ def label_units(dataset, counts, truth, thresholds_, iou_threshold):
         per_category = {}
         for ci, cat in enumerate(dataset.categories):
             label = int(best[ci, u])
-            if score[ci, u] > 0:
+            if alive[ci, u]:
                 per_category[cat] = {"label": label, "name": dataset.names[label], **counts_of(u, label),
                                      "iou": float(exact[ci, u])}
             else:
                 per_category[cat] = {"label": None, "name": None, "truth": None,
                                      "activation": int(counts.act[u, ci]), "intersect": 0, "iou": 0.0}
         ci = int(top[u])
-        alive = bool(score[ci, u] > 0)
+        labelled = bool(alive[ci, u])
         cat = dataset.categories[ci]
         units.append({
             "unit": u,
             "threshold": float(thresholds_[u]),
-            "label": per_category[cat]["label"] if alive else None,
-            "name": per_category[cat]["name"] if alive else None,
-            "category": cat if alive else None,
-            "iou": float(exact[ci, u]) if alive else 0.0,
-            "detector": alive and bool(exact[ci, u] >= iou_threshold),
+            "label": per_category[cat]["label"] if labelled else None,
+            "name": per_category[cat]["name"] if labelled else None,
+            "category": cat if labelled else None,
+            "iou": float(exact[ci, u]) if labelled else 0.0,
+            "detector": labelled and bool(exact[ci, u] >= iou_threshold),
             "categories": per_category,
         })
 
@@ -393,6 +613,12 @@ def label_units(dataset, counts, truth, thresholds_, iou_threshold):
             row["categories"][cat] = {"label": dataset.names[label], **counts_of(u, label),
                                       "iou": float(exact[cj, u])}
         tally.append(row)
+
+    if original:
+        coverage = original_coverage(dataset, counts, ious, alive, best, score, top)
+        coverage.update(full_masks=counts.full_masks, cut_ties=counts.cut_ties,
+                        full_mask_cuts=counts.full_mask_cuts)
+        return units, tally, coverage
 
     # What the fixtures exercise: units that overlap nothing, units that overlap no label of
     # some categories only, units whose best score ties across categories, and units whose
@@ -411,6 +637,34 @@ def label_units(dataset, counts, truth, thresholds_, iou_threshold):
     return units, tally, coverage
 
 
+def original_coverage(dataset, counts, ious, alive, best, score, top):
+    """What an original-mode run exercises: units that overlap nothing, units that overlap no
+    label of some categories only, units whose best IoU ties across categories, units whose
+    label in some category is the smallest of several with its IoU, units labelled 0 in its
+    category and overall, and units whose only overlap in a category is label 0 with an IoU
+    of 0 (truth = inter, where the rules give label 0 and an IoU of 0). The caller adds the
+    full masks and depth cuts between equal counts the counting met."""
+    n_categories, n_units = score.shape
+    best_score = score.max(axis=0)
+    label_ties = np.zeros(n_units, dtype=bool)
+    for ci in range(n_categories):
+        in_category = dataset.primary == ci
+        equal = (ious == score[ci][:, None]) & in_category[None, :]
+        label_ties |= alive[ci] & (score[ci] > 0) & (equal.sum(axis=1) > 1)
+    last = n_categories - 1
+    units = np.arange(n_units)
+    zero = alive[last] & (best[last] == 0)
+    return {
+        "dead_units": int((~alive.any(axis=0)).sum()),
+        "partly_dead_units": int((alive.any(axis=0) & ~alive.all(axis=0)).sum()),
+        "category_ties": int(((score == best_score[None, :]).sum(axis=0)[best_score > 0] > 1).sum()),
+        "label_ties": int(label_ties.sum()),
+        "label0_in_category": int(zero.sum()),
+        "label0_units": int((zero & (top == last) & alive[top, units]).sum()),
+        "label0_zero_iou": int((alive & (score == 0)).any(axis=0).sum()),
+    }
+
+
 # --- The run ----------------------------------------------------------------------------------
 
 
@@ -425,10 +679,18 @@ def main():
                         help="the index.csv rows the activations hold (default: all)")
     parser.add_argument("--layers", help="comma-separated; default: all of the group")
     parser.add_argument("--batch", type=int, default=100, help="images per batch")
+    parser.add_argument("--mode", choices=("lite", "original"), default="lite",
+                        help="lite: bilinear masks, lite denominator; original: receptive-field "
+                             "masks, original denominator")
+    parser.add_argument("--tally-depth", type=int,
+                        help="the original's tally depth (original mode; default: exact counts)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     if not 0.0 < args.top < 1.0:
         fail(f"--top must be between 0 and 1 (exclusive), got {args.top}")
+    original = args.mode == "original"
+    if args.tally_depth is not None and (not original or args.tally_depth < 1):
+        fail("--tally-depth needs --mode original and a depth of at least 1")
     timer = Timer()
 
     t = time.perf_counter()
@@ -446,6 +708,18 @@ def main():
     for layer, array in arrays.items():
         if array.ndim != 4 or array.shape[0] != len(dataset):
             fail(f"layer {layer}: activations of shape {array.shape}, expected ({len(dataset)}, units, h, w)")
+    if original:
+        # The receptive fields and the model's input size, from the extract artifact's manifest.
+        path = os.path.join(os.path.dirname(os.path.normpath(args.activations)), "manifest.json")
+        with open(path) as f:
+            outputs = json.load(f)["outputs"]
+        fields, input_size = outputs.get("fields") or {}, outputs.get("input_size")
+        if input_size is None:
+            fail(f"{path} gives no outputs.input_size")
+        for layer in layers:
+            if layer not in fields:
+                fail(f"{path} gives no receptive field for layer {layer}")
+        field_weights_ = {}  # (layer, sh, sw) → the layer's upsample weights at that label size
     timer.add("open", time.perf_counter() - t)
 
     t = time.perf_counter()
@@ -454,6 +728,9 @@ def main():
 
     n_categories = len(dataset.categories)
     truth = np.zeros(dataset.n_labels, dtype=np.int64)
+    # What the dataset exercises: images that repeat a label among their image-level items,
+    # pixels whose label is in two of their maps (each counts twice).
+    repeated = {"items": 0, "pixel_labels": 0}
     counts = {layer: Counts(a.shape[1], dataset.n_labels, n_categories) for layer, a in arrays.items()}
     # Batches are whole multiples of the arrays' image chunks (when the layers share one chunk
     # size), so each chunk is decompressed once.
@@ -470,11 +747,17 @@ def main():
             maps = [dataset.label_maps(row) for row in rows]
             n_maps = max([1] + [len(m) for m in maps])
             padded = np.zeros((len(rows), n_maps, sh * sw), dtype=np.int32)
-            n_scalars = max([1] + [len(dataset.rows[row][3]) for row in rows])
+            # The original counts a label repeated among an image's image-level items once.
+            items = [dataset.rows[row][3] for row in rows]
+            if original:
+                items = [list(dict.fromkeys(s)) for s in items]
+            n_scalars = max([1] + [len(s) for s in items])
             scalars = np.full((len(rows), n_scalars), -1, dtype=np.int64)
-            for b, (row, m) in enumerate(zip(rows, maps)):
+            images = Images(np.zeros((len(rows), n_categories), dtype=bool),
+                            np.array([len(dataset.rows[row][3]) for row in rows], dtype=np.int64),
+                            np.zeros(len(rows), dtype=np.int64))
+            for b, (row, m, s) in enumerate(zip(rows, maps, items)):
                 padded[b, : len(m)] = m
-                s = dataset.rows[row][3]
                 scalars[b, : len(s)] = s
                 for labels in m:
                     pixels = np.bincount(labels, minlength=dataset.n_labels)
@@ -482,28 +765,49 @@ def main():
                     truth += pixels
                 for label in s:
                     truth[label] += sh * sw
-            decoded[(sh, sw)] = (np.asarray(rows) - start, padded, scalars)
+                given = dataset.rows[row][3]
+                repeated["items"] += int(len(set(given)) < len(given))
+                ordered = np.sort(m, axis=0)
+                repeated["pixel_labels"] += int(((ordered[1:] == ordered[:-1]) & (ordered[1:] > 0)).sum())
+                # The categories the image carries anywhere (label 0 never marks one).
+                carried = np.unique(m[m > 0])
+                images.pixel_labels[b] = len(carried)
+                images.present[b, dataset.primary[carried]] = True
+                images.present[b, dataset.primary[[x for x in s if x != 0]]] = True
+            decoded[(sh, sw)] = (np.asarray(rows) - start, padded, scalars, images)
         timer.add("labels", time.perf_counter() - t)
 
         for layer, array in arrays.items():
             t = time.perf_counter()
             acts = np.asarray(array[start:stop])
             timer.add("read", time.perf_counter() - t)
-            for (sh, sw), (rows, padded, scalars) in decoded.items():
-                score_batch(counts[layer], dataset, acts[rows], layer_thresholds[layer],
-                            padded, scalars, sh, sw, timer)
+            for (sh, sw), (rows, padded, scalars, images) in decoded.items():
+                if not original:
+                    score_batch(counts[layer], dataset, acts[rows], layer_thresholds[layer],
+                                padded, scalars, sh, sw, timer)
+                    continue
+                key = (layer, sh, sw)
+                if key not in field_weights_:
+                    field_weights_[key] = receptive_field_weights(fields[layer], input_size,
+                                                                  *acts.shape[2:], sh, sw)
+                score_batch_original(counts[layer], dataset, acts[rows], layer_thresholds[layer],
+                                     padded, scalars, images, sh, sw, field_weights_[key],
+                                     args.tally_depth, timer)
 
     t = time.perf_counter()
     out = {
+        "mode": args.mode,
+        "tally_depth": args.tally_depth,
         "top": args.top,
         "iou_threshold": args.iou_threshold,
         "categories": dataset.categories,
         "images": len(dataset),
+        "repeated": repeated,
         "layers": {},
     }
     for layer in layers:
         units, tally, coverage = label_units(dataset, counts[layer], truth, layer_thresholds[layer],
-                                             args.iou_threshold)
+                                             args.iou_threshold, args.mode)
         out["layers"][layer] = {
             "units": len(units),
             "detectors": sum(u["detector"] for u in units),
@@ -512,6 +816,8 @@ def main():
             "tally": tally,
             "coverage": coverage,
         }
+        if original:
+            out["layers"][layer]["dropped"] = counts[layer].dropped
     timer.add("iou", time.perf_counter() - t)
 
     t = time.perf_counter()
