@@ -282,14 +282,17 @@ pub fn run(
         ),
     ])?;
     nd_tables::write(&dir.join("units.parquet"), &units_batch, &metadata)?;
-    // Every unit and category; where the unit overlaps no label of the category, no label,
-    // name or truth (null), its activation count in the category, and 0 intersection and IoU.
+    // Every unit and category: the chosen label's counts, as its IoU used them (the
+    // category's activation count, but none for label 0 with the original's denominator);
+    // where the unit overlaps no label of the category, no label, name or truth (null), its
+    // activation count in the category, and 0 intersection and IoU.
     let category_rows: Vec<(&str, u32, usize, u64, Option<&Choice>)> = units_rows
         .iter()
         .flat_map(|&(layer, unit, choices, _, _)| {
             (0..categories.len()).map(move |c| {
                 let choice = choices.categories[c].as_ref();
-                (layer, unit, c, choices.activation[c], choice)
+                let activation = choice.map_or(choices.activation[c], |c| c.row.activation);
+                (layer, unit, c, activation, choice)
             })
         })
         .collect();
