@@ -239,14 +239,11 @@ fn check_fields(
         .collect();
     if let Some(first) = missing.first() {
         anyhow::bail!(
-            "{file}: segment.upsample = \"receptive-field\" needs the receptive fields of {}, and {} holds none{}: \
-             export the model with python/export_torchvision.py (which stores them), give them in the model's \
-             pipeline section (fields = {{ {first} = {{ offset = [y, x], size = [y, x], stride = [y, x] }} }}, the original's \
-             field map in input pixels), or set fields = \"{assume}\" to place the centres mid-cell (not the original's geometry)",
+            "{file}: segment.upsample = \"receptive-field\" needs the receptive fields of {}, and {} holds none{}: {}",
             missing.join(", "),
             config.model.display(),
             if recorded.is_some() { " for them" } else { "" },
-            assume = nd_arrays::fields::ASSUME_CENTRED
+            nd_arrays::fields::how_to_give(first)
         );
     }
     Ok(fields)

@@ -551,24 +551,28 @@ fn receptive_field_scores_by_hand() {
     assert_eq!(s[&(1, 0)], (16, 4, 4, 4.0 / 16.0));
 }
 
+/// The report of the bilinear masks scored with a denominator, at an IoU threshold of 0.45.
+fn bilinear_report(p: &Pipeline, denominator: Denominator) -> nd_store::Artifact {
+    let (masks, _) = masks(p, Upsample::Bilinear);
+    let config = nd_score::Config {
+        denominator,
+        tally_depth: None,
+    };
+    let scores = nd_score::run(&p.store, &p.dataset, &masks, &config)
+        .unwrap()
+        .artifact;
+    let config = nd_report::Config {
+        iou_threshold: 0.45,
+    };
+    nd_report::run(&p.store, &scores, &config).unwrap().artifact
+}
+
 #[test]
 fn report_by_hand() {
     let p = pipeline();
-    let (masks, _) = masks(&p, Upsample::Bilinear);
-    let scores = nd_score::run(&p.store, &p.dataset, &masks, &Default::default())
-        .unwrap()
-        .artifact;
     // Unit 0: red-c 0.6 (color), car 0.44 (object), striped 0.5 (texture) → red-c.
     // Unit 1: blue-c 0.33, car 0, label 0 (empty name) 0.5 → the empty label, texture.
-    let report = nd_report::run(
-        &p.store,
-        &scores,
-        &nd_report::Config {
-            iou_threshold: 0.45,
-        },
-    )
-    .unwrap()
-    .artifact;
+    let report = bilinear_report(&p, Denominator::Lite);
     let (categories, layers) = nd_report::read_summaries(&report).unwrap();
     assert_eq!(categories, ["color", "object", "texture"]);
     let conv = &layers[0];
@@ -616,26 +620,7 @@ fn report_by_hand() {
     // With the original's denominator, label 0 has no activation term: its IoU for unit 2
     // is 8 / (16 − 8) = 1 (texture is not present in image 1, where the mask is), and
     // tally.csv writes an activation of 0 wherever it names label 0.
-    let scores = nd_score::run(
-        &p.store,
-        &p.dataset,
-        &masks,
-        &nd_score::Config {
-            denominator: Denominator::Original,
-            tally_depth: None,
-        },
-    )
-    .unwrap()
-    .artifact;
-    let report = nd_report::run(
-        &p.store,
-        &scores,
-        &nd_report::Config {
-            iou_threshold: 0.45,
-        },
-    )
-    .unwrap()
-    .artifact;
+    let report = bilinear_report(&p, Denominator::Original);
     let tally = std::fs::read_to_string(report.dir.join("tally-conv.csv")).unwrap();
     let lines: Vec<&str> = tally.lines().collect();
     assert_eq!(

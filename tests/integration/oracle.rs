@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{netdissect, only_dir, python, repo};
+use crate::common::{model, netdissect, only_dir, python, repo};
 
 const TOP: &str = "0.005";
 
@@ -75,12 +75,7 @@ dir = "results"
 #[test]
 fn lite_dissection_matches_the_numpy_oracle() {
     let dir = tempfile::tempdir().unwrap();
-    let tiny = dir.path().join("tiny.pt");
-    python(&[
-        "tests/python/make_models.py",
-        "tiny",
-        tiny.to_str().unwrap(),
-    ]);
+    model(dir.path(), "tiny"); // tiny.pt, which the pipelines name
     let pipeline_file = dir.path().join("pipeline.toml");
     std::fs::write(&pipeline_file, pipeline(&repo().join("models/demo"))).unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_netdissect"))
@@ -244,12 +239,7 @@ dir = "results-{name}"
 #[test]
 fn original_dissection_matches_the_numpy_oracle() {
     let dir = tempfile::tempdir().unwrap();
-    let tiny = dir.path().join("tiny.pt");
-    python(&[
-        "tests/python/make_models.py",
-        "tiny",
-        tiny.to_str().unwrap(),
-    ]);
+    model(dir.path(), "tiny"); // tiny.pt, which the pipelines name
     let alexnet = dir.path().join("alexnet.pt");
     python(&[
         "python/export_torchvision.py",

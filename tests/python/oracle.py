@@ -357,12 +357,12 @@ def score_batch(counts, dataset, acts, thresholds_, label_maps, scalars, sh, sw,
                     image[p0:p0 + step], unit[p0:p0 + step], timer)
 
 
-def score_pairs(counts, dataset, acts, thresholds_, label_maps, scalars, sh, sw, image, unit, timer):
-    """Adds the masks of some (image, unit) pairs of a batch to a layer's counts."""
+def pair_masks(acts, thresholds_, label_maps, sh, sw, weights, image, unit, timer):
+    """The masks of some (image, unit) pairs (upsampled with `weights`, bilinear when None),
+    flat, and the nonzero pixel labels under them: (time the masks were done, masks, mask
+    pixels of each pair, the labels, the pair of each label)."""
     t0 = time.perf_counter()
-    n_labels = dataset.n_labels
-    n_categories = len(dataset.categories)
-    masks = upsample(acts[image, unit].astype(np.float64), sh, sw).reshape(len(image), -1)
+    masks = upsample(acts[image, unit].astype(np.float64), sh, sw, weights).reshape(len(image), -1)
     masks = masks > thresholds_[unit][:, None]
     t1 = time.perf_counter()
     timer.add("segment", t1 - t0)
@@ -372,7 +372,15 @@ def score_pairs(counts, dataset, acts, thresholds_, label_maps, scalars, sh, sw,
     labels = label_maps[image[pair], :, pos]  # (mask pixels, M): every map's label there
     lab_pair = np.broadcast_to(pair[:, None], labels.shape)
     keep = labels > 0
-    labels, lab_pair = labels[keep], lab_pair[keep]
+    return t1, masks, pixels, labels[keep], lab_pair[keep]
+
+
+def score_pairs(counts, dataset, acts, thresholds_, label_maps, scalars, sh, sw, image, unit, timer):
+    """Adds the masks of some (image, unit) pairs of a batch to a layer's counts."""
+    n_labels = dataset.n_labels
+    n_categories = len(dataset.categories)
+    t1, masks, pixels, labels, lab_pair = pair_masks(
+        acts, thresholds_, label_maps, sh, sw, None, image, unit, timer)
     # Intersections with pixel labels: one count per map a label appears in.
     counts.inter += np.bincount(
         unit[lab_pair] * n_labels + labels, minlength=counts.inter.size
@@ -467,19 +475,9 @@ def score_pairs_original(counts, dataset, acts, thresholds_, label_maps, scalars
     """Adds the activation counts and image-level intersections of some (image, unit) pairs,
     and returns their intersections with pixel labels as entries (image, unit, label, count,
     whether the unit's mask fills the image) and the pairs' (image, mask pixels)."""
-    t0 = time.perf_counter()
     n_labels = dataset.n_labels
-    masks = upsample(acts[image, unit].astype(np.float64), sh, sw, weights).reshape(len(image), -1)
-    masks = masks > thresholds_[unit][:, None]
-    t1 = time.perf_counter()
-    timer.add("segment", t1 - t0)
-
-    pixels = masks.sum(axis=1).astype(np.int64)
-    pair, pos = np.nonzero(masks)
-    labels = label_maps[image[pair], :, pos]  # (mask pixels, M): every map's label there
-    lab_pair = np.broadcast_to(pair[:, None], labels.shape)
-    keep = labels > 0
-    labels, lab_pair = labels[keep], lab_pair[keep]
+    t1, masks, pixels, labels, lab_pair = pair_masks(
+        acts, thresholds_, label_maps, sh, sw, weights, image, unit, timer)
     # One entry per pair and pixel label, counting the label once per map it appears in.
     code, n = np.unique(lab_pair.astype(np.int64) * n_labels + labels, return_counts=True)
     e_pair, e_label = code // n_labels, code % n_labels

@@ -140,6 +140,16 @@ mod assume_centred {
     }
 }
 
+/// What to do when `layer` has no field and receptive-field upsampling needs one: the
+/// three ways to give it, as the messages of `netdissect run` and `nd-segment` say them.
+pub fn how_to_give(layer: &str) -> String {
+    format!(
+        "export the model with python/export_torchvision.py (which stores them), give them in the model's \
+         pipeline section (fields = {{ {layer} = {{ offset = [y, x], size = [y, x], stride = [y, x] }} }}, the original's \
+         field map in input pixels), or set fields = \"{ASSUME_CENTRED}\" to place the centres mid-cell (not the original's geometry)"
+    )
+}
+
 /// Where the segment stage takes each layer's field from.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Fields {

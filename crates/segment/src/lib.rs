@@ -82,6 +82,23 @@ pub fn spec(
     thresholds: &nd_store::Artifact,
     config: &Config,
 ) -> Result<nd_store::Spec> {
+    spec_placed(
+        dataset,
+        activations,
+        thresholds,
+        config,
+        &placements(activations, config)?,
+    )
+}
+
+/// [`spec`] with the layers' placements already resolved.
+fn spec_placed(
+    dataset: &nd_broden::Dataset,
+    activations: &nd_store::Artifact,
+    thresholds: &nd_store::Artifact,
+    config: &Config,
+    placements: &BTreeMap<String, LayerPlacement>,
+) -> Result<nd_store::Spec> {
     let rows = activations.rows()?;
     let mut hasher = blake3::Hasher::new_derive_key("netdissect label sizes v1");
     for (h, w) in label_sizes(dataset, &rows)? {
@@ -92,10 +109,10 @@ pub fn spec(
     if config.upsample == Upsample::ReceptiveField {
         // The fields used, whatever their source: a change of geometry reruns this stage
         // (and not the extraction).
-        let fields: BTreeMap<String, FieldChoice> = placements(activations, config)?
-            .into_iter()
+        let fields: BTreeMap<&String, FieldChoice> = placements
+            .iter()
             .map(|(layer, placement)| {
-                let choice = match placement {
+                let choice = match *placement {
                     LayerPlacement::Field { field, .. } => FieldChoice::Field(field),
                     LayerPlacement::Assumed(_) => FieldChoice::AssumeCentred,
                 };
@@ -167,11 +184,8 @@ pub fn placements(
                 },
                 None => {
                     return Err(Error::Input(format!(
-                        "receptive-field upsampling needs the field geometry of layer `{layer}`, and the model file does not hold it: \
-                         export the model with python/export_torchvision.py (which stores it), give it in the pipeline file \
-                         (`[[model]] fields = {{ {layer} = {{ offset = [y, x], size = [y, x], stride = [y, x] }} }}`, the original's \
-                         field map in input pixels), or set `fields = \"{assume}\"` to place the centres mid-cell (not the original's geometry)",
-                        assume = nd_arrays::fields::ASSUME_CENTRED
+                        "receptive-field upsampling needs the field geometry of layer `{layer}`, and the model file does not hold it: {}",
+                        nd_arrays::fields::how_to_give(&layer)
                     )));
                 }
             },
@@ -377,8 +391,8 @@ pub fn run(
     thresholds: &nd_store::Artifact,
     config: &Config,
 ) -> Result<Outcome> {
-    let spec = spec(dataset, activations, thresholds, config)?;
     let placements = placements(activations, config)?;
+    let spec = spec_placed(dataset, activations, thresholds, config, &placements)?;
     warn_assumed(&placements);
     if let Some(artifact) = store.get(&spec)? {
         return Ok(Outcome {
