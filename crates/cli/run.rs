@@ -444,7 +444,7 @@ fn check_model(
     let net = nd_extract::Model::load(&config.model, device, config.output_names.clone())
         .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
     let returned = net.output_shapes(size).map_err(|e| match e {
-        nd_extract::Error::Forward { .. } => anyhow::anyhow!(
+        nd_torch::Error::Forward { .. } => anyhow::anyhow!(
             "{file}: {e}; if the model expects images of another size than {}×{}, set it in \
              the model's preprocess: preprocess = {{ preset = \"...\", resize = [H, W] }}",
             size[0],

@@ -28,9 +28,7 @@
 //! ```
 
 mod error;
-mod model;
 mod pipeline;
-mod preprocess;
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -38,9 +36,11 @@ use std::path::PathBuf;
 use serde_json::json;
 
 pub use error::{Error, Result, shape};
-pub use model::{DeviceChoice, Model, model_fields, resolve_device};
+pub use nd_torch::{
+    ChannelOrder, DeviceChoice, Model, Preprocess, model_fields, resolve_device,
+    retain_freed_memory, set_threads,
+};
 pub use pipeline::{Floor, LayerInfo, list_layers, not_a_map};
-pub use preprocess::{ChannelOrder, Preprocess};
 
 /// The stage's name in the store.
 pub const STAGE: &str = "extract";
@@ -177,7 +177,7 @@ pub fn run(
     // The fields of the layers extracted, as the model file gives them: what the
     // receptive-field upsampling of the segment stage reads.
     let fields: std::collections::BTreeMap<&String, nd_arrays::fields::Field> =
-        match model::model_fields(&config.model)? {
+        match nd_torch::model_fields(&config.model)? {
             Some(model) => config
                 .layers
                 .iter()
@@ -218,39 +218,4 @@ pub fn run(
 pub fn floor(dataset: &nd_broden::Dataset, config: &Config) -> Result<Floor> {
     let rows = config.validate(dataset)?;
     pipeline::floor(dataset, config, rows)
-}
-
-/// Lets glibc's allocator keep large freed blocks instead of returning them to the kernel.
-///
-/// A forward pass allocates tensors of tens to hundreds of megabytes (ResNet-18's first
-/// feature maps are 100 MiB a batch of 32) and frees them before the next batch. Above its
-/// mmap threshold (at most 32 MiB by default) glibc maps each one afresh and unmaps it on
-/// free, so every batch faulted in and zeroed every page again: a fifth of ResNet-18's
-/// forward time went to the kernel (perf; floor 47.0 -> 31.7 s, extract 48.4 -> 37.0 s on
-/// 2,000 images). Blocks up to 1 GiB now come from the heap and are reused; the peak
-/// memory is the same, it is only not handed back between batches.
-pub fn retain_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; it is called before the model runs.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-    }
-}
-
-/// Sets torch's and rayon's worker counts (0 means one per core) and keeps freed memory in
-/// the process for the next batch ([`retain_freed_memory`]). Call once, early.
-pub fn set_threads(threads: usize) -> Result<()> {
-    retain_freed_memory();
-    let n = if threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        threads
-    };
-    tch::set_num_threads(n as i32);
-    // The global pool may already exist (a library user built it); that is fine.
-    let _ = rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .build_global();
-    Ok(())
 }

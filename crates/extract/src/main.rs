@@ -86,8 +86,12 @@ fn main() {
 /// What to change when the library's error cannot know the flag: a forward pass that
 /// fails is most often a model made for images of another size.
 fn hint(error: &anyhow::Error) -> String {
-    match error.downcast_ref::<nd_extract::Error>() {
-        Some(nd_extract::Error::Forward { input, .. }) => format!(
+    let forward = match error.downcast_ref::<nd_extract::Error>() {
+        Some(nd_extract::Error::Torch(e)) => Some(e),
+        _ => error.downcast_ref::<nd_torch::Error>(),
+    };
+    match forward {
+        Some(nd_torch::Error::Forward { input, .. }) => format!(
             "; if the model expects images of another size than {}×{}, resize them with \
              --resize H,W",
             input[2], input[3]

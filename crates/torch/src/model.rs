@@ -110,10 +110,11 @@ pub fn resolve_device(choice: DeviceChoice) -> Result<Device> {
     }
 }
 
-/// The field maps a TorchScript archive carries as its extra file
-/// [`nd_arrays::fields::MODEL_EXTRA_FILE`] (`python/export_torchvision.py` writes them), or
-/// `None` when it carries none. Reads the zip's directory and that entry, not the model.
-pub fn model_fields(path: &Path) -> Result<Option<nd_arrays::fields::ModelFields>> {
+/// The text of the TorchScript extra file `name` that the archive at `path` carries (the
+/// zip entry `<root>/extra/<name>`), or `None` when it carries none or is not a zip (then it
+/// is not TorchScript either, which loading the model says better). Reads the zip's
+/// directory and that entry, not the model.
+pub fn extra_file(path: &Path, name: &str) -> Result<Option<String>> {
     use std::io::Read;
     let fail = |message: String| Error::Model {
         path: path.to_owned(),
@@ -126,14 +127,12 @@ pub fn model_fields(path: &Path) -> Result<Option<nd_arrays::fields::ModelFields
             format!("cannot read: {e}")
         })
     })?;
-    let mut archive = match zip::ZipArchive::new(std::io::BufReader::new(file)) {
-        Ok(archive) => archive,
-        // Not a zip: not TorchScript either, which loading the model says better.
-        Err(_) => return Ok(None),
+    let Ok(mut archive) = zip::ZipArchive::new(std::io::BufReader::new(file)) else {
+        return Ok(None);
     };
     // `<root>/extra/<name>`, whatever the root folder is called.
-    let suffix = format!("/extra/{}", nd_arrays::fields::MODEL_EXTRA_FILE);
-    let Some(name) = archive
+    let suffix = format!("/extra/{name}");
+    let Some(entry) = archive
         .file_names()
         .find(|n| n.ends_with(&suffix) && n.matches('/').count() == 2)
         .map(str::to_owned)
@@ -142,13 +141,76 @@ pub fn model_fields(path: &Path) -> Result<Option<nd_arrays::fields::ModelFields
     };
     let mut text = String::new();
     archive
-        .by_name(&name)
-        .map_err(|e| fail(format!("{name}: {e}")))?
+        .by_name(&entry)
+        .map_err(|e| fail(format!("{entry}: {e}")))?
         .read_to_string(&mut text)
-        .map_err(|e| fail(format!("{name}: {e}")))?;
+        .map_err(|e| fail(format!("{entry}: {e}")))?;
+    Ok(Some(text))
+}
+
+/// The field maps a TorchScript archive carries as its extra file
+/// [`nd_arrays::fields::MODEL_EXTRA_FILE`] (`python/export_torchvision.py` writes them), or
+/// `None` when it carries none.
+pub fn model_fields(path: &Path) -> Result<Option<nd_arrays::fields::ModelFields>> {
+    let name = nd_arrays::fields::MODEL_EXTRA_FILE;
+    let Some(text) = extra_file(path, name)? else {
+        return Ok(None);
+    };
     nd_arrays::fields::ModelFields::parse(&text)
         .map(Some)
-        .map_err(|e| fail(format!("{name}: {e}")))
+        .map_err(|e| Error::Model {
+            path: path.to_owned(),
+            message: format!("extra file {name}: {e}"),
+        })
+}
+
+/// The TorchScript extra file in which a model says how to run it on from a layer.
+pub const INTERVENTION_EXTRA_FILE: &str = "netdissect-intervention.json";
+
+/// How a model runs on from a dissected layer: its method `method(layer: str,
+/// activations: Tensor) -> Tensor` continues the forward pass from `layer`'s activations,
+/// as given (a unit set to zero is that unit ablated), to the output that `forward`
+/// returns as `output` (the class scores of a classifier, the image of a generator).
+///
+/// Stored as the extra file [`INTERVENTION_EXTRA_FILE`]:
+/// `{"format": 1, "method": "forward_from", "output": "logits", "layers": ["conv5"]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Intervention {
+    pub format: u32,
+    pub method: String,
+    pub output: String,
+    /// The layers it can run on from, in the model's order.
+    pub layers: Vec<String>,
+}
+
+/// How to give a model the intervention method (the end of the messages that miss it).
+const HOW_TO_INTERVENE: &str = "export it with python/export_torchvision.py --logits (torchvision \
+    classifiers), or give the scripted module a @torch.jit.export method forward_from(layer: \
+    str, activations: Tensor) -> Tensor and the extra file netdissect-intervention.json that \
+    names it (python/export_torchvision.py shows how)";
+
+/// The intervention record of the model file at `path` ([`Intervention`]), or `None` when
+/// it has none.
+pub fn model_intervention(path: &Path) -> Result<Option<Intervention>> {
+    let Some(text) = extra_file(path, INTERVENTION_EXTRA_FILE)? else {
+        return Ok(None);
+    };
+    let fail = |message: String| Error::Model {
+        path: path.to_owned(),
+        message: format!("extra file {INTERVENTION_EXTRA_FILE}: {message}"),
+    };
+    let record: Intervention = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
+    if record.format != 1 {
+        return Err(fail(format!(
+            "format {} is not one this build reads (1)",
+            record.format
+        )));
+    }
+    if record.method.is_empty() || record.output.is_empty() || record.layers.is_empty() {
+        return Err(fail("method, output and layers must not be empty".into()));
+    }
+    Ok(Some(record))
 }
 
 /// A loaded TorchScript model in evaluation mode.
@@ -157,6 +219,7 @@ pub struct Model {
     module: CModule,
     device: Device,
     output_names: Option<Vec<String>>,
+    intervention: Option<Intervention>,
 }
 
 impl Model {
@@ -174,11 +237,13 @@ impl Model {
             message: not_torchscript(&e.to_string()),
         })?;
         module.set_eval();
+        let intervention = model_intervention(path)?;
         Ok(Model {
             path: path.to_owned(),
             module,
             device,
             output_names,
+            intervention,
         })
     }
 
@@ -186,9 +251,38 @@ impl Model {
         self.device
     }
 
-    /// Runs `forward` on an input batch and returns every named tensor it gives back.
-    pub fn forward(&self, input: &Tensor) -> Result<Vec<(String, Tensor)>> {
-        let _guard = tch::no_grad_guard();
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How the model runs on from a layer, when its file says ([`Intervention`]).
+    pub fn intervention(&self) -> Option<&Intervention> {
+        self.intervention.as_ref()
+    }
+
+    /// The intervention record, or an error saying that the model has none and how to give
+    /// it one (`for` says what needs it).
+    pub fn require_intervention(&self, layer: &str, r#for: &str) -> Result<&Intervention> {
+        let Some(record) = &self.intervention else {
+            return Err(self.error(format!(
+                "{for} needs the model to run on from layer `{layer}`, but its file has no \
+                 intervention record ({INTERVENTION_EXTRA_FILE}); {HOW_TO_INTERVENE}"
+            )));
+        };
+        if !record.layers.iter().any(|l| l == layer) {
+            return Err(self.error(format!(
+                "{for} needs the model to run on from layer `{layer}`, but its method {} offers \
+                 only {}",
+                record.method,
+                record.layers.join(", ")
+            )));
+        }
+        Ok(record)
+    }
+
+    /// Runs `forward` on an input batch and returns every named tensor it gives back, with
+    /// autograd as the caller set it (under `tch::no_grad_guard` no graph is kept).
+    pub fn forward_with_grad(&self, input: &Tensor) -> Result<Vec<(String, Tensor)>> {
         let output = self
             .module
             .forward_is(&[IValue::Tensor(input.to_device(self.device))])
@@ -198,6 +292,45 @@ impl Model {
                 message: first_line(&e.to_string()).to_owned(),
             })?;
         self.name_outputs(output)
+    }
+
+    /// The intervention: continues the forward pass from `layer`'s `activations` (N, C, h,
+    /// w; on any device) to the output the model's record names (see [`Intervention`]).
+    /// Autograd follows the caller's setting, so gradients with respect to `activations`
+    /// can be taken through it.
+    pub fn forward_from(&self, layer: &str, activations: &Tensor) -> Result<Tensor> {
+        let record = self.require_intervention(layer, "running on from a layer")?;
+        let output = self
+            .module
+            .method_is(
+                &record.method,
+                &[
+                    IValue::String(layer.to_owned()),
+                    IValue::Tensor(activations.to_device(self.device)),
+                ],
+            )
+            .map_err(|e| {
+                self.error(format!(
+                    "{}(\"{layer}\", activations of {}) failed: {}",
+                    record.method,
+                    crate::error::shape(&activations.size()),
+                    first_line(&e.to_string())
+                ))
+            })?;
+        match output {
+            IValue::Tensor(t) => Ok(t),
+            other => Err(self.error(format!(
+                "{} returns {}, not a tensor",
+                record.method,
+                ivalue_kind(&other)
+            ))),
+        }
+    }
+
+    /// Runs `forward` on an input batch and returns every named tensor it gives back.
+    pub fn forward(&self, input: &Tensor) -> Result<Vec<(String, Tensor)>> {
+        let _guard = tch::no_grad_guard();
+        self.forward_with_grad(input)
     }
 
     /// Runs `forward` once on a blank batch of one image of `input_size`
