@@ -154,6 +154,19 @@ fn run() -> anyhow::Result<()> {
                     let at = copy.as_ref().unwrap_or(&pages.dir);
                     println!("pages:  {}", at.join("index.html").display());
                 }
+                if let Some((explained, copy)) = &m.explain {
+                    let layer = explained.manifest.params["layer"].as_str().unwrap_or("?");
+                    println!(
+                        "\nexplain: predictions by the units of {layer}; mean drop of the predicted \
+                         class's score when n units are zeroed"
+                    );
+                    print!(
+                        "{}",
+                        nd_explain::ablation_table(&nd_explain::read_ablation(explained)?)
+                    );
+                    let at = copy.as_ref().unwrap_or(&explained.dir);
+                    println!("explanations: {}", shown(at).display());
+                }
                 println!();
             }
             if all.len() > 1 {

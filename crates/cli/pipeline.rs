@@ -29,6 +29,8 @@ pub struct Pipeline {
     pub report: ReportSection,
     #[serde(default)]
     pub html: HtmlSection,
+    /// Explaining predictions by labelled units: run only when the section is given.
+    pub explain: Option<ExplainSection>,
     #[serde(default)]
     pub output: OutputSection,
 }
@@ -108,6 +110,11 @@ pub struct ModelSection {
     /// `{ offset = [y, x], size = [y, x], stride = [y, x] }` or `"assume-centred"`
     /// (see [`ModelSection::fields`]).
     pub fields: Option<Spanned<toml::Value>>,
+    /// The name under which forward returns the class scores (for `[explain]`).
+    pub logits: Option<String>,
+    /// A file of class names, one per line in the order of the class scores (relative to
+    /// the pipeline file); without it the classes are numbered.
+    pub classes: Option<Spanned<PathBuf>>,
 }
 
 impl ModelSection {
@@ -318,6 +325,151 @@ impl Default for ReportSection {
     }
 }
 
+/// `[explain]`: explain the predictions of the models that give class scores (`logits`)
+/// by the units of one dissected layer, and test the explanations by ablation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainSection {
+    /// The models to explain (default: every model that names its `logits`).
+    pub models: Option<Spanned<Vec<String>>>,
+    /// The layer whose units explain (default: each model's last layer).
+    pub layer: Option<String>,
+    #[serde(default = "default_top_k")]
+    pub top_k: usize,
+    #[serde(default = "default_top_n")]
+    pub top_n: usize,
+    #[serde(default = "default_ablate")]
+    pub ablate: Vec<usize>,
+    #[serde(default = "default_draws")]
+    pub random_draws: usize,
+    #[serde(default)]
+    pub seed: u64,
+    /// The dataset category naming each image's true class ("" for none).
+    #[serde(default = "default_truth")]
+    pub truth_category: String,
+}
+
+impl ExplainSection {
+    /// The models `[explain]` explains, in pipeline order.
+    pub fn chosen<'a>(&self, models: &'a [ModelSection]) -> Vec<&'a ModelSection> {
+        match &self.models {
+            Some(names) => models
+                .iter()
+                .filter(|m| names.get_ref().contains(&m.name))
+                .collect(),
+            None => models.iter().filter(|m| m.logits.is_some()).collect(),
+        }
+    }
+
+    /// The explain stage's settings for one chosen model (the class names read).
+    pub fn config(&self, l: &Loaded, model: &ModelSection) -> anyhow::Result<nd_explain::Config> {
+        let layer = self
+            .layer
+            .clone()
+            .or_else(|| model.layers.get_ref().last().cloned())
+            .unwrap_or_default();
+        let mut config = nd_explain::Config::new(
+            l.resolve(model.file.get_ref()),
+            layer,
+            model.preprocess.resolve()?,
+        );
+        config.output_names = model.output_names.clone();
+        if let Some(logits) = &model.logits {
+            config.logits = logits.clone();
+        }
+        config.classes = match &model.classes {
+            Some(file) => Some(
+                nd_explain::read_classes(&l.resolve(file.get_ref())).with_context(|| {
+                    format!(
+                        "{}: model `{}`: classes",
+                        l.location(file.span()),
+                        model.name
+                    )
+                })?,
+            ),
+            None => None,
+        };
+        config.top_k = self.top_k;
+        config.top_n = self.top_n;
+        config.ablate = self.ablate.clone();
+        config.random_draws = self.random_draws;
+        config.seed = self.seed;
+        config.truth_category = Some(self.truth_category.clone()).filter(|c| !c.is_empty());
+        config.batch_size = model.batch_size;
+        config.device = *model.device.get_ref();
+        Ok(config)
+    }
+}
+
+/// `[explain]` names models that exist and give class scores, and a layer they dissect.
+fn check_explain(l: &Loaded, explain: &ExplainSection) -> anyhow::Result<()> {
+    let p = &l.pipeline;
+    if let Some(names) = &explain.models {
+        for name in names.get_ref() {
+            let Some(model) = p.models.iter().find(|m| &m.name == name) else {
+                bail!(
+                    "{}: explain.models names `{name}`, which is no [[model]] of this file",
+                    l.location(names.span())
+                );
+            };
+            if model.logits.is_none() {
+                bail!(
+                    "{}: explain.models names `{name}`, whose [[model]] has no `logits`: name the \
+                     output under which its forward returns the class scores (logits = \"logits\"; \
+                     python/export_torchvision.py --logits exports them)",
+                    l.location(names.span())
+                );
+            }
+        }
+    }
+    let chosen = explain.chosen(&p.models);
+    if chosen.is_empty() {
+        bail!(
+            "{}: [explain] has no model to explain: give a [[model]] the name of its class \
+             scores (logits = \"logits\")",
+            l.path.display()
+        );
+    }
+    for model in chosen {
+        let config = explain
+            .config(l, model)
+            .with_context(|| format!("model `{}`", model.name))?;
+        if !model.layers.get_ref().contains(&config.layer) {
+            bail!(
+                "{}: explain.layer `{}` is not among model `{}`'s layers ({})",
+                l.path.display(),
+                config.layer,
+                model.name,
+                model.layers.get_ref().join(", ")
+            );
+        }
+        config
+            .validate()
+            .with_context(|| format!("{}: [explain]", l.path.display()))?;
+    }
+    Ok(())
+}
+
+fn default_top_k() -> usize {
+    1
+}
+
+fn default_top_n() -> usize {
+    10
+}
+
+fn default_ablate() -> Vec<usize> {
+    vec![1, 2, 4, 8, 16]
+}
+
+fn default_draws() -> usize {
+    5
+}
+
+fn default_truth() -> String {
+    "scene".into()
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HtmlSection {
@@ -483,6 +635,9 @@ fn check(l: &Loaded) -> anyhow::Result<()> {
             "{}: report.iou_threshold must be between 0 and 1 (an IoU is at most 1), got {iou}",
             l.location(p.report.iou_threshold.span())
         );
+    }
+    if let Some(explain) = &p.explain {
+        check_explain(l, explain)?;
     }
     let defaults = nd_html::Config::default();
     let top_images = nd_html::Config {

@@ -86,6 +86,8 @@ pub struct ModelResult {
     pub copy: Option<PathBuf>,
     /// The browsable report: its artifact, and its copy in `[output] dir`.
     pub html: Option<(Artifact, Option<PathBuf>)>,
+    /// The explanations of its predictions (`[explain]`), and their copy.
+    pub explain: Option<(Artifact, Option<PathBuf>)>,
 }
 
 /// The reports of every model, in pipeline order.
@@ -108,14 +110,17 @@ pub fn run(path: &Path, options: &Options) -> anyhow::Result<RunResult> {
     // after the earlier models' hours.
     let mut extractions = Vec::new();
     for model in &p.models {
-        let extraction = extract_config(&loaded, &store, &dataset, model, options)
+        let mut extraction = extract_config(&loaded, &store, &dataset, model, options)
+            .with_context(|| format!("model `{}`", model.name))?;
+        extraction.explain = explain_config(&loaded, &dataset, model, options)
             .with_context(|| format!("model `{}`", model.name))?;
         extractions.push(extraction);
     }
     let mut models = Vec::new();
     for (model, extraction) in p.models.iter().zip(extractions) {
-        let (report, html) = run_model(&loaded, &store, &dataset, model, extraction, options)
-            .with_context(|| format!("model `{}`", model.name))?;
+        let (report, html, explained) =
+            run_model(&loaded, &store, &dataset, model, extraction, options)
+                .with_context(|| format!("model `{}`", model.name))?;
         let out = p
             .output
             .dir
@@ -138,11 +143,26 @@ pub fn run(path: &Path, options: &Options) -> anyhow::Result<RunResult> {
             }
             None => None,
         };
+        let explain = match explained {
+            Some(artifact) => {
+                let copy = match &out {
+                    Some(to) => {
+                        let to = to.join("explain");
+                        artifact.export(&to, nd_store::Transfer::Copy)?;
+                        Some(to)
+                    }
+                    None => None,
+                };
+                Some((artifact, copy))
+            }
+            None => None,
+        };
         models.push(ModelResult {
             name: model.name.clone(),
             report,
             copy: out,
             html,
+            explain,
         });
     }
     let index = match &p.output.dir {
@@ -207,7 +227,79 @@ fn extract_config(
         spec,
         cached,
         fields,
+        explain: None,
     })
+}
+
+/// A model's explain settings when `[explain]` chooses it, checked against the model
+/// before any extraction: its forward must return the class scores (as many as the class
+/// names) and it must run on from the layer (the intervention method).
+fn explain_config(
+    loaded: &Loaded,
+    dataset: &nd_broden::Dataset,
+    model: &ModelSection,
+    options: &Options,
+) -> anyhow::Result<Option<nd_explain::Config>> {
+    let Some(section) = &loaded.pipeline.explain else {
+        return Ok(None);
+    };
+    if !section
+        .chosen(&loaded.pipeline.models)
+        .iter()
+        .any(|m| m.name == model.name)
+    {
+        return Ok(None);
+    }
+    let mut config = section.config(loaded, model)?;
+    config.progress = options.progress;
+    let file = loaded.location(model.file.span());
+    let Some(first) = dataset.rows().first() else {
+        anyhow::bail!("the dataset has no images");
+    };
+    let size = config
+        .preprocess
+        .resize
+        .unwrap_or([first.image_height, first.image_width]);
+    let device = nd_extract::resolve_device(config.device)?;
+    let net = nd_extract::Model::load(&config.model, device, config.output_names.clone())
+        .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+    net.require_intervention(&config.layer, "[explain]")
+        .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+    let returned = net
+        .output_shapes(size)
+        .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+    let Some((_, shape)) = returned.iter().find(|(n, _)| *n == config.logits) else {
+        anyhow::bail!(
+            "{file}: forward returns no `{}` (the class scores that logits names); it returns {}",
+            config.logits,
+            returned
+                .iter()
+                .map(|(n, _)| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    };
+    if shape.len() != 2 {
+        anyhow::bail!(
+            "{file}: `{}` is {} for one image, not (1, classes): name the class scores",
+            config.logits,
+            nd_extract::shape(shape)
+        );
+    }
+    if let (Some(names), Some(classes)) = (&config.classes, &model.classes)
+        && names.len() as i64 != shape[1]
+    {
+        anyhow::bail!(
+            "{}: the class names file {} has {} names but the model's `{}` has {} classes; give \
+             one name per line, in the order of the class scores",
+            loaded.location(classes.span()),
+            loaded.resolve(classes.get_ref()).display(),
+            names.len(),
+            config.logits,
+            shape[1]
+        );
+    }
+    Ok(Some(config))
 }
 
 /// The fields the pipeline file chooses for a model; with `receptive-field` upsampling,
@@ -257,6 +349,8 @@ struct Extraction {
     cached: Option<Artifact>,
     /// The receptive fields the pipeline file chooses (the segment stage's setting).
     fields: Fields,
+    /// The explain stage's settings, when `[explain]` chooses the model.
+    explain: Option<nd_explain::Config>,
 }
 
 fn run_model(
@@ -266,7 +360,7 @@ fn run_model(
     model: &ModelSection,
     extraction: Extraction,
     options: &Options,
-) -> anyhow::Result<(Artifact, Option<Artifact>)> {
+) -> anyhow::Result<(Artifact, Option<Artifact>, Option<Artifact>)> {
     let p = &loaded.pipeline;
     let name = model.name.as_str();
     let last = store.last_run(name);
@@ -276,6 +370,7 @@ fn run_model(
         spec,
         cached,
         fields,
+        explain: explain_config,
     } = extraction;
     let started = Instant::now();
     explain(options, store, name, last.as_ref(), Ok(spec))?;
@@ -380,9 +475,33 @@ fn run_model(
     .into_iter()
     .map(|(stage, artifact)| (stage.to_owned(), artifact.key()))
     .collect();
+
+    let explained = match explain_config {
+        Some(config) => {
+            let started = Instant::now();
+            explain(
+                options,
+                store,
+                name,
+                last.as_ref(),
+                nd_explain::spec(store, dataset, &report, &config).map_err(Into::into),
+            )?;
+            let outcome = nd_explain::run(store, dataset, &report, &config)?;
+            log(
+                "explain",
+                name,
+                &outcome.artifact,
+                outcome.computed,
+                started,
+            );
+            keys.insert("explain".to_owned(), outcome.artifact.key());
+            Some(outcome.artifact)
+        }
+        None => None,
+    };
     if !p.html.pages {
         store.record_run(name, &keys)?;
-        return Ok((report, None));
+        return Ok((report, None, explained));
     }
 
     let started = Instant::now();
@@ -413,7 +532,7 @@ fn run_model(
     log("html", name, &outcome.artifact, outcome.computed, started);
     keys.insert("html".to_owned(), outcome.artifact.key());
     store.record_run(name, &keys)?;
-    Ok((report, Some(outcome.artifact)))
+    Ok((report, Some(outcome.artifact), explained))
 }
 
 /// Before a long extraction, runs the model once on a blank image of the size it will

@@ -4,6 +4,7 @@ mod cluster;
 mod common;
 mod dataset;
 mod demo;
+mod explain;
 mod fixture;
 mod html;
 mod oracle;

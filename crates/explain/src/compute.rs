@@ -1,0 +1,488 @@
+//! The forward and backward passes: contributions, class activation maps and ablations.
+
+use std::ops::Range;
+
+use nd_broden::Dataset;
+use nd_torch::Model;
+use nd_torch::input::{batch_ranges, decode_batch, input_size};
+use tch::{Device, Kind, Tensor};
+
+use crate::{Config, Error, Result};
+
+/// One explained (image, class) pair: the class, its score and probability, the top units
+/// by contribution and the class activation map.
+#[derive(Debug, Clone)]
+pub(crate) struct Explained {
+    /// The dataset row.
+    pub row: usize,
+    /// 0 for the predicted class, 1 for the next, ...
+    pub class_rank: usize,
+    pub class: usize,
+    pub score: f32,
+    pub probability: f32,
+    /// The sum of every unit's contribution (the class score less the head's bias, for a
+    /// head linear after pooling): the denominator of the shares.
+    pub total: f64,
+    /// The top units: `(unit, contribution)`, largest contribution first.
+    pub top: Vec<(usize, f32)>,
+    /// The class activation map, `height × width`, row-major.
+    pub cam: Vec<f32>,
+}
+
+/// The faithfulness tallies of one way of choosing units and one number of them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Faithfulness {
+    /// Images counted.
+    pub images: u64,
+    /// Sum of the predicted class's score drops (before − after).
+    pub drop_sum: f64,
+    /// Images whose predicted class changed.
+    pub flips: u64,
+}
+
+impl Faithfulness {
+    fn add(&mut self, drop: f64, flipped: bool) {
+        self.images += 1;
+        self.drop_sum += drop;
+        self.flips += u64::from(flipped);
+    }
+
+    pub fn mean_drop(&self) -> f64 {
+        self.drop_sum / self.images.max(1) as f64
+    }
+
+    pub fn flip_rate(&self) -> f64 {
+        self.flips as f64 / self.images.max(1) as f64
+    }
+}
+
+/// What the passes over the dataset found.
+pub(crate) struct Explanation {
+    pub units: usize,
+    pub height: usize,
+    pub width: usize,
+    pub classes: usize,
+    pub explained: Vec<Explained>,
+    /// Per class: images predicted as the class, and the sum of each unit's contribution
+    /// over them.
+    pub class_images: Vec<u64>,
+    pub class_sums: Vec<Vec<f64>>,
+    /// Sum of the predicted classes' scores (for the mean).
+    pub score_sum: f64,
+    /// Per number in `config.ablate`: the top units, each random draw, the weights.
+    pub top: Vec<Faithfulness>,
+    pub random: Vec<Vec<Faithfulness>>,
+    pub weight: Vec<Faithfulness>,
+    /// Whether the summed gradient of every image's predicted class equalled the class's
+    /// weights (a head linear after pooling), so that the weight baseline applies.
+    pub linear_head: bool,
+    /// The largest relative difference seen between a summed gradient and the class weights.
+    pub linear_head_deviation: f64,
+    /// The largest difference between the intervention's class scores and forward's,
+    /// relative to the largest score.
+    pub intervention_deviation: f64,
+}
+
+/// A float32 tensor's values, on the CPU, flattened.
+fn values(t: &Tensor) -> Result<Vec<f32>> {
+    let t = t
+        .detach()
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Float)
+        .contiguous()
+        .view([-1]);
+    Ok(Vec::<f32>::try_from(&t)?)
+}
+
+fn take(
+    outputs: &mut Vec<(String, Tensor)>,
+    name: &str,
+    what: &str,
+    model: &Model,
+) -> Result<Tensor> {
+    match outputs.iter().position(|(n, _)| n == name) {
+        Some(i) => Ok(outputs.swap_remove(i).1),
+        None => Err(Error::Model {
+            path: model.path().to_owned(),
+            message: format!(
+                "forward returns no `{name}` ({what}); it returns {}",
+                outputs
+                    .iter()
+                    .map(|(n, _)| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
+    }
+}
+
+/// A SplitMix64 stream: the random draws depend on the seed, the draw and the image's row
+/// only, never on batching or threads.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn new(seed: u64, draw: u64, row: u64) -> SplitMix {
+        let mut s = SplitMix(seed ^ 0x9e37_79b9_7f4a_7c15);
+        s.0 ^= s
+            .next()
+            .wrapping_add(draw.wrapping_mul(0xbf58_476d_1ce4_e5b9));
+        s.0 ^= s
+            .next()
+            .wrapping_add(row.wrapping_mul(0x94d0_49bb_1331_11eb));
+        s
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// The first `n` of a uniform random permutation of `0..len` (partial Fisher–Yates).
+    fn prefix(&mut self, len: usize, n: usize) -> Vec<usize> {
+        let mut all: Vec<usize> = (0..len).collect();
+        for i in 0..n.min(len) {
+            let j = i + (self.next() % (len - i) as u64) as usize;
+            all.swap(i, j);
+        }
+        all.truncate(n.min(len));
+        all
+    }
+}
+
+/// The units of each image in the order an ablation takes them.
+type Orders = Vec<Vec<usize>>;
+
+/// Zeroes, for image `i`, the first `n` units of `orders[i]`, runs the network on and
+/// returns, per image, the drop of `classes[i]`'s score and whether the top class changed.
+fn ablate(
+    model: &Model,
+    layer: &str,
+    activations: &Tensor,
+    orders: &Orders,
+    n: usize,
+    classes: &[i64],
+    scores: &[f32],
+) -> Result<Vec<(f64, bool)>> {
+    let size = activations.size();
+    let (images, units) = (size[0] as usize, size[1] as usize);
+    let mut keep = vec![1f32; images * units];
+    for (i, order) in orders.iter().enumerate() {
+        for &u in order.iter().take(n) {
+            keep[i * units + u] = 0.0;
+        }
+    }
+    let keep = Tensor::from_slice(&keep)
+        .view([images as i64, units as i64, 1, 1])
+        .to_device(activations.device());
+    let _guard = tch::no_grad_guard();
+    let logits = model.forward_from(layer, &(activations * keep))?;
+    let after = values(&logits)?;
+    let top = values(&logits.argmax(1, false).to_kind(Kind::Float))?;
+    let width = after.len() / images.max(1);
+    Ok((0..images)
+        .map(|i| {
+            let c = classes[i] as usize;
+            let drop = f64::from(scores[i]) - f64::from(after[i * width + c]);
+            (drop, top[i] as i64 != classes[i])
+        })
+        .collect())
+}
+
+/// The class weights `W[c][u] = Σ_p ∂y_c/∂A_u(p)` at one image's activations: for a head
+/// linear after pooling, the same at every image (the weights of the unit's pooled value).
+fn class_weights(
+    model: &Model,
+    layer: &str,
+    one: &Tensor,
+    classes: usize,
+) -> Result<Vec<Vec<f32>>> {
+    let mut weights = Vec::with_capacity(classes);
+    let chunk = 64usize;
+    let mut start = 0;
+    while start < classes {
+        let n = chunk.min(classes - start);
+        let copies = one
+            .detach()
+            .repeat([n as i64, 1, 1, 1])
+            .set_requires_grad(true);
+        let logits = model.forward_from(layer, &copies)?;
+        let index = Tensor::arange_start(
+            start as i64,
+            (start + n) as i64,
+            (Kind::Int64, logits.device()),
+        )
+        .view([n as i64, 1]);
+        let picked = logits.gather(1, &index, false).sum(Kind::Float);
+        let grads = Tensor::f_run_backward(&[&picked], &[&copies], false, false)?;
+        let summed = values(&grads[0].sum_dim_intlist([2i64, 3].as_slice(), false, Kind::Float))?;
+        let units = summed.len() / n;
+        weights.extend(summed.chunks(units).map(<[f32]>::to_vec));
+        start += n;
+    }
+    Ok(weights)
+}
+
+/// Runs the model over `rows` and explains every image.
+pub(crate) fn explain(
+    dataset: &Dataset,
+    config: &Config,
+    rows: Range<usize>,
+) -> Result<Explanation> {
+    let device = nd_torch::resolve_device(config.device)?;
+    let model = Model::load(&config.model, device, config.output_names.clone())?;
+    model.require_intervention(&config.layer, "explaining predictions")?;
+    let record = model.intervention().expect("required above");
+    if record.output != config.logits {
+        return Err(Error::Model {
+            path: config.model.clone(),
+            message: format!(
+                "its intervention method {} recomputes `{}`, but the class scores were named \
+                 `{}`; set logits = \"{}\" or re-export the model",
+                record.method, record.output, config.logits, record.output
+            ),
+        });
+    }
+    let input_size = input_size(dataset, &config.preprocess, &rows);
+    let bar = nd_store::progress::bar(
+        config.progress,
+        rows.len() as u64,
+        "explain {bar:32} {pos}/{len} images, {rate}, eta {eta}",
+    );
+    let max_n = config.ablate.iter().copied().max().unwrap_or(0);
+    let mut out: Option<Explanation> = None;
+    let mut weights: Vec<Vec<f32>> = Vec::new();
+    for range in batch_ranges(&rows, config.batch_size) {
+        let batch = decode_batch(dataset, range.clone(), &config.preprocess, input_size)?;
+        let n_images = range.len();
+        let mut outputs = model.forward(&batch.input)?;
+        let activations = take(
+            &mut outputs,
+            &config.layer,
+            "the layer to explain with",
+            &model,
+        )?
+        .to_kind(Kind::Float);
+        let logits =
+            take(&mut outputs, &config.logits, "the class scores", &model)?.to_kind(Kind::Float);
+        let (a_size, l_size) = (activations.size(), logits.size());
+        if a_size.len() != 4 || a_size[0] != n_images as i64 {
+            return Err(Error::Model {
+                path: config.model.clone(),
+                message: format!(
+                    "layer `{}` is {} for a batch of {n_images}, not (N, C, H, W)",
+                    config.layer,
+                    nd_torch::shape(&a_size)
+                ),
+            });
+        }
+        if l_size.len() != 2 || l_size[0] != n_images as i64 {
+            return Err(Error::Model {
+                path: config.model.clone(),
+                message: format!(
+                    "the class scores `{}` are {} for a batch of {n_images}, not (N, classes)",
+                    config.logits,
+                    nd_torch::shape(&l_size)
+                ),
+            });
+        }
+        let (units, height, width) = (a_size[1] as usize, a_size[2] as usize, a_size[3] as usize);
+        let classes = l_size[1] as usize;
+        if let Some(names) = &config.classes
+            && names.len() != classes
+        {
+            return Err(Error::Config(format!(
+                "{} class names were given but the model's class scores `{}` have {classes} \
+                 classes; give one name per class, in the order of the scores",
+                names.len(),
+                config.logits
+            )));
+        }
+        let state = out.get_or_insert_with(|| Explanation {
+            units,
+            height,
+            width,
+            classes,
+            explained: Vec::new(),
+            class_images: vec![0; classes],
+            class_sums: vec![vec![0.0; units]; classes],
+            score_sum: 0.0,
+            top: vec![Faithfulness::default(); config.ablate.len()],
+            random: vec![vec![Faithfulness::default(); config.random_draws]; config.ablate.len()],
+            weight: vec![Faithfulness::default(); config.ablate.len()],
+            linear_head: true,
+            linear_head_deviation: 0.0,
+            intervention_deviation: 0.0,
+        });
+        if [units, height, width, classes]
+            != [state.units, state.height, state.width, state.classes]
+        {
+            return Err(Error::Model {
+                path: config.model.clone(),
+                message: "the layer's or the class scores' shape changed between batches".into(),
+            });
+        }
+        if weights.is_empty() {
+            weights = class_weights(&model, &config.layer, &activations.narrow(0, 0, 1), classes)?;
+        }
+        let k = config.top_k.min(classes);
+        let probabilities = values(&logits.softmax(1, Kind::Float))?;
+        let scores_all = values(&logits)?;
+        let (_, top_classes) = logits.topk(k as i64, 1, true, true);
+        let top_classes: Vec<i64> =
+            Vec::<i64>::try_from(&top_classes.to_device(Device::Cpu).contiguous().view([-1]))?;
+
+        // Gradients through the intervention method.
+        let a = activations.detach().set_requires_grad(true);
+        let tail = model.forward_from(&config.layer, &a)?;
+        let tail_values = values(&tail)?;
+        let largest = scores_all.iter().fold(1f32, |m, v| m.max(v.abs()));
+        let deviation = scores_all
+            .iter()
+            .zip(&tail_values)
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+            / largest;
+        state.intervention_deviation = state.intervention_deviation.max(f64::from(deviation));
+        if tail_values.len() != scores_all.len() || deviation > 1e-3 {
+            return Err(Error::Model {
+                path: config.model.clone(),
+                message: format!(
+                    "its intervention method does not reproduce forward's class scores from \
+                     layer `{}` (they differ by {:.3} % of the largest score); it must run \
+                     the rest of the network unchanged",
+                    config.layer,
+                    100.0 * deviation
+                ),
+            });
+        }
+        let mut predicted_scores = vec![0f32; n_images];
+        let mut predicted = vec![0i64; n_images];
+        let mut orders_top: Orders = vec![Vec::new(); n_images];
+        for r in 0..k {
+            let classes_r: Vec<i64> = (0..n_images).map(|i| top_classes[i * k + r]).collect();
+            let index = Tensor::from_slice(&classes_r)
+                .view([n_images as i64, 1])
+                .to_device(tail.device());
+            let picked = tail.gather(1, &index, false).sum(Kind::Float);
+            let grads = Tensor::f_run_backward(&[&picked], &[&a], r + 1 < k, false)?;
+            let g = &grads[0];
+            let map = g * &activations;
+            let contributions =
+                values(&map.sum_dim_intlist([2i64, 3].as_slice(), false, Kind::Float))?;
+            let cams = values(&map.sum_dim_intlist([1i64].as_slice(), false, Kind::Float))?;
+            let summed = if r == 0 {
+                values(&g.sum_dim_intlist([2i64, 3].as_slice(), false, Kind::Float))?
+            } else {
+                Vec::new()
+            };
+            for i in 0..n_images {
+                let c = classes_r[i] as usize;
+                let row = range.start + i;
+                let contribution = &contributions[i * units..(i + 1) * units];
+                let mut order: Vec<usize> = (0..units).collect();
+                // Largest first; equal contributions by unit number.
+                order.sort_by(|&x, &y| contribution[y].total_cmp(&contribution[x]).then(x.cmp(&y)));
+                let score = scores_all[i * classes + c];
+                state.explained.push(Explained {
+                    row,
+                    class_rank: r,
+                    class: c,
+                    score,
+                    probability: probabilities[i * classes + c],
+                    total: contribution.iter().map(|&v| f64::from(v)).sum(),
+                    top: order
+                        .iter()
+                        .take(config.top_n)
+                        .map(|&u| (u, contribution[u]))
+                        .collect(),
+                    cam: cams[i * height * width..(i + 1) * height * width].to_vec(),
+                });
+                if r == 0 {
+                    predicted[i] = c as i64;
+                    predicted_scores[i] = score;
+                    state.score_sum += f64::from(score);
+                    state.class_images[c] += 1;
+                    for (sum, &v) in state.class_sums[c].iter_mut().zip(contribution) {
+                        *sum += f64::from(v);
+                    }
+                    let g = &summed[i * units..(i + 1) * units];
+                    let w = &weights[c];
+                    let scale = w
+                        .iter()
+                        .fold(0f32, |m, v| m.max(v.abs()))
+                        .max(f32::MIN_POSITIVE);
+                    let dev = g.iter().zip(w).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale;
+                    state.linear_head_deviation = state.linear_head_deviation.max(f64::from(dev));
+                    if dev > 1e-4 {
+                        state.linear_head = false;
+                    }
+                    orders_top[i] = order;
+                }
+            }
+        }
+        drop(a);
+
+        // Ablations of the predicted class.
+        let _guard = tch::no_grad_guard();
+        for (j, &n) in config.ablate.iter().enumerate() {
+            if n > units {
+                continue;
+            }
+            for (drop, flip) in ablate(
+                &model,
+                &config.layer,
+                &activations,
+                &orders_top,
+                n,
+                &predicted,
+                &predicted_scores,
+            )? {
+                state.top[j].add(drop, flip);
+            }
+            for d in 0..config.random_draws {
+                let orders: Orders = (0..n_images)
+                    .map(|i| {
+                        SplitMix::new(config.seed, d as u64, (range.start + i) as u64)
+                            .prefix(units, max_n)
+                    })
+                    .collect();
+                for (drop, flip) in ablate(
+                    &model,
+                    &config.layer,
+                    &activations,
+                    &orders,
+                    n,
+                    &predicted,
+                    &predicted_scores,
+                )? {
+                    state.random[j][d].add(drop, flip);
+                }
+            }
+            let orders: Orders = predicted
+                .iter()
+                .map(|&c| {
+                    let w = &weights[c as usize];
+                    let mut order: Vec<usize> = (0..units).collect();
+                    order.sort_by(|&x, &y| w[y].total_cmp(&w[x]).then(x.cmp(&y)));
+                    order
+                })
+                .collect();
+            for (drop, flip) in ablate(
+                &model,
+                &config.layer,
+                &activations,
+                &orders,
+                n,
+                &predicted,
+                &predicted_scores,
+            )? {
+                state.weight[j].add(drop, flip);
+            }
+        }
+        bar.inc(n_images as u64);
+    }
+    bar.finish_and_clear();
+    out.ok_or_else(|| Error::Config("no images were explained".into()))
+}
