@@ -11,7 +11,11 @@ own, which is what a dissection then measures.
 
 It writes TorchScript files whose forward takes a normalised batch (N, 3, H, W) (the
 torchvision setting: RGB / 255, ImageNet mean and std) and returns a dict from layer name
-to its post-ReLU activations, the form ``nd-extract`` reads:
+to its post-ReLU activations, the form ``nd-extract`` reads, and under ``logits`` the scene
+head's class scores (N, scenes). The method ``forward_from(layer, activations)`` runs the
+network on from a layer's activations to those scores (the intervention that the explain
+stage ablates units through), and the extra file ``netdissect-intervention.json`` names it.
+The scene names go to ``<out>/scenes.txt``, one per line in the order of the scores.
 
     <out>/demo-random.pt       the seeded initial weights (step 0)
     <out>/demo-step<K>.pt      checkpoints from early in training, one per --checkpoints
@@ -32,22 +36,32 @@ activations equal to the file's on a seeded batch; the rewritten file must give 
     python python/train_demo.py --reexport models/demo
 """
 
-import argparse
-import csv
-import glob
-import json
 import os
 import sys
-import time
 
-import numpy as np
-import torch
-from PIL import Image
-from torch import nn
-from torch.nn import functional as F
+if __name__ == "__main__" and os.environ.get("PYTHONHASHSEED") != "0":
+    # torch.jit.script writes the convolutions' Final constants in the order of a set of
+    # their names, which follows the string hash seed: fixed, so that the bytes are too.
+    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]],
+              dict(os.environ, PYTHONHASHSEED="0"))
 
-import fieldmap
-from export_torchvision import save
+import argparse  # noqa: E402 - after the re-execution above
+import csv
+import glob  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+from typing import Dict  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+import fieldmap  # noqa: E402
+from export_torchvision import save  # noqa: E402
+
+INTERVENTION_FILE = "netdissect-intervention.json"
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -92,7 +106,7 @@ class DemoNet(nn.Module):
 
 
 class Layers(nn.Module):
-    """What is exported: the named post-ReLU activations of DemoNet."""
+    """The named post-ReLU activations of DemoNet (what the field maps are composed from)."""
 
     def __init__(self, net):
         super().__init__()
@@ -100,6 +114,55 @@ class Layers(nn.Module):
 
     def forward(self, x):
         return self.net.features(x)
+
+
+class Exported(nn.Module):
+    """What is exported: DemoNet's layers and scene scores, and the intervention method.
+
+    Written out layer by layer (not through DemoNet.features) so that TorchScript compiles
+    it; the operations are DemoNet's, in its order.
+    """
+
+    def __init__(self, net, n_scenes):
+        super().__init__()
+        self.conv1, self.conv2, self.conv3 = net.conv1, net.conv2, net.conv3
+        self.conv4, self.conv5, self.heads = net.conv4, net.conv5, net.heads
+        self.n_scenes = n_scenes
+
+    def scenes(self, c5: torch.Tensor) -> torch.Tensor:
+        pooled = torch.cat([c5.mean(dim=(2, 3)), c5.amax(dim=(2, 3))], dim=1)
+        return self.heads(pooled)[:, :self.n_scenes]
+
+    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        c1 = F.relu(self.conv1(x))
+        c2 = F.relu(self.conv2(F.max_pool2d(c1, 3, 2, 1)))
+        c3 = F.relu(self.conv3(F.max_pool2d(c2, 3, 2, 1)))
+        c4 = F.relu(self.conv4(c3))
+        c5 = F.relu(self.conv5(c4))
+        return {"conv1": c1, "conv2": c2, "conv3": c3, "conv4": c4, "conv5": c5,
+                "logits": self.scenes(c5)}
+
+    @torch.jit.export
+    def forward_from(self, layer: str, activations: torch.Tensor) -> torch.Tensor:
+        """The scene scores from ``layer``'s post-ReLU activations, as given."""
+        if layer not in ["conv1", "conv2", "conv3", "conv4", "conv5"]:
+            raise RuntimeError("forward_from: no layer " + layer
+                               + "; it offers conv1, conv2, conv3, conv4, conv5")
+        a = activations
+        if layer == "conv1":
+            a = F.relu(self.conv2(F.max_pool2d(a, 3, 2, 1)))
+        if layer in ["conv1", "conv2"]:
+            a = F.relu(self.conv3(F.max_pool2d(a, 3, 2, 1)))
+        if layer in ["conv1", "conv2", "conv3"]:
+            a = F.relu(self.conv4(a))
+        if layer in ["conv1", "conv2", "conv3", "conv4"]:
+            a = F.relu(self.conv5(a))
+        return self.scenes(a)
+
+
+def intervention_text():
+    return json.dumps({"format": 1, "method": "forward_from", "output": "logits",
+                       "layers": list(LAYERS)}, sort_keys=True)
 
 
 def read_csv(path):
@@ -193,28 +256,48 @@ def evaluate(net, images, scene, objects, textures, sizes, batch=200):
     }
 
 
-def export(net, path, size):
-    """Writes ``net``'s layers as TorchScript to ``path``, with their receptive fields.
+def export(net, path, size, n_scenes):
+    """Writes ``net``'s layers and scene scores as TorchScript to ``path``, with the
+    intervention method, the layers' receptive fields and the intervention record.
 
     The one export of training and of --reexport: the same weights give the same bytes.
     """
     net.eval()
-    layers = Layers(net)
-    scripted = torch.jit.trace(layers, torch.zeros(1, 3, size, size), strict=False)
-    fields = fieldmap.output_fields(layers, size)
+    scripted = torch.jit.script(Exported(net, n_scenes))
+    fields = fieldmap.output_fields(Layers(net), size)
     try:
-        save(scripted, path, {fieldmap.EXTRA_FILE: fieldmap.extra_file_text(fields, size)})
+        save(scripted, path, {fieldmap.EXTRA_FILE: fieldmap.extra_file_text(fields, size),
+                              INTERVENTION_FILE: intervention_text()})
     except OSError as e:
         fail(f"cannot write {path}: {e}")
     net.train()
 
 
+def write_scenes(directory, names):
+    with open(os.path.join(directory, "scenes.txt"), "w") as f:
+        f.write("".join(f"{name}\n" for name in names))
+
+
+def scene_names(directory):
+    """The scene names, in head order, from the directory's training log."""
+    path = os.path.join(directory, "training.json")
+    try:
+        with open(path) as f:
+            return json.load(f)["label_names"]["scene"]
+    except (OSError, KeyError, ValueError) as e:
+        fail(f"{path}: cannot read the scene names (label_names.scene) that the heads follow: {e}")
+
+
 def reexport(directory, size):
     """Rewrites every demo-*.pt of ``directory`` with ``export``, checking that the weights and
-    the activations on a seeded batch stay bit-identical."""
+    the activations on a seeded batch stay bit-identical, and that the scene scores and the
+    intervention method give DemoNet's."""
     paths = sorted(glob.glob(os.path.join(directory, "demo-*.pt")))
     if not paths:
         fail(f"{directory} holds no demo-*.pt file")
+    scenes = scene_names(directory)
+    write_scenes(directory, scenes)
+    n_scenes = len(scenes)
     for path in paths:
         extra = {fieldmap.EXTRA_FILE: ""}
         old = torch.jit.load(path, _extra_files=extra)
@@ -222,7 +305,8 @@ def reexport(directory, size):
         if extra[fieldmap.EXTRA_FILE]:
             _, (height, width) = fieldmap.read_extra_file(extra[fieldmap.EXTRA_FILE])
             file_size = height
-        state = {k[len("net."):]: v for k, v in old.state_dict().items()}
+        # Files of the first export held DemoNet under `net.`; later ones hold its modules.
+        state = {k.removeprefix("net."): v for k, v in old.state_dict().items()}
         # Only the heads' total size shows in the weights; how it splits between scenes,
         # objects and textures matters to the losses alone.
         net = DemoNet(state["heads.weight"].shape[0], 0, 0)
@@ -231,18 +315,29 @@ def reexport(directory, size):
         with torch.no_grad():
             before = old(batch)
             fresh = Layers(net.eval())(batch)
-        if list(before) != list(LAYERS) or not all(torch.equal(before[k], fresh[k]) for k in LAYERS):
+            scores = net(batch)[:, :n_scenes]
+        if not all(torch.equal(before[k], fresh[k]) for k in LAYERS):
             fail(f"{path}: DemoNet with the file's weights does not reproduce its activations")
-        export(net, path, file_size)
+        export(net, path, file_size, n_scenes)
         new = torch.jit.load(path)
         with torch.no_grad():
             after = new(batch)
-        same_weights = all(torch.equal(v, new.state_dict()[k]) for k, v in old.state_dict().items())
+            resumed = {k: new.forward_from(k, after[k]) for k in LAYERS}
+        new_state = new.state_dict()
+        same_weights = all(torch.equal(v, new_state[k]) for k, v in state.items())
         if not same_weights or not all(torch.equal(before[k], after[k]) for k in LAYERS):
             fail(f"{path}: the re-exported file differs from the old one in weights or activations")
+        if not torch.equal(after["logits"], scores):
+            fail(f"{path}: the exported scene scores differ from DemoNet's by "
+                 f"{(after['logits'] - scores).abs().max().item():.3g}")
+        for k, v in resumed.items():
+            if not torch.equal(v, scores):
+                fail(f"{path}: forward_from({k!r}) differs from the scene scores by "
+                     f"{(v - scores).abs().max().item():.3g}")
         print(f"train_demo: rewrote {path}: {len(state)} parameter tensors and the activations "
               f"of {', '.join(LAYERS)} on a seeded batch of 4 {file_size}×{file_size} images "
-              "are bit-identical", file=sys.stderr)
+              f"are bit-identical; its {n_scenes} scene scores and forward_from each layer equal "
+              "DemoNet's", file=sys.stderr)
 
 
 def main():
@@ -289,7 +384,8 @@ def main():
           f"{size}×{images.shape[2]}; read in {time.time() - started:.0f} s", file=sys.stderr)
 
     net = DemoNet(*sizes)
-    export(net, os.path.join(args.out, "demo-random.pt"), size)
+    write_scenes(args.out, names["scene"])
+    export(net, os.path.join(args.out, "demo-random.pt"), size, sizes[0])
     optimiser = torch.optim.Adam(net.parameters(), lr=args.lr)
     steps_per_epoch = len(train) // args.batch_size
     total = steps_per_epoch * args.epochs
@@ -318,7 +414,7 @@ def main():
             step += 1
             running.append([ls.item(), lo.item(), lt.item()])
             if step in checkpoints:
-                export(net, os.path.join(args.out, f"demo-step{step}.pt"), size)
+                export(net, os.path.join(args.out, f"demo-step{step}.pt"), size, sizes[0])
         mean = np.mean(running, axis=0)
         record = {"epoch": epoch + 1, "step": step,
                   "loss": {"scene": round(float(mean[0]), 4), "object": round(float(mean[1]), 4),
@@ -328,7 +424,7 @@ def main():
                   "seconds": round(time.time() - started)}
         log["history"].append(record)
         print(f"train_demo: {json.dumps(record)}", file=sys.stderr)
-    export(net, os.path.join(args.out, "demo-trained.pt"), size)
+    export(net, os.path.join(args.out, "demo-trained.pt"), size, sizes[0])
     with open(os.path.join(args.out, "training.json"), "w") as f:
         json.dump(log, f, indent=1, sort_keys=True)
         f.write("\n")

@@ -47,6 +47,10 @@ fn the_bundled_pipeline_runs_every_demo_model() {
         .replace(
             "file = \"models/demo/",
             &format!("file = \"{}/", models.display()),
+        )
+        .replace(
+            "classes = \"models/demo/",
+            &format!("classes = \"{}/", models.display()),
         );
     assert_ne!(small, text);
     assert!(!small.contains("size = 224"), "the dataset line moved");

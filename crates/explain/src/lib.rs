@@ -22,7 +22,7 @@
 //! (seeded draws), and, when the head is linear after pooling, for the n units with the
 //! largest weights for the class whatever the image (the "weight" baseline).
 //!
-//! Outputs, in the explain artifact (see `docs/tables.md`): `explanations.parquet`,
+//! Outputs, in the explain artifact (README, "Explaining predictions"): `explanations.parquet`,
 //! `class_units.parquet`, `class_concepts.parquet`, `faithfulness.parquet`, `cams.parquet`
 //! and `summary.json`.
 
