@@ -1,6 +1,7 @@
 //! `netdissect`: the command users start from. It ties the stages together; each stage is
 //! also its own binary (`nd-extract`, ...) for Make and Snakemake.
 
+mod explain;
 mod pipeline;
 mod run;
 mod verify;
@@ -38,6 +39,29 @@ enum Command {
         /// Do not draw progress bars.
         #[arg(long)]
         no_progress: bool,
+    },
+    /// Explain a model's prediction for one image (or a few) by the labelled units of its
+    /// dissection (run `netdissect run` first): the top classes, and each one's units by
+    /// contribution with their labels and shares. Uses the pipeline's [explain] settings.
+    Explain {
+        /// The pipeline file.
+        #[arg(default_value = "pipeline.toml")]
+        pipeline: PathBuf,
+        /// The [[model]] to explain (it must name its `logits`).
+        #[arg(long)]
+        model: String,
+        /// The image files (JPEG, PNG, ...), resized to the dissection's input size.
+        #[arg(long = "image", required = true)]
+        images: Vec<PathBuf>,
+        /// Classes explained per image (default: [explain] top_k, else 1).
+        #[arg(long)]
+        top_k: Option<usize>,
+        /// Units shown per class (default: [explain] top_n, else 10).
+        #[arg(long)]
+        top_n: Option<usize>,
+        /// Worker threads (default: one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
     },
     /// Check every artifact of the cache against its manifest (files present, sizes,
     /// blake3 digests, every Zarr chunk's crc32c): a line per damaged artifact, and a
@@ -184,6 +208,27 @@ fn run() -> anyhow::Result<()> {
                     );
                 }
             }
+            Ok(())
+        }
+        Command::Explain {
+            pipeline,
+            model,
+            images,
+            top_k,
+            top_n,
+            threads,
+        } => {
+            nd_extract::set_threads(threads)?;
+            print!(
+                "{}",
+                explain::explain(&explain::Request {
+                    pipeline: &pipeline,
+                    model: &model,
+                    images: &images,
+                    top_k,
+                    top_n,
+                })?
+            );
             Ok(())
         }
         Command::Config { pipeline } => {

@@ -349,6 +349,21 @@ pub struct ExplainSection {
     pub truth_category: String,
 }
 
+impl Default for ExplainSection {
+    fn default() -> Self {
+        ExplainSection {
+            models: None,
+            layer: None,
+            top_k: default_top_k(),
+            top_n: default_top_n(),
+            ablate: default_ablate(),
+            random_draws: default_draws(),
+            seed: 0,
+            truth_category: default_truth(),
+        }
+    }
+}
+
 impl ExplainSection {
     /// The models `[explain]` explains, in pipeline order.
     pub fn chosen<'a>(&self, models: &'a [ModelSection]) -> Vec<&'a ModelSection> {

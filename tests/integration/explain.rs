@@ -152,12 +152,80 @@ fn planted_classifier_explanations_are_exactly_its_weights() {
     // Cached: the second run explains nothing again.
     let again = netdissect(&pipeline, &[]);
     assert!(stage(&again, "fresh"), "{}", again.stderr);
+
+    // `netdissect explain --image` on a dataset image prints the stage's numbers for it.
+    let first = data.image_file(0);
+    let image = dir.path().join("data").join(&first);
+    let out = explain_command(&pipeline, &[image.to_str().unwrap()]);
+    assert!(out.0, "{}", out.2);
+    let (i, class) = (0, classes[0] as usize);
+    assert_eq!(
+        nd_tables::strings(&table, "image").unwrap()[i],
+        data.image(0)
+    );
+    let predicted = format!("predicted 1: {}", CLASSES[class]);
+    assert!(out.1.contains(&predicted), "{predicted}\n{}", out.1);
+    let shares = nd_tables::values::<Float64Type>(&table, "share").unwrap();
+    let first_row = format!(
+        "1  {:>4}  {}",
+        units[i],
+        label_names.value(labels.keys().value(i) as usize)
+    );
+    let share = format!("{:.1} %", 100.0 * shares[i]);
+    let line = out
+        .1
+        .lines()
+        .find(|l| l.trim_start().starts_with("1 "))
+        .unwrap_or("");
+    assert!(
+        line.contains(first_row.trim_start_matches("1  ").trim()) && line.ends_with(&share),
+        "{first_row} … {share}\n{}",
+        out.1
+    );
+    // An image that does not decode is named.
+    let bad = dir.path().join("bad.jpg");
+    std::fs::write(&bad, b"\xff\xd8 not a jpeg").unwrap();
+    let out = explain_command(&pipeline, &[bad.to_str().unwrap()]);
+    assert!(
+        !out.0 && out.2.contains("bad.jpg: cannot decode"),
+        "{}",
+        out.2
+    );
+}
+
+/// `netdissect explain PIPELINE --model planted --image ...`: (success, stdout, stderr).
+fn explain_command(pipeline: &Path, images: &[&str]) -> (bool, String, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_netdissect"));
+    command
+        .arg("explain")
+        .arg(pipeline)
+        .args(["--model", "planted", "--top-n", "3"]);
+    for image in images {
+        command.args(["--image", image]);
+    }
+    let output = command.env_remove("LD_LIBRARY_PATH").output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn bad_models_and_class_files_fail_before_extraction() {
     let dir = tempfile::tempdir().unwrap();
     // Class scores of another length than the names.
+    let pipeline = setup(dir.path(), "classifier", &CLASSES, "");
+    // Not dissected yet.
+    let out = explain_command(&pipeline, &["x.jpg"]);
+    assert!(
+        !out.0
+            && out
+                .2
+                .contains("model `planted` has not been dissected in the cache"),
+        "{}",
+        out.2
+    );
     let pipeline = setup(dir.path(), "classifier", &CLASSES[..2], "");
     failed(
         &netdissect(&pipeline, &[]),

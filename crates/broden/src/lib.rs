@@ -36,7 +36,7 @@ mod table;
 
 pub use dataset::{Category, CategoryCode, Config, Dataset, Item, Label, Row};
 pub use error::{Error, Result};
-pub use maps::{ImageLabel, LabelMap, RowLabels};
+pub use maps::{ImageLabel, LabelMap, RowLabels, decode_image};
 
 #[cfg(test)]
 mod tests;

@@ -63,13 +63,7 @@ impl Dataset {
     pub fn read_image(&self, row: usize) -> Result<image::RgbImage> {
         let file = self.image_file(row);
         let bytes = self.read_referenced(row, &file)?;
-        let decoded = match image::guess_format(&bytes) {
-            Ok(image::ImageFormat::Jpeg) => crate::jpeg::decode(&bytes)
-                .map(image::DynamicImage::ImageRgb8)
-                .map_err(|e| self.referenced(row, &file, format!("cannot decode JPEG: {e}")))?,
-            _ => image::load_from_memory(&bytes)
-                .map_err(|e| self.referenced(row, &file, format!("cannot decode image: {e}")))?,
-        };
+        let decoded = decode_image(&bytes).map_err(|e| self.referenced(row, &file, e))?;
         let r = &self.rows()[row];
         if decoded.height() != r.image_height || decoded.width() != r.image_width {
             return Err(self.referenced(
@@ -84,7 +78,7 @@ impl Dataset {
                 ),
             ));
         }
-        Ok(decoded.into_rgb8())
+        Ok(decoded)
     }
 
     /// Decodes every label map of a row (pixel label = R + 256·G) and collects its
@@ -245,4 +239,18 @@ fn labels_of<const C: usize>(raw: &[u8]) -> (Vec<u16>, u16) {
         .collect();
     let largest = labels.iter().copied().fold(0, u16::max);
     (labels, largest)
+}
+
+/// Decodes an image file's bytes as 8-bit RGB, as the datasets' images are: JPEGs with
+/// libjpeg-turbo as PIL does (CMYK and YCCK converted as PIL converts them), other formats
+/// with the `image` crate. The error says what failed, without the file's name.
+pub fn decode_image(bytes: &[u8]) -> std::result::Result<image::RgbImage, String> {
+    match image::guess_format(bytes) {
+        Ok(image::ImageFormat::Jpeg) => {
+            crate::jpeg::decode(bytes).map_err(|e| format!("cannot decode JPEG: {e}"))
+        }
+        _ => image::load_from_memory(bytes)
+            .map(image::DynamicImage::into_rgb8)
+            .map_err(|e| format!("cannot decode image: {e}")),
+    }
 }

@@ -225,16 +225,55 @@ fn class_weights(
     Ok(weights)
 }
 
-/// Runs the model over `rows` and explains every image.
-pub(crate) fn explain(
-    dataset: &Dataset,
-    config: &Config,
-    rows: Range<usize>,
-) -> Result<Explanation> {
-    let device = nd_torch::resolve_device(config.device)?;
-    let model = Model::load(&config.model, device, config.output_names.clone())?;
-    model.require_intervention(&config.layer, "explaining predictions")?;
-    let record = model.intervention().expect("required above");
+/// One image's explanation of one class: every unit's contribution and the class
+/// activation map.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassExplanation {
+    pub class: usize,
+    pub score: f32,
+    pub probability: f32,
+    /// Per unit: `Σ_p ∂y_c/∂A_u(p) · A_u(p)`.
+    pub contributions: Vec<f32>,
+    /// Per position, row-major: `Σ_u ∂y_c/∂A_u(p) · A_u(p)`.
+    pub cam: Vec<f32>,
+}
+
+impl ClassExplanation {
+    /// The units by contribution, largest first (equal contributions by unit number).
+    pub fn order(&self) -> Vec<usize> {
+        let c = &self.contributions;
+        let mut order: Vec<usize> = (0..c.len()).collect();
+        order.sort_by(|&x, &y| c[y].total_cmp(&c[x]).then(x.cmp(&y)));
+        order
+    }
+
+    /// The sum of every unit's contribution: the denominator of the shares.
+    pub fn total(&self) -> f64 {
+        self.contributions.iter().map(|&v| f64::from(v)).sum()
+    }
+}
+
+/// A batch explained: per image, its top-k classes' explanations.
+pub(crate) struct BatchExplanation {
+    /// The layer's activations (on the model's device), for the ablations.
+    pub activations: Tensor,
+    pub units: usize,
+    pub height: usize,
+    pub width: usize,
+    pub classes: usize,
+    /// `images[i][r]`: image i's class of rank r.
+    pub images: Vec<Vec<ClassExplanation>>,
+    /// Per image, `Σ_p ∂y_c/∂A_u(p)` for its predicted class, `units` values each.
+    pub summed: Vec<f32>,
+    /// How far the intervention's class scores were from forward's, relative to the
+    /// largest score.
+    pub deviation: f32,
+}
+
+/// Checks that the model can explain with `config`: its intervention offers the layer and
+/// recomputes the class scores that `config.logits` names.
+fn check_model(model: &Model, config: &Config) -> Result<()> {
+    let record = model.require_intervention(&config.layer, "explaining predictions")?;
     if record.output != config.logits {
         return Err(Error::Model {
             path: config.model.clone(),
@@ -245,6 +284,167 @@ pub(crate) fn explain(
             ),
         });
     }
+    Ok(())
+}
+
+/// Runs the model on a normalised batch and explains each image's top-k classes.
+pub(crate) fn explain_batch(
+    model: &Model,
+    config: &Config,
+    input: &Tensor,
+) -> Result<BatchExplanation> {
+    let n_images = input.size()[0] as usize;
+    let mut outputs = model.forward(input)?;
+    let activations = take(
+        &mut outputs,
+        &config.layer,
+        "the layer to explain with",
+        model,
+    )?
+    .to_kind(Kind::Float);
+    let logits =
+        take(&mut outputs, &config.logits, "the class scores", model)?.to_kind(Kind::Float);
+    let (a_size, l_size) = (activations.size(), logits.size());
+    if a_size.len() != 4 || a_size[0] != n_images as i64 {
+        return Err(Error::Model {
+            path: config.model.clone(),
+            message: format!(
+                "layer `{}` is {} for a batch of {n_images}, not (N, C, H, W)",
+                config.layer,
+                nd_torch::shape(&a_size)
+            ),
+        });
+    }
+    if l_size.len() != 2 || l_size[0] != n_images as i64 {
+        return Err(Error::Model {
+            path: config.model.clone(),
+            message: format!(
+                "the class scores `{}` are {} for a batch of {n_images}, not (N, classes)",
+                config.logits,
+                nd_torch::shape(&l_size)
+            ),
+        });
+    }
+    let (units, height, width) = (a_size[1] as usize, a_size[2] as usize, a_size[3] as usize);
+    let classes = l_size[1] as usize;
+    if let Some(names) = &config.classes
+        && names.len() != classes
+    {
+        return Err(Error::Config(format!(
+            "{} class names were given but the model's class scores `{}` have {classes} \
+             classes; give one name per class, in the order of the scores",
+            names.len(),
+            config.logits
+        )));
+    }
+    let k = config.top_k.min(classes);
+    let probabilities = values(&logits.softmax(1, Kind::Float))?;
+    let scores = values(&logits)?;
+    let (_, top_classes) = logits.topk(k as i64, 1, true, true);
+    let top_classes: Vec<i64> =
+        Vec::<i64>::try_from(&top_classes.to_device(Device::Cpu).contiguous().view([-1]))?;
+
+    // Gradients through the intervention method, which must give forward's scores.
+    let a = activations.detach().set_requires_grad(true);
+    let tail = model.forward_from(&config.layer, &a)?;
+    let tail_values = values(&tail)?;
+    let largest = scores.iter().fold(1f32, |m, v| m.max(v.abs()));
+    let deviation = scores
+        .iter()
+        .zip(&tail_values)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+        / largest;
+    if tail_values.len() != scores.len() || deviation > 1e-3 {
+        return Err(Error::Model {
+            path: config.model.clone(),
+            message: format!(
+                "its intervention method does not reproduce forward's class scores from layer \
+                 `{}` (they differ by {:.3} % of the largest score); it must run the rest of \
+                 the network unchanged",
+                config.layer,
+                100.0 * deviation
+            ),
+        });
+    }
+    let mut images: Vec<Vec<ClassExplanation>> = vec![Vec::with_capacity(k); n_images];
+    let mut summed = Vec::new();
+    for r in 0..k {
+        let classes_r: Vec<i64> = (0..n_images).map(|i| top_classes[i * k + r]).collect();
+        let index = Tensor::from_slice(&classes_r)
+            .view([n_images as i64, 1])
+            .to_device(tail.device());
+        let picked = tail.gather(1, &index, false).sum(Kind::Float);
+        let grads = Tensor::f_run_backward(&[&picked], &[&a], r + 1 < k, false)?;
+        let g = &grads[0];
+        let map = g * &activations;
+        let contributions = values(&map.sum_dim_intlist([2i64, 3].as_slice(), false, Kind::Float))?;
+        let cams = values(&map.sum_dim_intlist([1i64].as_slice(), false, Kind::Float))?;
+        if r == 0 {
+            summed = values(&g.sum_dim_intlist([2i64, 3].as_slice(), false, Kind::Float))?;
+        }
+        for (i, image) in images.iter_mut().enumerate() {
+            let c = classes_r[i] as usize;
+            image.push(ClassExplanation {
+                class: c,
+                score: scores[i * classes + c],
+                probability: probabilities[i * classes + c],
+                contributions: contributions[i * units..(i + 1) * units].to_vec(),
+                cam: cams[i * height * width..(i + 1) * height * width].to_vec(),
+            });
+        }
+    }
+    Ok(BatchExplanation {
+        activations,
+        units,
+        height,
+        width,
+        classes,
+        images,
+        summed,
+        deviation,
+    })
+}
+
+/// The layer's map size, `[height, width]`, with each image's explanations: the model run
+/// on images outside any dataset (normalised by `config.preprocess`, resized to `size`
+/// first when they have another size). For `netdissect explain --image`.
+pub fn explain_images(
+    config: &Config,
+    images: &[image::RgbImage],
+    size: [u32; 2],
+) -> Result<([usize; 2], Vec<Vec<ClassExplanation>>)> {
+    config.validate()?;
+    let device = nd_torch::resolve_device(config.device)?;
+    let model = Model::load(&config.model, device, config.output_names.clone())?;
+    check_model(&model, config)?;
+    let [h, w] = size;
+    let per_image = 3 * h as usize * w as usize;
+    let mut values = vec![0f32; per_image * images.len()];
+    for (image, slot) in images.iter().zip(values.chunks_mut(per_image)) {
+        let (ih, iw) = (image.height(), image.width());
+        let mut own = vec![0f32; 3 * ih as usize * iw as usize];
+        config.preprocess.normalise_into(image, &mut own);
+        if [ih, iw] == size {
+            slot.copy_from_slice(&own);
+        } else {
+            slot.copy_from_slice(&nd_torch::input::resize(&own, [ih, iw], size));
+        }
+    }
+    let input =
+        Tensor::from_slice(&values).view([images.len() as i64, 3, i64::from(h), i64::from(w)]);
+    let batch = explain_batch(&model, config, &input)?;
+    Ok(([batch.height, batch.width], batch.images))
+}
+
+/// Runs the model over `rows` and explains every image.
+pub(crate) fn explain(
+    dataset: &Dataset,
+    config: &Config,
+    rows: Range<usize>,
+) -> Result<Explanation> {
+    let device = nd_torch::resolve_device(config.device)?;
+    let model = Model::load(&config.model, device, config.output_names.clone())?;
+    check_model(&model, config)?;
     let input_size = input_size(dataset, &config.preprocess, &rows);
     let bar = nd_store::progress::bar(
         config.progress,
@@ -257,49 +457,8 @@ pub(crate) fn explain(
     for range in batch_ranges(&rows, config.batch_size) {
         let batch = decode_batch(dataset, range.clone(), &config.preprocess, input_size)?;
         let n_images = range.len();
-        let mut outputs = model.forward(&batch.input)?;
-        let activations = take(
-            &mut outputs,
-            &config.layer,
-            "the layer to explain with",
-            &model,
-        )?
-        .to_kind(Kind::Float);
-        let logits =
-            take(&mut outputs, &config.logits, "the class scores", &model)?.to_kind(Kind::Float);
-        let (a_size, l_size) = (activations.size(), logits.size());
-        if a_size.len() != 4 || a_size[0] != n_images as i64 {
-            return Err(Error::Model {
-                path: config.model.clone(),
-                message: format!(
-                    "layer `{}` is {} for a batch of {n_images}, not (N, C, H, W)",
-                    config.layer,
-                    nd_torch::shape(&a_size)
-                ),
-            });
-        }
-        if l_size.len() != 2 || l_size[0] != n_images as i64 {
-            return Err(Error::Model {
-                path: config.model.clone(),
-                message: format!(
-                    "the class scores `{}` are {} for a batch of {n_images}, not (N, classes)",
-                    config.logits,
-                    nd_torch::shape(&l_size)
-                ),
-            });
-        }
-        let (units, height, width) = (a_size[1] as usize, a_size[2] as usize, a_size[3] as usize);
-        let classes = l_size[1] as usize;
-        if let Some(names) = &config.classes
-            && names.len() != classes
-        {
-            return Err(Error::Config(format!(
-                "{} class names were given but the model's class scores `{}` have {classes} \
-                 classes; give one name per class, in the order of the scores",
-                names.len(),
-                config.logits
-            )));
-        }
+        let b = explain_batch(&model, config, &batch.input)?;
+        let (units, height, width, classes) = (b.units, b.height, b.width, b.classes);
         let state = out.get_or_insert_with(|| Explanation {
             units,
             height,
@@ -324,108 +483,64 @@ pub(crate) fn explain(
                 message: "the layer's or the class scores' shape changed between batches".into(),
             });
         }
+        state.intervention_deviation = state.intervention_deviation.max(f64::from(b.deviation));
         if weights.is_empty() {
-            weights = class_weights(&model, &config.layer, &activations.narrow(0, 0, 1), classes)?;
-        }
-        let k = config.top_k.min(classes);
-        let probabilities = values(&logits.softmax(1, Kind::Float))?;
-        let scores_all = values(&logits)?;
-        let (_, top_classes) = logits.topk(k as i64, 1, true, true);
-        let top_classes: Vec<i64> =
-            Vec::<i64>::try_from(&top_classes.to_device(Device::Cpu).contiguous().view([-1]))?;
-
-        // Gradients through the intervention method.
-        let a = activations.detach().set_requires_grad(true);
-        let tail = model.forward_from(&config.layer, &a)?;
-        let tail_values = values(&tail)?;
-        let largest = scores_all.iter().fold(1f32, |m, v| m.max(v.abs()));
-        let deviation = scores_all
-            .iter()
-            .zip(&tail_values)
-            .fold(0f32, |m, (x, y)| m.max((x - y).abs()))
-            / largest;
-        state.intervention_deviation = state.intervention_deviation.max(f64::from(deviation));
-        if tail_values.len() != scores_all.len() || deviation > 1e-3 {
-            return Err(Error::Model {
-                path: config.model.clone(),
-                message: format!(
-                    "its intervention method does not reproduce forward's class scores from \
-                     layer `{}` (they differ by {:.3} % of the largest score); it must run \
-                     the rest of the network unchanged",
-                    config.layer,
-                    100.0 * deviation
-                ),
-            });
+            weights = class_weights(
+                &model,
+                &config.layer,
+                &b.activations.narrow(0, 0, 1),
+                classes,
+            )?;
         }
         let mut predicted_scores = vec![0f32; n_images];
         let mut predicted = vec![0i64; n_images];
         let mut orders_top: Orders = vec![Vec::new(); n_images];
-        for r in 0..k {
-            let classes_r: Vec<i64> = (0..n_images).map(|i| top_classes[i * k + r]).collect();
-            let index = Tensor::from_slice(&classes_r)
-                .view([n_images as i64, 1])
-                .to_device(tail.device());
-            let picked = tail.gather(1, &index, false).sum(Kind::Float);
-            let grads = Tensor::f_run_backward(&[&picked], &[&a], r + 1 < k, false)?;
-            let g = &grads[0];
-            let map = g * &activations;
-            let contributions =
-                values(&map.sum_dim_intlist([2i64, 3].as_slice(), false, Kind::Float))?;
-            let cams = values(&map.sum_dim_intlist([1i64].as_slice(), false, Kind::Float))?;
-            let summed = if r == 0 {
-                values(&g.sum_dim_intlist([2i64, 3].as_slice(), false, Kind::Float))?
-            } else {
-                Vec::new()
-            };
-            for i in 0..n_images {
-                let c = classes_r[i] as usize;
-                let row = range.start + i;
-                let contribution = &contributions[i * units..(i + 1) * units];
-                let mut order: Vec<usize> = (0..units).collect();
-                // Largest first; equal contributions by unit number.
-                order.sort_by(|&x, &y| contribution[y].total_cmp(&contribution[x]).then(x.cmp(&y)));
-                let score = scores_all[i * classes + c];
+        for (i, explanations) in b.images.iter().enumerate() {
+            let row = range.start + i;
+            for (r, e) in explanations.iter().enumerate() {
+                let order = e.order();
                 state.explained.push(Explained {
                     row,
                     class_rank: r,
-                    class: c,
-                    score,
-                    probability: probabilities[i * classes + c],
-                    total: contribution.iter().map(|&v| f64::from(v)).sum(),
+                    class: e.class,
+                    score: e.score,
+                    probability: e.probability,
+                    total: e.total(),
                     top: order
                         .iter()
                         .take(config.top_n)
-                        .map(|&u| (u, contribution[u]))
+                        .map(|&u| (u, e.contributions[u]))
                         .collect(),
-                    cam: cams[i * height * width..(i + 1) * height * width].to_vec(),
+                    cam: e.cam.clone(),
                 });
-                if r == 0 {
-                    predicted[i] = c as i64;
-                    predicted_scores[i] = score;
-                    state.score_sum += f64::from(score);
-                    state.class_images[c] += 1;
-                    for (sum, &v) in state.class_sums[c].iter_mut().zip(contribution) {
-                        *sum += f64::from(v);
-                    }
-                    let g = &summed[i * units..(i + 1) * units];
-                    let w = &weights[c];
-                    let scale = w
-                        .iter()
-                        .fold(0f32, |m, v| m.max(v.abs()))
-                        .max(f32::MIN_POSITIVE);
-                    let dev = g.iter().zip(w).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale;
-                    state.linear_head_deviation = state.linear_head_deviation.max(f64::from(dev));
-                    if dev > 1e-4 {
-                        state.linear_head = false;
-                    }
-                    orders_top[i] = order;
+                if r > 0 {
+                    continue;
                 }
+                let c = e.class;
+                predicted[i] = c as i64;
+                predicted_scores[i] = e.score;
+                state.score_sum += f64::from(e.score);
+                state.class_images[c] += 1;
+                for (sum, &v) in state.class_sums[c].iter_mut().zip(&e.contributions) {
+                    *sum += f64::from(v);
+                }
+                let g = &b.summed[i * units..(i + 1) * units];
+                let w = &weights[c];
+                let scale = w
+                    .iter()
+                    .fold(0f32, |m, v| m.max(v.abs()))
+                    .max(f32::MIN_POSITIVE);
+                let dev = g.iter().zip(w).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale;
+                state.linear_head_deviation = state.linear_head_deviation.max(f64::from(dev));
+                if dev > 1e-4 {
+                    state.linear_head = false;
+                }
+                orders_top[i] = order;
             }
         }
-        drop(a);
 
         // Ablations of the predicted class.
-        let _guard = tch::no_grad_guard();
+        let activations = &b.activations;
         for (j, &n) in config.ablate.iter().enumerate() {
             if n > units {
                 continue;
@@ -433,7 +548,7 @@ pub(crate) fn explain(
             for (drop, flip) in ablate(
                 &model,
                 &config.layer,
-                &activations,
+                activations,
                 &orders_top,
                 n,
                 &predicted,
@@ -451,7 +566,7 @@ pub(crate) fn explain(
                 for (drop, flip) in ablate(
                     &model,
                     &config.layer,
-                    &activations,
+                    activations,
                     &orders,
                     n,
                     &predicted,
@@ -472,7 +587,7 @@ pub(crate) fn explain(
             for (drop, flip) in ablate(
                 &model,
                 &config.layer,
-                &activations,
+                activations,
                 &orders,
                 n,
                 &predicted,

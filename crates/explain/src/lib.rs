@@ -34,8 +34,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::json;
 
-pub use compute::Faithfulness;
+pub use compute::{ClassExplanation, Faithfulness, explain_images};
 use nd_torch::{DeviceChoice, Preprocess};
+pub use tables::{UnitLabel, read_units as unit_labels};
 
 /// The stage's name in the store.
 pub const STAGE: &str = "explain";

@@ -25,7 +25,7 @@ pub const CAMS: &str = "cams.parquet";
 /// A unit's label in the dissection; `name` and `category` are none for a unit that
 /// overlaps no concept.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct UnitLabel {
+pub struct UnitLabel {
     pub name: Option<String>,
     pub category: Option<String>,
     pub iou: f64,
@@ -33,7 +33,7 @@ pub(crate) struct UnitLabel {
 }
 
 /// The labels of `layer`'s units from a report artifact's `units.parquet`, in unit order.
-pub(crate) fn read_units(report: &nd_store::Artifact, layer: &str) -> Result<Vec<UnitLabel>> {
+pub fn read_units(report: &nd_store::Artifact, layer: &str) -> Result<Vec<UnitLabel>> {
     let path = report.dir.join("units.parquet");
     let batch = nd_tables::read(&path)?;
     let layers = nd_tables::strings(&batch, "layer")?;
