@@ -720,8 +720,27 @@ pub fn describe(loaded: &Loaded) -> anyhow::Result<serde_json::Value> {
     };
     let mut dataset = dataset;
     dataset["categories"] = json!(p.dataset.categories);
+    let explained: Vec<&str> = p
+        .explain
+        .as_ref()
+        .map(|e| {
+            e.chosen(&p.models)
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
     let mut models = Vec::new();
     for m in &p.models {
+        // The layer [explain] uses for this model, when it explains it.
+        let explain_layer = match &p.explain {
+            Some(e) if explained.contains(&m.name.as_str()) => Some(
+                e.layer
+                    .clone()
+                    .or_else(|| m.layers.get_ref().last().cloned()),
+            ),
+            _ => None,
+        };
         models.push(json!({
             "name": m.name,
             "file": absolute(m.file.get_ref())?,
@@ -731,6 +750,9 @@ pub fn describe(loaded: &Loaded) -> anyhow::Result<serde_json::Value> {
             "batch_size": m.batch_size,
             "device": m.device.get_ref(),
             "fields": fields_json(&m.fields(loaded)?),
+            "logits": m.logits,
+            "classes": m.classes.as_ref().map(|c| absolute(c.get_ref())).transpose()?,
+            "explain_layer": explain_layer,
         }));
     }
     Ok(json!({
@@ -750,6 +772,15 @@ pub fn describe(loaded: &Loaded) -> anyhow::Result<serde_json::Value> {
             "top_images": p.html.top_images.get_ref(),
             "thumbnail_height": p.html.thumbnail_height.get_ref(),
         },
+        "explain": p.explain.as_ref().map(|e| json!({
+            "models": explained,
+            "top_k": e.top_k,
+            "top_n": e.top_n,
+            "ablate": e.ablate,
+            "random_draws": e.random_draws,
+            "seed": e.seed,
+            "truth_category": e.truth_category,
+        })),
         "output": { "dir": p.output.dir.as_deref().map(absolute).transpose()? },
     }))
 }

@@ -129,15 +129,27 @@ fn sharded_workflow_gives_the_tables_and_pages_of_netdissect_run() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let models = ["step75", "trained"];
+    // The trained model's predictions are explained too (a rule of its own).
+    let explained = |text: String| {
+        let file = "models/demo/demo-trained.pt\"\n";
+        assert!(text.contains(file));
+        text.replace(
+            file,
+            &format!(
+                "{file}logits = \"logits\"\nclasses = \"{}\"\n",
+                repo().join("models/demo/scenes.txt").display()
+            ),
+        ) + "\n[explain]\nablate = [1, 2, 4]\nrandom_draws = 2\n"
+    };
     let single = d.join("run.toml");
     std::fs::write(
         &single,
-        pipeline(
+        explained(pipeline(
             &models,
             &d.join("cache-run"),
             Some(&d.join("results-run")),
             true,
-        ),
+        )),
     )
     .unwrap();
     let run = netdissect(&single, &[]);
@@ -146,7 +158,12 @@ fn sharded_workflow_gives_the_tables_and_pages_of_netdissect_run() {
     let sharded = d.join("workflow.toml");
     std::fs::write(
         &sharded,
-        pipeline(&models, &d.join("cache"), Some(&d.join("results")), true),
+        explained(pipeline(
+            &models,
+            &d.join("cache"),
+            Some(&d.join("results")),
+            true,
+        )),
     )
     .unwrap();
     let work = d.join("work");
@@ -183,14 +200,21 @@ fn sharded_workflow_gives_the_tables_and_pages_of_netdissect_run() {
         }
     }
 
-    // The same data in every table: report, scores, counts and thresholds.
+    assert!(work.join("logs/trained/explain.log").is_file());
+    assert!(!work.join("logs/step75/explain.log").exists());
+
+    // The same data in every table: report, scores, counts, thresholds and explanations.
     let compared = compare(
         d,
         ("cache", "results"),
         ("cache-run", "results-run"),
         &models,
     );
-    assert_eq!(compared.matches(", same").count(), 16, "{compared}");
+    assert_eq!(compared.matches(", same").count(), 16 + 5, "{compared}");
+    assert!(
+        compared.contains("trained explanations.parquet"),
+        "{compared}"
+    );
     // The same pages and images, byte for byte (their manifests name other keys).
     let (a, b) = (files(&d.join("results")), files(&d.join("results-run")));
     let pages = |files: &BTreeMap<PathBuf, Vec<u8>>| -> BTreeMap<PathBuf, Vec<u8>> {

@@ -3,7 +3,8 @@ table (rows, columns, values, in order), not its metadata (which names the artif
 
     compare_runs.py CACHE_A RESULTS_A CACHE_B RESULTS_B MODEL...
 
-For each model, the report's tables are read from RESULTS/<model>/, and the scores and the
+For each model, the report's tables are read from RESULTS/<model>/ (and the explain
+stage's from RESULTS/<model>/explain/ when the model was explained), and the scores and the
 thresholds it was computed from are found in CACHE by following the manifests' inputs,
 through the merge of image shards when the run was sharded. Prints one line per table and
 exits 1 if any differ.
@@ -49,6 +50,11 @@ def main(cache_a, results_a, cache_b, results_b, *models):
     for model in models:
         a = chain(cache_a, results_a, model)
         b = chain(cache_b, results_b, model)
+        explained = (Path(results_a) / model / "explain").is_dir()
+        assert explained == (Path(results_b) / model / "explain").is_dir(), model
+        if explained:
+            a = (*a, Path(results_a) / model / "explain")
+            b = (*b, Path(results_b) / model / "explain")
         for dir_a, dir_b in zip(a, b):
             tables = sorted(p.name for p in dir_a.glob("*.parquet"))
             assert tables, f"no table in {dir_a}"

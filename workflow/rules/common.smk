@@ -77,14 +77,11 @@ def rows(shard):
     return f"{shard * ROWS // IMAGE_SHARDS}..{(shard + 1) * ROWS // IMAGE_SHARDS}"
 
 
-def model_args(name):
-    """The extract arguments that change its result: layers, outputs and preprocessing,
-    with every preprocessing value spelled out."""
+def preprocess_args(name):
+    """A model's outputs and preprocessing as stage arguments, every value spelled out."""
     model = MODELS[name]
     p = model["preprocess"]
     args = [
-        "--layers",
-        ",".join(model["layers"]),
         "--scale",
         repr(p["scale"]),
         "--mean",
@@ -98,6 +95,34 @@ def model_args(name):
         args.append("--bgr")
     if p["resize"]:
         args += ["--resize", ",".join(map(str, p["resize"]))]
+    return args
+
+
+def model_args(name):
+    """The extract arguments that change its result: layers, outputs and preprocessing."""
+    return ["--layers", ",".join(MODELS[name]["layers"]), *preprocess_args(name)]
+
+
+# The models [explain] explains, and the arguments of nd-explain that change its result.
+EXPLAIN = PIPELINE["explain"]
+EXPLAINED = EXPLAIN["models"] if EXPLAIN else []
+
+
+def explain_args(name):
+    model = MODELS[name]
+    args = [
+        "--layer", model["explain_layer"],
+        "--logits", model["logits"],
+        "--top-k", EXPLAIN["top_k"],
+        "--top-n", EXPLAIN["top_n"],
+        "--ablate", ",".join(map(str, EXPLAIN["ablate"])),
+        "--random-draws", EXPLAIN["random_draws"],
+        "--seed", EXPLAIN["seed"],
+        "--truth-category", EXPLAIN["truth_category"],
+        *preprocess_args(name),
+    ]
+    if model["classes"]:
+        args += ["--classes", model["classes"]]
     return args
 
 

@@ -234,6 +234,35 @@ rule report:
         )
 
 
+rule explain:
+    input:
+        report="records/{model}/report.json",
+        model=lambda wc: MODELS[wc.model]["file"],
+        dataset=DATASET_INPUT,
+        classes=lambda wc: [MODELS[wc.model]["classes"]] if MODELS[wc.model]["classes"] else [],
+    output:
+        record="records/{model}/explain.json",
+    params:
+        dataset=dataset_arg,
+        args=lambda wc: explain_args(wc.model),
+        out=lambda wc: ["--out", os.path.join(RESULTS, wc.model, "explain")] if RESULTS else [],
+    resources:
+        batch_size=lambda wc: MODELS[wc.model]["batch_size"],
+        device=lambda wc: MODELS[wc.model]["device"],
+    threads: THREADS
+    log:
+        "logs/{model}/explain.log",
+    run:
+        stage(
+            "nd-explain",
+            ["--dataset", params.dataset, "--model", input.model, "--report", input.report,
+             *params.args, "--batch-size", resources.batch_size, "--device", resources.device,
+             "--no-progress", *params.out, "--record", output.record],
+            log[0],
+            threads,
+        )
+
+
 rule pages:
     input:
         report="records/{model}/report.json",

@@ -39,6 +39,18 @@ struct Args {
     /// Preprocessing preset: torchvision or lite-caffe (as the dissection's extraction).
     #[arg(long, default_value = "torchvision")]
     preprocess: String,
+    /// Override the preset's per-channel mean (three comma-separated numbers).
+    #[arg(long, value_delimiter = ',', num_args = 1)]
+    mean: Option<Vec<f64>>,
+    /// Override the preset's per-channel std.
+    #[arg(long, value_delimiter = ',', num_args = 1)]
+    std: Option<Vec<f64>>,
+    /// Override the preset's pixel scale (1 or 255).
+    #[arg(long)]
+    scale: Option<f64>,
+    /// Feed channels in BGR order.
+    #[arg(long)]
+    bgr: bool,
     /// Resize images before the model: `H,W`.
     #[arg(long, value_delimiter = ',', num_args = 1)]
     resize: Option<Vec<u32>>,
@@ -79,6 +91,19 @@ struct Args {
     /// Do not draw a progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Copy the artifact's tables and summary to this directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// Three numbers for a per-channel setting.
+fn triple(values: &[f64], flag: &str) -> anyhow::Result<[f64; 3]> {
+    values.try_into().map_err(|_| {
+        anyhow::anyhow!(
+            "{flag} takes three comma-separated numbers, got {}",
+            values.len()
+        )
+    })
 }
 
 fn main() {
@@ -92,6 +117,18 @@ fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     nd_torch::set_threads(args.threads)?;
     let mut preprocess = Preprocess::preset(&args.preprocess)?;
+    if let Some(mean) = &args.mean {
+        preprocess.mean = triple(mean, "--mean")?;
+    }
+    if let Some(std) = &args.std {
+        preprocess.std = triple(std, "--std")?;
+    }
+    if let Some(scale) = args.scale {
+        preprocess.scale = scale;
+    }
+    if args.bgr {
+        preprocess.channel_order = nd_torch::ChannelOrder::Bgr;
+    }
     if let Some(resize) = &args.resize {
         let [h, w] = resize[..] else {
             anyhow::bail!("--resize takes H,W");
@@ -138,6 +175,10 @@ fn run() -> anyhow::Result<()> {
         "{}",
         nd_explain::ablation_table(&nd_explain::read_ablation(&outcome.artifact)?)
     );
+    if let Some(out) = &args.out {
+        // Copies, not links: these tables get opened, and sometimes rewritten, in notebooks.
+        outcome.artifact.export(out, nd_store::Transfer::Copy)?;
+    }
     if let Some(record) = &args.record {
         outcome.artifact.write_record(record)?;
     }
