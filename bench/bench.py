@@ -29,7 +29,8 @@ BRODEN_IMAGES = 63_305
 
 MODELS = {
     "resnet18": {"layers": ["layer2", "layer3", "layer4"], "preprocess": "torchvision"},
-    "demo": {"layers": ["conv1", "conv2", "conv3", "conv4", "conv5"], "preprocess": "torchvision"},
+    "demo": {"layers": ["conv1", "conv2", "conv3", "conv4", "conv5"], "preprocess": "torchvision",
+             "explain": "conv5"},
 }
 
 
@@ -170,6 +171,14 @@ def bench_model(model, file, data, work, threads):
     # The browsable report, with the settings `netdissect run` uses (so its reruns find it).
     stage("html", [f"{BIN}/nd-html", "--dataset", data, "--report", report, "--title", model,
                    "--cache", cache] + common)
+    # Explaining every image's prediction by the units of one layer, with the default
+    # faithfulness check (5 numbers of units, 5 random draws: 35 runs of the network from
+    # the layer per batch), for models whose file gives class scores.
+    if spec.get("explain"):
+        stage("explain", [f"{BIN}/nd-explain", "--dataset", data, "--model", file, "--layer",
+                          spec["explain"], "--report", report, "--preprocess", spec["preprocess"],
+                          "--batch-size", "32", "--device", "cpu", "--no-progress",
+                          "--cache", cache] + common)
 
     with open(os.path.join(extract, "manifest.json")) as f:
         manifest = json.load(f)

@@ -8,8 +8,8 @@ use nd_torch::{DeviceChoice, Preprocess};
 
 /// Explains a classifier's predictions on a Broden-format dataset by the units of a
 /// dissected layer (gradient × activation, joined with the dissection's labels) and tests
-/// the explanations by ablating units. Prints the faithfulness table on stdout and the
-/// artifact's key on stderr.
+/// the explanations by ablating units. Prints the faithfulness table and then the artifact's
+/// directory on stdout.
 #[derive(Parser)]
 #[command(name = "nd-explain", version)]
 struct Args {
@@ -175,6 +175,8 @@ fn run() -> anyhow::Result<()> {
         "{}",
         nd_explain::ablation_table(&nd_explain::read_ablation(&outcome.artifact)?)
     );
+    // Last, as every stage binary ends: the artifact's directory.
+    println!("{}", outcome.artifact.dir.display());
     if let Some(out) = &args.out {
         // Copies, not links: these tables get opened, and sometimes rewritten, in notebooks.
         outcome.artifact.export(out, nd_store::Transfer::Copy)?;
