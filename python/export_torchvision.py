@@ -49,13 +49,18 @@ if __name__ == "__main__" and os.environ.get("PYTHONHASHSEED") != "0":
 
 import argparse  # noqa: E402 - after the re-execution above
 import io  # noqa: E402
+import json  # noqa: E402
 import pickle  # noqa: E402
 import re  # noqa: E402
 import tempfile  # noqa: E402
+import warnings  # noqa: E402
 import zipfile  # noqa: E402
+
+from typing import Dict, Final, List  # noqa: E402
 
 import torch  # noqa: E402
 import torchvision  # noqa: E402
+from torch import fx, nn  # noqa: E402
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names  # noqa: E402
 
 import fieldmap  # noqa: E402 - beside this file
@@ -103,7 +108,11 @@ def save(scripted, path, extra_files=None):
 
     The bytes do not depend on ``path``.
     """
-    data = archive(scripted, extra_files)
+    write_atomically(path, archive(scripted, extra_files))
+
+
+def write_atomically(path, data):
+    """Writes the bytes ``data`` to ``path`` through a temporary file beside it; raises OSError."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".export-", suffix=".tmp")
     try:
@@ -222,14 +231,185 @@ def list_nodes(model, input_size):
                 + [(n, describe(outputs[n]), field_cell(outputs[n], fields[n])) for n in nodes])
 
 
-def extractor(model, layers):
+INTERVENTION_FILE = "netdissect-intervention.json"
+INTERVENTION_METHOD = "forward_from"
+
+
+def intervention_text(output, layers):
+    """The text of ``netdissect-intervention.json``: the method that continues the forward
+    pass from a layer, the forward output it recomputes and the layers it takes, in order."""
+    document = {"format": 1, "method": INTERVENTION_METHOD, "output": output, "layers": list(layers)}
+    return json.dumps(document, sort_keys=True)
+
+
+class Intervenable(nn.Module):
+    """What ``--logits`` exports: ``forward`` is ``features`` (a dict of the layers and the
+    logits), and ``forward_from(layer, activations)`` runs the rest of the network from the
+    layer's activations to the logits.
+
+    ``tails`` are in the order of ``layers``: tail i is the network after layer i.
+    """
+
+    layers: Final[List[str]]
+
+    def __init__(self, features, tails, layers):
+        super().__init__()
+        self.features = features
+        self.tails = nn.ModuleList(tails)
+        self.layers = list(layers)
+
+    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        return self.features(x)
+
+    @torch.jit.export
+    def forward_from(self, layer: str, activations: torch.Tensor) -> torch.Tensor:
+        # TorchScript unrolls a loop over a ModuleList, so i is a constant in each copy.
+        for i, tail in enumerate(self.tails):
+            if self.layers[i] == layer:
+                return tail(activations)
+        raise RuntimeError(f"forward_from: the model offers no layer {layer}; it offers "
+                           + ", ".join(self.layers))
+
+
+def _lineage(start):
+    """``start`` and every node computed from it."""
+    seen, todo = {start}, [start]
+    while todo:
+        for user in todo.pop().users:
+            if user not in seen:
+                seen.add(user)
+                todo.append(user)
+    return seen
+
+
+def tail(model, layer):
+    """The rest of ``model`` after the graph node ``layer``: a ``fx.GraphModule`` from the
+    layer's activations to the model's output.
+
+    The whole model is traced with torchvision's tracer (so ``layer`` is chosen as
+    ``create_feature_extractor`` chooses it); the layer's node is replaced by an input and
+    what the output does not need is dropped. A layer that the rest still reaches around
+    (a connection from before it to after it, as inside a ResNet block) is refused with
+    ValueError, naming the node the rest would need. The input is cloned first, so that
+    an in-place operation right after the layer cannot change the caller's tensor.
+    """
+    root, graph, names = fieldmap.trace(model)
+    module = fx.GraphModule(root, graph, "Tail")  # a purity check in dead code elimination needs the owner
+    node = fieldmap.choose_nodes(graph, names, [layer])[layer]
+    (image,) = [n for n in graph.nodes if n.op == "placeholder"]
+    with graph.inserting_after(image):
+        activations = graph.placeholder("activations")
+    with graph.inserting_after(activations):
+        copy = graph.call_method("clone", (activations,))
+    node.replace_all_uses_with(copy)
+    graph.eliminate_dead_code()
+    if image.users:
+        after = _lineage(activations)
+        before = [n for user in after for n in user.all_input_nodes if n in _lineage(image) and n not in after]
+        needed = sorted({names.get(n, n.name) for n in before})
+        raise ValueError(f"the network after {layer} also needs {', '.join(needed)}, computed from the image "
+                         f"before {layer} (a connection around {layer}, as inside a residual block): choose "
+                         "a layer that everything after it passes through, such as a block's output")
+    graph.erase_node(image)
+    graph.lint()
+    module.delete_all_unused_submodules()
+    module.recompile()
+    return module.eval()
+
+
+def logits_query(model, layers):
+    """The qualified name of the graph node that gives ``model``'s output, the classifier's
+    logits; raises ValueError when the output is not one tensor node or is one of ``layers``."""
+    _, graph, names = fieldmap.trace(model)
+    (output,) = [n for n in graph.nodes if n.op == "output"]
+    result = output.args[0]
+    if not isinstance(result, fx.Node) or names.get(result) is None:
+        raise ValueError(f"the model's output is a {type(result).__name__}, not one tensor (the logits)")
+    same = [layer for layer, node in fieldmap.choose_nodes(graph, names, layers).items() if node is result]
+    if same:
+        raise ValueError(f"layer {same[0]} is the model's output itself, the logits: choose an earlier layer")
+    return names[result]
+
+
+def read_class_names(path, n_classes):
+    """The lines of ``path``, one class name each; their number must be ``n_classes``."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            names = f.read().splitlines()
+    except OSError as e:
+        fail(f"cannot read the class names {path}: {e}")
+    if len(names) != n_classes:
+        fail(f"{path} names {len(names)} classes, but the classifier has {n_classes} outputs")
+    return names
+
+
+def class_names(path, n_classes):
+    """The class names to write beside the model, or None (with a note saying why)."""
+    if path:
+        return read_class_names(path, n_classes)
+    if n_classes == 1000:
+        print("export_torchvision: note: assuming the 1000 outputs are the ImageNet-1k classes "
+              "(their names as torchvision lists them); give --class-names otherwise")
+        # The weights enums carry the names offline; the weights are not downloaded.
+        return list(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+    print(f"export_torchvision: note: no class names for the {n_classes} outputs "
+          "(give --class-names): the classes will be numbered")
+    return None
+
+
+def classes_path(out):
+    """``<out without .pt>.classes.txt``."""
+    stem = out[: -len(".pt")] if out.endswith(".pt") else out
+    return stem + ".classes.txt"
+
+
+def to_torchscript(module, example):
+    """``module`` scripted, or traced on ``example`` where some graphs only trace."""
+    try:
+        return torch.jit.script(module)
+    except Exception:  # noqa: BLE001 - some graphs only trace
+        return torch.jit.trace(module, example, strict=False)
+
+
+def extractor(model, layers, logits=None):
+    """The layers' feature extractor; with ``logits``, a pair (graph node, name), it returns
+    that node under that name too."""
     _, nodes = get_graph_node_names(model)
     # A module name (``layer4``) stands for the output of the module's last node.
     unknown = [layer for layer in layers
                if layer not in nodes and not any(n.startswith(layer + ".") for n in nodes)]
     if unknown:
         fail(f"no node named {', '.join(unknown)}; nodes are: {', '.join(nodes)}")
-    return create_feature_extractor(model, return_nodes={layer: layer for layer in layers}).eval()
+    return_nodes = {layer: layer for layer in layers}
+    if logits is not None:
+        return_nodes[logits[0]] = logits[1]
+    return create_feature_extractor(model, return_nodes=return_nodes).eval()
+
+
+def close(expected, got):
+    return torch.allclose(expected, got, rtol=1e-4, atol=1e-5)
+
+
+def intervenable(model, scripted, layers, logits, expected):
+    """``scripted``, the TorchScript of the layers and the logits, with ``forward_from`` for
+    every layer, checked against ``expected``: the outputs of the model's feature extractor
+    on an example batch."""
+    tails = []
+    for layer in layers:
+        try:
+            rest = tail(model, layer)
+        except ValueError as e:
+            fail(f"cannot offer {layer} to {INTERVENTION_METHOD}: {e}")
+        with warnings.catch_warnings():
+            # Scripting any fx.GraphModule warns about annotations in torch's own GraphModule
+            # constructor, which TorchScript never compiles: nothing the user can act on.
+            warnings.filterwarnings("ignore", message="The TorchScript type system doesn't support instance-level")
+            tails.append(to_torchscript(rest, expected[layer]))
+    module = torch.jit.script(Intervenable(scripted, tails, layers))
+    for layer in layers:
+        if not close(expected[logits], module.forward_from(layer, expected[layer])):
+            fail(f"the TorchScript export's {INTERVENTION_METHOD}({layer!r}, ...) does not reproduce the model's logits")
+    return module
 
 
 def main():
@@ -240,6 +420,12 @@ def main():
     parser.add_argument("--weights", help="a state_dict or checkpoint file (default: seeded random weights)")
     parser.add_argument("--num-classes", type=int, help="classifier size (default: from the weights, else 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
+    parser.add_argument("--logits", nargs="?", const="logits", metavar="NAME",
+                        help="also return the classifier's output under NAME (default: logits) and "
+                             "offer forward_from(layer, activations) for every layer")
+    parser.add_argument("--class-names", metavar="FILE",
+                        help="with --logits: the classes' names, one a line, as many as the "
+                             "classifier's outputs (default: ImageNet's for 1000 outputs)")
     parser.add_argument("--input-size", type=int, default=224,
                         help="image side used to check the export, to list the nodes' shapes "
                              "and as the example size of the field geometry")
@@ -255,29 +441,55 @@ def main():
     if not args.layers or not args.out:
         fail("--layers and --out are required (use --list-nodes to see the layer names)")
     layers = [layer for layer in args.layers.split(",") if layer]
-    features = extractor(model, layers)
+    if args.class_names and not args.logits:
+        fail("--class-names names the logits' classes: give --logits too")
+    if args.logits in layers:
+        fail(f"--logits {args.logits} is also the name of a layer: choose another name")
+    query = None
+    if args.logits:
+        try:
+            query = logits_query(model, layers)
+        except ValueError as e:
+            fail(f"--logits: {e}")
+    features = extractor(model, layers, (query, args.logits) if args.logits else None)
     example = torch.randn(2, 3, args.input_size, args.input_size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = features(example)
-        try:
-            scripted = torch.jit.script(features)
-        except Exception:  # noqa: BLE001 - some graphs only trace
-            scripted = torch.jit.trace(features, example, strict=False)
+        scripted = to_torchscript(features, example)
         got = scripted(example)
         for layer in layers:
-            if not torch.allclose(expected[layer], got[layer], rtol=1e-4, atol=1e-5):
+            if not close(expected[layer], got[layer]):
                 fail(f"the TorchScript export of {layer} does not reproduce the model")
+        extra = {}
+        if args.logits:
+            if not close(model(example), got[args.logits]):
+                fail("the TorchScript export's logits do not reproduce the model's output")
+            scripted = intervenable(model, scripted, layers, args.logits, expected)
+            extra[INTERVENTION_FILE] = intervention_text(args.logits, layers)
+            n_classes = expected[args.logits].shape[-1]
+            names = class_names(args.class_names, n_classes)
     fields = fieldmap.node_fields(model, layers, args.input_size, strict=False)
     known = {layer: field for layer, field in fields.items() if isinstance(field, fieldmap.Field)}
     text = fieldmap.extra_file_text(known, args.input_size)
     try:
-        save(scripted, args.out, {fieldmap.EXTRA_FILE: text})
+        save(scripted, args.out, {fieldmap.EXTRA_FILE: text, **extra})
     except OSError as e:
         fail(f"cannot write {args.out}: {e}")
+    if args.logits and names is not None:
+        path = classes_path(args.out)
+        try:
+            write_atomically(path, "".join(f"{name}\n" for name in names).encode("utf-8"))
+        except OSError as e:
+            fail(f"cannot write {path}: {e}")
     print(f"{args.out} returns, for one {args.input_size}×{args.input_size} image:")
     print_table([("layer", "shape", FIELD_HEADER)]
                 + [(layer, describe(expected[layer]), field_cell(expected[layer], fields[layer]))
                    for layer in layers])
+    if args.logits:
+        print(f"and {args.logits}, the classifier's {n_classes} outputs; {INTERVENTION_METHOD}(layer, "
+              f"activations) recomputes them from any of {', '.join(layers)}")
+        if names is not None:
+            print(f"wrote the class names to {classes_path(args.out)}")
     flat = [layer for layer in layers if not is_map(expected[layer])]
     if flat:
         verb = "is" if len(flat) == 1 else "are"

@@ -104,25 +104,14 @@ def node_fields(model, nodes, input_size, strict=True):
     ``strict`` a layer whose geometry is unknown raises FieldError; without, its value is
     the FieldError.
     """
-    tracer = _tracer()
-    with _evaluating(model):
-        graph = tracer.trace(model)
-    names = tracer.node_to_qualname
-    chosen = {}
-    for node in reversed(list(graph.nodes)):
-        qualname = names.get(node)
-        if qualname is None:
-            continue
-        for query in nodes:
-            if query not in chosen and ".".join(qualname.split(".")[: query.count(".") + 1]) == query:
-                chosen[query] = node
-                break
+    root, graph, names = trace(model)
+    chosen = choose_nodes(graph, names, nodes)
     missing = [query for query in nodes if query not in chosen]
     if missing:
         raise FieldError(None, f"no node named {', '.join(missing)}")
     # Keep only what the chosen nodes need, as create_feature_extractor does: the
     # classifier head may not run at every input size, and it does not matter here.
-    module = fx.GraphModule(tracer.root, graph)
+    module = fx.GraphModule(root, graph)
     for node in [n for n in graph.nodes if n.op == "output"]:
         graph.erase_node(node)
     with graph.inserting_after(list(graph.nodes)[-1]):
@@ -132,14 +121,39 @@ def node_fields(model, nodes, input_size, strict=True):
     return _outputs(module, names, input_size, strict)
 
 
+def trace(model):
+    """``model``'s graph as torchvision's tracer sees it in eval mode.
+
+    Returns ``(root, graph, names)``: the module to build a ``fx.GraphModule`` on, the graph
+    and each node's qualified name (the names ``create_feature_extractor`` takes).
+    """
+    tracer = _tracer()
+    with _evaluating(model):
+        graph = tracer.trace(model)
+    return tracer.root, graph, tracer.node_to_qualname
+
+
+def choose_nodes(graph, names, queries):
+    """The node each query names, as ``create_feature_extractor`` chooses it: the last node
+    whose qualified name is the query or lies under it (``layer4`` stands for the output of
+    the module's last node). Queries that name no node are left out."""
+    chosen = {}
+    for node in reversed(list(graph.nodes)):
+        qualname = names.get(node)
+        if qualname is None:
+            continue
+        for query in queries:
+            if query not in chosen and ".".join(qualname.split(".")[: query.count(".") + 1]) == query:
+                chosen[query] = node
+                break
+    return chosen
+
+
 def output_fields(module, input_size, strict=True):
     """The geometry of each entry of the dict that ``module``'s forward returns."""
     if not isinstance(module, fx.GraphModule):
-        tracer = _tracer()
-        with _evaluating(module):
-            graph = tracer.trace(module)
-        names = tracer.node_to_qualname
-        module = fx.GraphModule(tracer.root, graph)
+        root, graph, names = trace(module)
+        module = fx.GraphModule(root, graph)
     else:
         names = {}
     return _outputs(module, names, input_size, strict)
@@ -855,5 +869,5 @@ def read_extra_file(text):
     return fields, tuple(document["input_size"])
 
 
-__all__ = ["EXTRA_FILE", "FORMAT", "Field", "FieldError", "extra_file_text", "node_fields",
-           "output_fields", "read_extra_file"]
+__all__ = ["EXTRA_FILE", "FORMAT", "Field", "FieldError", "choose_nodes", "extra_file_text",
+           "node_fields", "output_fields", "read_extra_file", "trace"]
