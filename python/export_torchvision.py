@@ -30,6 +30,28 @@ whose geometry cannot be computed (after an upsampling, a transposed convolution
 that mixes positions) is left out of the file with a warning that names the op; the export
 still succeeds, and the pipeline file then has to give that layer's ``fields``.
 
+With ``--logits [NAME]`` forward's dict also holds the classifier's output (N, classes)
+under NAME (default ``logits``), and the module gains the TorchScript method
+``forward_from(layer, activations)``, for every exported layer: it runs the rest of the
+network from the layer's activations (N, C, h, w) to the logits, without the image, taking
+the activations it is given as the layer's value (zero a unit's channel and it returns the
+logits of the network with that unit ablated); for a layer it does not offer it raises a
+RuntimeError that lists the layers it does. The rest is cut out of the model's torch.fx
+graph: the layer's node becomes an input and what the output does not need is dropped. A
+layer that the rest reaches around (a node inside a ResNet block, whose skip connection
+carries the block's input past it) is refused, naming the node the rest would need. The
+extra file ``netdissect-intervention.json`` then says which method, which forward output it
+recomputes and which layers it takes:
+``{"format": 1, "layers": [...], "method": "forward_from", "output": "logits"}``.
+
+The class names go beside the model as ``<out without .pt>.classes.txt``, one a line: those
+of ``--class-names FILE`` (as many lines as the classifier has outputs); without it, for
+1000 outputs, the ImageNet-1k names that torchvision carries (with a note that they were
+assumed); otherwise no file, and the classes will be numbered. Without ``--logits`` the
+export is what it was before the option existed, byte for byte.
+
+    python export_torchvision.py resnet18 --layers layer3,layer4 --logits --out r18.pt
+
 ``--list-nodes`` runs the model once on a blank image of ``--input-size`` and prints every
 node with the shape it gives one image and its field geometry; nodes that are not
 (N, C, H, W) maps (a ViT block's tokens, a pooled vector) are flagged instead, since
