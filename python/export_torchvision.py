@@ -403,9 +403,23 @@ def extractor(model, layers, logits=None):
     if unknown:
         fail(f"no node named {', '.join(unknown)}; nodes are: {', '.join(nodes)}")
     return_nodes = {layer: layer for layer in layers}
-    if logits is not None:
-        return_nodes[logits[0]] = logits[1]
-    return create_feature_extractor(model, return_nodes=return_nodes).eval()
+    if logits is None:
+        return create_feature_extractor(model, return_nodes=return_nodes).eval()
+    return_nodes[logits[0]] = logits[1]
+    features = create_feature_extractor(model, return_nodes=return_nodes).eval()
+    # Running on to the logits, the graph now also holds what follows each layer, such as
+    # AlexNet's in-place ReLU after a convolution, which would overwrite the convolution's
+    # output before forward returns it: forward returns a copy of each layer instead.
+    for graph in (features.train_graph, features.eval_graph):
+        (output,) = [n for n in graph.nodes if n.op == "output"]
+        returned = dict(output.args[0])
+        for layer in layers:
+            with graph.inserting_after(returned[layer]):
+                returned[layer] = graph.call_method("clone", (returned[layer],))
+        output.args = (returned,)
+        graph.lint()
+    features.recompile()
+    return features
 
 
 def close(expected, got):

@@ -5,7 +5,8 @@
 For resnet18, vgg11 and alexnet, exported into a temporary directory and read back with
 torch.jit.load, and for every exported layer:
 
-1. ``forward(x)["logits"]`` is the torchvision model's output;
+1. ``forward(x)``'s layers are the outputs of the modules (not overwritten by an in-place
+   operation after them) and its ``logits`` are the torchvision model's output;
 2. ``forward_from(layer, forward(x)[layer])`` is the logits again;
 3. ``forward_from`` with one unit's channel zeroed is the torchvision model run with a
    forward hook that zeroes that channel of the layer's output: the method really is the
@@ -56,7 +57,8 @@ def check(condition, message):
 # What is exported: (file stem, architecture, layers, further arguments).
 EXPORTS = [
     ("resnet18", "resnet18", ["layer2", "layer3", "layer4"], ["--logits"]),
-    ("alexnet", "alexnet", ["features.1", "features.4", "features.11"],
+    # features.0 is a convolution whose output AlexNet's in-place ReLU then overwrites.
+    ("alexnet", "alexnet", ["features.0", "features.4", "features.11"],
      ["--logits", "scores", "--num-classes", "10", "--class-names", "CLASSES"]),
     ("vgg11", "vgg11", ["features.1", "features.9", "features.19"],
      ["--logits", "--num-classes", "10"]),
@@ -91,6 +93,12 @@ def close(got, want):
     return got.shape == want.shape and (got - want).abs().max().item() <= 1e-5 * scale
 
 
+def capturing(captured, layer):
+    def hook(module, inputs, output):
+        captured[layer] = output.clone()  # before an in-place operation after the module
+    return hook
+
+
 def zeroing(unit):
     def hook(module, inputs, output):
         output = output.clone()
@@ -104,10 +112,17 @@ def check_model(stem, arch, layers, path, logits, num_classes):
     model = export_torchvision.build_model(arch, num_classes=num_classes, seed=SEED)
     loaded = torch.jit.load(path)
     x = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(7))
+    captured = {}
+    handles = [model.get_submodule(layer).register_forward_hook(capturing(captured, layer)) for layer in layers]
     with torch.no_grad():
         reference = model(x)
+        for handle in handles:
+            handle.remove()
         outputs = loaded(x)
         check(list(outputs) == layers + [logits], f"{stem}: forward returns {list(outputs)}")
+        for layer in layers:
+            check(close(outputs[layer], captured[layer]),
+                  f"{stem}: forward's {layer} is not the output of the module {layer} (overwritten in place?)")
         check(close(outputs[logits], reference),
               f"{stem}: forward's {logits} differ from the model's output by "
               f"{(outputs[logits] - reference).abs().max().item():.3g}")
@@ -130,7 +145,7 @@ def check_model(stem, arch, layers, path, logits, num_classes):
                   f"by {(ablated - want).abs().max().item():.3g} from the model with that unit zeroed by a hook")
             check(torch.equal(outputs[layer], loaded(x)[layer]) and not torch.equal(outputs[layer], activations),
                   f"{stem}: forward_from changed the tensor it was given")
-    print(f"ok  {stem}: forward's {logits} are the model's output; forward_from each of "
+    print(f"ok  {stem}: forward's layers and {logits} are the model's; forward_from each of "
           f"{', '.join(layers)} gives them again, and with a unit zeroed gives the output of the model "
           "with that unit zeroed by a hook")
     return loaded, outputs
