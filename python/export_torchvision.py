@@ -394,8 +394,9 @@ def to_torchscript(module, example):
 
 
 def extractor(model, layers, logits=None):
-    """The layers' feature extractor; with ``logits``, a pair (graph node, name), it returns
-    that node under that name too."""
+    """The layers' feature extractor; with ``logits``, a pair (query, name) where the query
+    names the graph node of the model's output (``logits_query``), it returns that node's
+    value under that name too."""
     _, nodes = get_graph_node_names(model)
     # A module name (``layer4``) stands for the output of the module's last node.
     unknown = [layer for layer in layers
