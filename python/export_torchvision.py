@@ -445,7 +445,8 @@ def intervenable(model, scripted, layers, logits, expected):
     module = torch.jit.script(Intervenable(scripted, tails, layers))
     for layer in layers:
         if not close(expected[logits], module.forward_from(layer, expected[layer])):
-            fail(f"the TorchScript export's {INTERVENTION_METHOD}({layer!r}, ...) does not reproduce the model's logits")
+            fail(f"the TorchScript export's {INTERVENTION_METHOD}({layer!r}, ...) does not reproduce "
+                 "the model's logits")
     return module
 
 
