@@ -28,7 +28,8 @@ PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
 BRODEN_IMAGES = 63_305
 
 MODELS = {
-    "resnet18": {"layers": ["layer2", "layer3", "layer4"], "preprocess": "torchvision"},
+    "resnet18": {"layers": ["layer2", "layer3", "layer4"], "preprocess": "torchvision",
+                 "explain": "layer4"},
     "demo": {"layers": ["conv1", "conv2", "conv3", "conv4", "conv5"], "preprocess": "torchvision",
              "explain": "conv5"},
 }
@@ -539,10 +540,12 @@ def main():
         subprocess.run([f"{BIN}/netdissect", "synth", data, "--images", str(args.images),
                         "--size", "224", "--seed", "11"], check=True, stdout=subprocess.DEVNULL)
     files = {"demo": os.path.join(ROOT, "models", "demo", "demo-trained.pt")}
-    resnet = os.path.join(args.work, "resnet18-seed0.pt")
+    # With its class scores and forward_from, for the explain stage's row.
+    resnet = os.path.join(args.work, "resnet18-seed0-logits.pt")
     if not os.path.exists(resnet):
         subprocess.run([PYTHON, os.path.join(ROOT, "python", "export_torchvision.py"), "resnet18",
-                        "--layers", "layer2,layer3,layer4", "--seed", "0", "--out", resnet],
+                        "--layers", "layer2,layer3,layer4", "--seed", "0", "--logits",
+                        "--out", resnet],
                        check=True, stdout=subprocess.DEVNULL)
     files["resnet18"] = resnet
     results = {}

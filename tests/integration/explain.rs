@@ -273,3 +273,72 @@ fn bad_models_and_class_files_fail_before_extraction() {
         dir.path(),
     );
 }
+
+/// A torchvision classifier exported with `--logits` (seeded ResNet-18, 10 classes) is
+/// explained end to end through its `forward_from`: from `layer4`, whose head is a global
+/// average pooling and a linear layer, the contributions are exact and the weight baseline
+/// applies; from `layer3`, with `layer4` in between, the head is not linear after pooling
+/// and the baseline is left out.
+#[test]
+fn a_torchvision_export_is_explained_through_its_intervention_method() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("r18.pt");
+    python(&[
+        "python/export_torchvision.py",
+        "resnet18",
+        "--layers",
+        "layer3,layer4",
+        "--logits",
+        "--num-classes",
+        "10",
+        "--input-size",
+        "64",
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    let pipeline = dir.path().join("pipeline.toml");
+    let text = |layer: &str| {
+        format!(
+            "[dataset]\nsynth = {{ images = 24, size = 64, seed = 2 }}\n[cache]\ndir = \"cache\"\n\
+             [[model]]\nname = \"r18\"\nfile = \"r18.pt\"\nlayers = [\"layer3\", \"layer4\"]\n\
+             logits = \"logits\"\nbatch_size = 8\n[html]\npages = false\n[explain]\nlayer = \"{layer}\"\n\
+             top_k = 2\nablate = [1, 4]\nrandom_draws = 2\n"
+        )
+    };
+    for (layer, linear) in [("layer4", true), ("layer3", false)] {
+        std::fs::write(&pipeline, text(layer)).unwrap();
+        let run = netdissect(&pipeline, &[]);
+        assert!(run.ok, "{}", run.stderr);
+        let explain = dir.path().join("cache/explain");
+        let artifact = std::fs::read_dir(&explain)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                std::fs::read_to_string(p.join("summary.json"))
+                    .is_ok_and(|s| s.contains(&format!("\"layer\": \"{layer}\"")))
+            })
+            .unwrap();
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(artifact.join("summary.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            summary["head_linear_after_pooling"], linear,
+            "{layer}: {summary}"
+        );
+        assert!(
+            summary["intervention_deviation"].as_f64().unwrap() < 1e-5,
+            "{summary}"
+        );
+        let table = nd_tables::read(&artifact.join("explanations.parquet")).unwrap();
+        // 24 images, 2 classes each, 10 units each; classes numbered without names.
+        assert_eq!(table.num_rows(), 24 * 2 * 10);
+        assert!(nd_tables::strings(&table, "class_name").unwrap()[0].starts_with("class "));
+        let faithfulness = nd_tables::read(&artifact.join("faithfulness.parquet")).unwrap();
+        let methods = nd_tables::strings(&faithfulness, "method").unwrap();
+        assert_eq!(
+            methods.contains(&"weight".to_owned()),
+            linear,
+            "{methods:?}"
+        );
+    }
+}
