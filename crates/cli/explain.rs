@@ -79,44 +79,81 @@ pub fn explain(request: &Request) -> anyhow::Result<String> {
     let size: [u32; 2] = serde_json::from_value(extract.manifest.outputs["input_size"].clone())
         .with_context(|| format!("{}: no input_size", extract.manifest_path().display()))?;
 
-    let mut decoded = Vec::new();
-    for path in request.images {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let image = nd_broden::decode_image(&bytes)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        decoded.push(image);
-    }
-    let (_, explained) = nd_explain::explain_images(&config, &decoded, size)?;
+    let paths = expand(request.images)?;
     let mut out = String::new();
-    for ((path, image), classes) in request.images.iter().zip(&decoded).zip(&explained) {
-        let resized = if [image.height(), image.width()] == size {
-            String::new()
-        } else {
-            format!(
-                " (resized from {}×{} to {}×{}, the dissection's input size)",
-                image.height(),
-                image.width(),
-                size[0],
-                size[1]
-            )
-        };
-        let _ = writeln!(out, "{}{resized}", path.display());
-        for (rank, class) in classes.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{} {}: {} (score {:.2}, probability {:.3}); units of {} by contribution \
-                 (dissection: report {}):",
-                if rank == 0 { "  predicted" } else { "  then" },
-                rank + 1,
-                config.class_name(class.class),
-                class.score,
-                class.probability,
-                config.layer,
-                report.key().short()
-            );
-            out.push_str(&unit_table(class, &units, config.top_n));
+    // A batch of the model's batch size at a time: a folder may hold thousands.
+    for chunk in paths.chunks(config.batch_size) {
+        let mut decoded = Vec::new();
+        for path in chunk {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let image = nd_broden::decode_image(&bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            decoded.push(image);
         }
+        let (_, explained) = nd_explain::explain_images(&config, &decoded, size)?;
+        for ((path, image), classes) in chunk.iter().zip(&decoded).zip(&explained) {
+            let resized = if [image.height(), image.width()] == size {
+                String::new()
+            } else {
+                format!(
+                    " (resized from {}×{} to {}×{}, the dissection's input size)",
+                    image.height(),
+                    image.width(),
+                    size[0],
+                    size[1]
+                )
+            };
+            let _ = writeln!(out, "{}{resized}", path.display());
+            for (rank, class) in classes.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "{} {}: {} (score {:.2}, probability {:.3}); units of {} by contribution \
+                     (dissection: report {}):",
+                    if rank == 0 { "  predicted" } else { "  then" },
+                    rank + 1,
+                    config.class_name(class.class),
+                    class.score,
+                    class.probability,
+                    config.layer,
+                    report.key().short()
+                );
+                out.push_str(&unit_table(class, &units, config.top_n));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The images to explain: each file given, and the image files of each directory given (by
+/// extension: JPEG, PNG, BMP, GIF, TIFF, WebP), in name order.
+fn expand(given: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    const EXTENSIONS: [&str; 8] = ["jpg", "jpeg", "png", "bmp", "gif", "tif", "tiff", "webp"];
+    let mut out = Vec::new();
+    for path in given {
+        if !path.is_dir() {
+            out.push(path.clone());
+            continue;
+        }
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("cannot read the directory {}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.is_file()
+                    && p.extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+            })
+            .collect();
+        if files.is_empty() {
+            bail!(
+                "{} holds no image file ({})",
+                path.display(),
+                EXTENSIONS.join(", ")
+            );
+        }
+        files.sort();
+        out.extend(files);
     }
     Ok(out)
 }

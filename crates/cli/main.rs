@@ -50,7 +50,8 @@ enum Command {
         /// The [[model]] to explain (it must name its `logits`).
         #[arg(long)]
         model: String,
-        /// The image files (JPEG, PNG, ...), resized to the dissection's input size.
+        /// The image files (JPEG, PNG, ...), or directories of them, resized to the
+        /// dissection's input size.
         #[arg(long = "image", required = true)]
         images: Vec<PathBuf>,
         /// Classes explained per image (default: [explain] top_k, else 1).
