@@ -313,7 +313,7 @@ pub fn run(
         "cams": tables::CAMS,
     });
     let mut versions = nd_store::versions();
-    versions.insert("libtorch".to_owned(), "2.13.0".to_owned());
+    versions.insert("libtorch".to_owned(), nd_torch::LIBTORCH_VERSION.to_owned());
     let artifact = pending.commit(versions, outputs)?;
     Ok(Outcome {
         artifact,

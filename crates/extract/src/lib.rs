@@ -47,8 +47,7 @@ pub const STAGE: &str = "extract";
 /// Bumped when the artifact's layout or meaning changes.
 pub const SCHEMA: u32 = 2;
 pub use nd_arrays::ACTIVATIONS_DIR;
-/// The libtorch this build links (tch 0.26 accepts exactly this version).
-pub const LIBTORCH_VERSION: &str = "2.13.0";
+pub use nd_torch::LIBTORCH_VERSION;
 
 /// What to extract, and how.
 #[derive(Debug, Clone)]

@@ -16,6 +16,9 @@
 //!   extra file `netdissect-intervention.json` names ([`Intervention`]): the class scores of
 //!   a classifier, the image of a generator.
 
+/// The libtorch this build links (tch 0.26 accepts exactly this version).
+pub const LIBTORCH_VERSION: &str = "2.13.0";
+
 mod error;
 pub mod input;
 mod model;
