@@ -539,62 +539,53 @@ pub(crate) fn explain(
             }
         }
 
-        // Ablations of the predicted class.
-        let activations = &b.activations;
-        for (j, &n) in config.ablate.iter().enumerate() {
-            if n > units {
-                continue;
-            }
-            for (drop, flip) in ablate(
-                &model,
-                &config.layer,
-                activations,
-                &orders_top,
-                n,
-                &predicted,
-                &predicted_scores,
-            )? {
-                state.top[j].add(drop, flip);
-            }
-            for d in 0..config.random_draws {
-                let orders: Orders = (0..n_images)
+        // Ablations of the predicted class: the units of each image in the order each way
+        // takes them, the first n zeroed.
+        let random: Vec<Orders> = (0..config.random_draws)
+            .map(|d| {
+                (0..n_images)
                     .map(|i| {
                         SplitMix::new(config.seed, d as u64, (range.start + i) as u64)
                             .prefix(units, max_n)
                     })
-                    .collect();
-                for (drop, flip) in ablate(
-                    &model,
-                    &config.layer,
-                    activations,
-                    &orders,
-                    n,
-                    &predicted,
-                    &predicted_scores,
-                )? {
-                    state.random[j][d].add(drop, flip);
-                }
-            }
-            let orders: Orders = predicted
-                .iter()
-                .map(|&c| {
-                    let w = &weights[c as usize];
-                    let mut order: Vec<usize> = (0..units).collect();
-                    order.sort_by(|&x, &y| w[y].total_cmp(&w[x]).then(x.cmp(&y)));
-                    order
-                })
-                .collect();
-            for (drop, flip) in ablate(
+                    .collect()
+            })
+            .collect();
+        let by_weight: Orders = predicted
+            .iter()
+            .map(|&c| {
+                let w = &weights[c as usize];
+                let mut order: Vec<usize> = (0..units).collect();
+                order.sort_by(|&x, &y| w[y].total_cmp(&w[x]).then(x.cmp(&y)));
+                order
+            })
+            .collect();
+        let run = |orders: &Orders, n: usize, tally: &mut Faithfulness| -> Result<()> {
+            let drops = ablate(
                 &model,
                 &config.layer,
-                activations,
-                &orders,
+                &b.activations,
+                orders,
                 n,
                 &predicted,
                 &predicted_scores,
-            )? {
-                state.weight[j].add(drop, flip);
+            )?;
+            for (drop, flip) in drops {
+                tally.add(drop, flip);
             }
+            Ok(())
+        };
+        for (j, &n) in config
+            .ablate
+            .iter()
+            .enumerate()
+            .filter(|&(_, &n)| n <= units)
+        {
+            run(&orders_top, n, &mut state.top[j])?;
+            for (orders, tally) in random.iter().zip(&mut state.random[j]) {
+                run(orders, n, tally)?;
+            }
+            run(&by_weight, n, &mut state.weight[j])?;
         }
         bar.inc(n_images as u64);
     }

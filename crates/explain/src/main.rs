@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use nd_torch::{DeviceChoice, Preprocess};
+use nd_torch::DeviceChoice;
 
 /// Explains a classifier's predictions on a Broden-format dataset by the units of a
 /// dissected layer (gradient × activation, joined with the dissection's labels) and tests
@@ -36,24 +36,9 @@ struct Args {
     /// Names of the tensors of a tuple output, in order, comma-separated.
     #[arg(long, value_delimiter = ',')]
     output_names: Option<Vec<String>>,
-    /// Preprocessing preset: torchvision or lite-caffe (as the dissection's extraction).
-    #[arg(long, default_value = "torchvision")]
-    preprocess: String,
-    /// Override the preset's per-channel mean (three comma-separated numbers).
-    #[arg(long, value_delimiter = ',', num_args = 1)]
-    mean: Option<Vec<f64>>,
-    /// Override the preset's per-channel std.
-    #[arg(long, value_delimiter = ',', num_args = 1)]
-    std: Option<Vec<f64>>,
-    /// Override the preset's pixel scale (1 or 255).
-    #[arg(long)]
-    scale: Option<f64>,
-    /// Feed channels in BGR order.
-    #[arg(long)]
-    bgr: bool,
-    /// Resize images before the model: `H,W`.
-    #[arg(long, value_delimiter = ',', num_args = 1)]
-    resize: Option<Vec<u32>>,
+    /// The preprocessing, as the dissection's extraction had it.
+    #[command(flatten)]
+    preprocess: nd_torch::PreprocessArgs,
     /// Classes explained per image (the highest scores).
     #[arg(long, default_value_t = 1)]
     top_k: usize,
@@ -96,16 +81,6 @@ struct Args {
     out: Option<PathBuf>,
 }
 
-/// Three numbers for a per-channel setting.
-fn triple(values: &[f64], flag: &str) -> anyhow::Result<[f64; 3]> {
-    values.try_into().map_err(|_| {
-        anyhow::anyhow!(
-            "{flag} takes three comma-separated numbers, got {}",
-            values.len()
-        )
-    })
-}
-
 fn main() {
     if let Err(e) = run() {
         eprintln!("nd-explain: error: {e:#}");
@@ -116,25 +91,7 @@ fn main() {
 fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     nd_torch::set_threads(args.threads)?;
-    let mut preprocess = Preprocess::preset(&args.preprocess)?;
-    if let Some(mean) = &args.mean {
-        preprocess.mean = triple(mean, "--mean")?;
-    }
-    if let Some(std) = &args.std {
-        preprocess.std = triple(std, "--std")?;
-    }
-    if let Some(scale) = args.scale {
-        preprocess.scale = scale;
-    }
-    if args.bgr {
-        preprocess.channel_order = nd_torch::ChannelOrder::Bgr;
-    }
-    if let Some(resize) = &args.resize {
-        let [h, w] = resize[..] else {
-            anyhow::bail!("--resize takes H,W");
-        };
-        preprocess.resize = Some([h, w]);
-    }
+    let preprocess = args.preprocess.resolve()?;
     let report = nd_store::locate(&args.report, args.cache.as_deref())?;
     report.expect_stage("report")?;
     let store = nd_store::Store::open_for(args.cache.as_deref(), &report)?;

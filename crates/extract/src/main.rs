@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use nd_extract::{ChannelOrder, Config, DeviceChoice, Preprocess};
+use nd_extract::{Config, DeviceChoice};
 
 /// Runs a TorchScript model over a Broden-format dataset and stores the activations of the
 /// requested layers in the cache (Zarr). Prints the artifact's directory on stdout.
@@ -23,24 +23,8 @@ struct Args {
     /// Names of the tensors of a tuple output, in order, comma-separated.
     #[arg(long, value_delimiter = ',')]
     output_names: Option<Vec<String>>,
-    /// Preprocessing preset: torchvision or lite-caffe.
-    #[arg(long, default_value = "torchvision")]
-    preprocess: String,
-    /// Override the preset's per-channel mean (three comma-separated numbers).
-    #[arg(long, value_delimiter = ',', num_args = 1)]
-    mean: Option<Vec<f64>>,
-    /// Override the preset's per-channel std.
-    #[arg(long, value_delimiter = ',', num_args = 1)]
-    std: Option<Vec<f64>>,
-    /// Override the preset's pixel scale (1 or 255).
-    #[arg(long)]
-    scale: Option<f64>,
-    /// Feed channels in BGR order.
-    #[arg(long)]
-    bgr: bool,
-    /// Resize images before the model: `N` or `H,W`.
-    #[arg(long, value_delimiter = ',', num_args = 1)]
-    resize: Option<Vec<u32>>,
+    #[command(flatten)]
+    preprocess: nd_torch::PreprocessArgs,
     /// Rows of index.csv to use, `START..END` (default: all).
     #[arg(long)]
     images: Option<String>,
@@ -148,20 +132,7 @@ fn print_layers(layers: &[(String, Vec<i64>)], fields: Option<&nd_arrays::fields
 }
 
 fn size_pair(values: &[u32], what: &str) -> anyhow::Result<[u32; 2]> {
-    match values {
-        [n] => Ok([*n, *n]),
-        [h, w] => Ok([*h, *w]),
-        _ => bail!("{what} takes N or H,W"),
-    }
-}
-
-fn triple(values: &[f64], what: &str) -> anyhow::Result<[f64; 3]> {
-    values.try_into().map_err(|_| {
-        anyhow::anyhow!(
-            "{what} takes three comma-separated numbers, got {}",
-            values.len()
-        )
-    })
+    Ok(nd_torch::size_pair(values, what)?)
 }
 
 fn parse_range(text: &str) -> anyhow::Result<std::ops::Range<usize>> {
@@ -177,23 +148,7 @@ fn run() -> anyhow::Result<()> {
     if args.device == DeviceChoice::Cuda {
         nd_extract::resolve_device(args.device).context("--device cuda")?;
     }
-    let mut preprocess = Preprocess::preset(&args.preprocess)?;
-    if let Some(mean) = &args.mean {
-        preprocess.mean = triple(mean, "--mean")?;
-    }
-    if let Some(std) = &args.std {
-        preprocess.std = triple(std, "--std")?;
-    }
-    if let Some(scale) = args.scale {
-        preprocess.scale = scale;
-    }
-    if args.bgr {
-        preprocess.channel_order = ChannelOrder::Bgr;
-    }
-    if let Some(resize) = &args.resize {
-        preprocess.resize = Some(size_pair(resize, "--resize")?);
-    }
-    preprocess.validate()?;
+    let preprocess = args.preprocess.resolve()?;
 
     let dataset = match &args.dataset {
         Some(path) => {

@@ -29,7 +29,7 @@ pub use model::{
     DeviceChoice, INTERVENTION_EXTRA_FILE, Intervention, Model, extra_file, model_fields,
     model_intervention, resolve_device,
 };
-pub use preprocess::{ChannelOrder, Preprocess};
+pub use preprocess::{ChannelOrder, Preprocess, PreprocessArgs, size_pair};
 
 /// Lets glibc's allocator keep large freed blocks instead of returning them to the kernel.
 ///

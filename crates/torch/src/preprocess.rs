@@ -124,6 +124,71 @@ impl Preprocess {
     }
 }
 
+/// The command-line flags of a preprocessing setting, shared by the binaries that run a
+/// model (`nd-extract`, `nd-explain`): a preset and overrides of its values.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PreprocessArgs {
+    /// Preprocessing preset: torchvision or lite-caffe.
+    #[arg(long, default_value = "torchvision")]
+    pub preprocess: String,
+    /// Override the preset's per-channel mean (three comma-separated numbers).
+    #[arg(long, value_delimiter = ',', num_args = 1)]
+    pub mean: Option<Vec<f64>>,
+    /// Override the preset's per-channel std.
+    #[arg(long, value_delimiter = ',', num_args = 1)]
+    pub std: Option<Vec<f64>>,
+    /// Override the preset's pixel scale (1 or 255).
+    #[arg(long)]
+    pub scale: Option<f64>,
+    /// Feed channels in BGR order.
+    #[arg(long)]
+    pub bgr: bool,
+    /// Resize images before the model: `N` or `H,W`.
+    #[arg(long, value_delimiter = ',', num_args = 1)]
+    pub resize: Option<Vec<u32>>,
+}
+
+impl PreprocessArgs {
+    /// The setting the flags give, checked.
+    pub fn resolve(&self) -> Result<Preprocess> {
+        let mut preprocess = Preprocess::preset(&self.preprocess)?;
+        let triple = |values: &[f64], flag: &str| -> Result<[f64; 3]> {
+            values.try_into().map_err(|_| {
+                Error::Config(format!(
+                    "{flag} takes three comma-separated numbers, got {}",
+                    values.len()
+                ))
+            })
+        };
+        if let Some(mean) = &self.mean {
+            preprocess.mean = triple(mean, "--mean")?;
+        }
+        if let Some(std) = &self.std {
+            preprocess.std = triple(std, "--std")?;
+        }
+        if let Some(scale) = self.scale {
+            preprocess.scale = scale;
+        }
+        if self.bgr {
+            preprocess.channel_order = ChannelOrder::Bgr;
+        }
+        if let Some(resize) = &self.resize {
+            preprocess.resize = Some(size_pair(resize, "--resize")?);
+        }
+        preprocess.validate()?;
+        Ok(preprocess)
+    }
+}
+
+/// `N` or `H,W` as `[height, width]`; `flag` names the setting in the error.
+pub fn size_pair(values: &[u32], flag: &str) -> Result<[u32; 2]> {
+    match values {
+        [n] => Ok([*n, *n]),
+        [h, w] => Ok([*h, *w]),
+        _ => Err(Error::Config(format!("{flag} takes N or H,W"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
