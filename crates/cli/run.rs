@@ -520,6 +520,7 @@ fn run_model(
         }],
         scores: &scores,
         report: &report,
+        explain: explained.as_ref(),
     };
     explain(
         options,

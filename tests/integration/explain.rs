@@ -22,7 +22,7 @@ const CLASSES: [&str; 3] = ["warm", "nature", "dark"];
 
 /// A dataset of 60 synthetic 64-pixel images, and a pipeline explaining `kind` with the
 /// class names `classes` (and `extra` appended).
-fn setup(dir: &Path, kind: &str, classes: &[&str], extra: &str) -> std::path::PathBuf {
+pub(crate) fn setup(dir: &Path, kind: &str, classes: &[&str], extra: &str) -> std::path::PathBuf {
     model(dir, kind);
     let data = dir.join("data");
     if !data.exists() {

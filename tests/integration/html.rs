@@ -8,7 +8,11 @@ use std::process::Command;
 use crate::common::{colour_pixels, model, netdissect, only_dir, repo};
 
 /// Runs the browser check on a model's results; returns its JSON summary.
-fn check_in_browser(model_dir: &Path, screenshots: &Path, extra: &[&str]) -> serde_json::Value {
+pub(crate) fn check_in_browser(
+    model_dir: &Path,
+    screenshots: &Path,
+    extra: &[&str],
+) -> serde_json::Value {
     let python = repo().join(".venv/bin/python");
     let script = repo().join("tests/python/check_html.py");
     // Without a network namespace (no privileges), Chromium's host resolver rules still
@@ -84,6 +88,16 @@ fn the_demo_models_report_works_in_a_browser_offline() {
         let path = shots.join(format!("{shot}.png"));
         let bytes = std::fs::read(&path).unwrap();
         assert!(bytes.starts_with(b"\x89PNG"), "{}", path.display());
+    }
+
+    // Without explanations the pages' key has no such input (and keeps its old roles).
+    for pages in std::fs::read_dir(dir.path().join("cache/html")).unwrap() {
+        let manifest: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(pages.unwrap().path().join("manifest.json")).unwrap(),
+        )
+        .unwrap();
+        let roles: Vec<&String> = manifest["inputs"].as_object().unwrap().keys().collect();
+        assert_eq!(roles, ["images", "report"], "{manifest}");
     }
 
     // The pages are byte for byte the same when written again from the same artifacts.

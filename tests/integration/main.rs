@@ -5,6 +5,7 @@ mod common;
 mod dataset;
 mod demo;
 mod explain;
+mod explain_pages;
 mod fixture;
 mod html;
 mod oracle;

@@ -2,18 +2,26 @@
 would: pages load with no console error, no failed load and no request that leaves the
 report's files; a layer page holds one card per unit; sorting by score reorders the cards;
 filtering by category and by text hides the others; a unit's page shows its images.
+With --explain, the pages of explained predictions too: the index lists every image and
+filters them by class, right or wrong and concept; an image page shows its class activation
+map and its top units' masks, and a unit's link opens its page; a class page lists its
+concepts; and every href and src of every page of the report resolves to a file.
 Saves screenshots. Prints a JSON summary on stdout; exits non-zero on the first failure.
 
 usage: check_html.py RESULTS_MODEL_DIR SCREENSHOT_DIR [--layer NAME] [--expect-text TEXT]
+                     [--run-index PATH] [--explain]
 
 RESULTS_MODEL_DIR is a model's `[output] dir/<model>/` (its summary.json and html/).
 """
 
 import argparse
+import collections
+import html.parser
 import json
 import os
 import pathlib
 import sys
+import urllib.parse
 
 from playwright.sync_api import sync_playwright
 
@@ -23,6 +31,157 @@ def fail(message):
     sys.exit(1)
 
 
+def loaded(page, selector):
+    """Whether every image the selector finds has loaded (and how many there are)."""
+    states = page.eval_on_selector_all(
+        selector, "is => is.map(i => i.complete && i.naturalWidth > 0)"
+    )
+    return all(states), len(states)
+
+
+def check_explain(page, pages, args, visit, check_scripts):
+    """The explained predictions' pages, reached from the model's index."""
+    explained = json.loads((args.model_dir / "explain" / "summary.json").read_text())
+    result = {}
+    visit((pages / "index.html").resolve().as_uri())
+    page.locator("a[href='explain/index.html']").first.click()
+    page.wait_for_load_state("networkidle")
+    check_scripts(page.url, ("report.js", "explain.js"))
+    rows = page.eval_on_selector_all(
+        "tr.image",
+        "rs => rs.map(r => [r.dataset.row, r.dataset.class, r.dataset.correct,"
+        " JSON.parse(r.dataset.concepts)])",
+    )
+    want = min(explained["images"], 1000)
+    if len(rows) != want:
+        fail(f"explain index: {len(rows)} images listed, want {want}")
+    result["images"] = len(rows)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('tr.image img')].slice(0, 4)"
+        ".every(i => i.complete && i.naturalWidth > 0)"
+    )
+    page.screenshot(path=str(args.screenshots / "explain-index.png"))
+
+    def visible():
+        return page.eval_on_selector_all(
+            "tr.image:not([hidden])", "rs => rs.map(r => r.dataset.row)"
+        )
+
+    def check_filter(name, select, value, keep):
+        page.select_option(select, value)
+        shown = visible()
+        expected = [r[0] for r in rows if keep(r)]
+        if shown != expected:
+            fail(f"explain index: filtering by {name} {value!r} shows {len(shown)} rows, want {len(expected)}")
+        counted = page.locator("#shown").inner_text()
+        if not counted.startswith(f"{len(expected)} of {len(rows)}"):
+            fail(f"explain index: the count says {counted!r}")
+        page.select_option(select, "")
+        return {"value": value, "shown": len(shown), "hidden": len(rows) - len(shown)}
+
+    # A class that not every image is predicted as, when there is one.
+    counts = collections.Counter(r[1] for r in rows)
+    partial = [c for c, n in counts.most_common() if n < len(rows)]
+    chosen = (partial or list(counts))[0]
+    result["class_filter"] = check_filter("class", "#class", chosen, lambda r: r[1] == chosen)
+    if page.locator("#correct").count():
+        judged = [v for v in ("wrong", "right") if any(r[2] == v for r in rows)]
+        if not judged:
+            fail("explain index: a right/wrong filter but no image judged")
+        result["correct_filter"] = check_filter(
+            "prediction", "#correct", judged[0], lambda r: r[2] == judged[0]
+        )
+    concepts = page.eval_on_selector_all("#concept option", "os => os.map(o => o.value)")
+    concepts = [c for c in concepts if c]
+    if not concepts:
+        fail("explain index: no concept to filter by")
+    result["concept_filter"] = check_filter(
+        "concept", "#concept", concepts[0], lambda r: concepts[0] in r[3]
+    )
+    if len(visible()) != len(rows):
+        fail("explain index: clearing the filters does not show every image")
+
+    # An image's page, from its row.
+    page.locator("tr.image a").first.click()
+    page.wait_for_load_state("networkidle")
+    check_scripts(page.url)
+    ok, count = loaded(page, "img")
+    if not ok:
+        fail(f"{page.url}: an image did not load")
+    cam, cams = loaded(page, "img.cam")
+    units = page.locator("tr.unit-row").count()
+    masks = page.locator("figure.unit-mask").count()
+    if cams != 1 or not cam or units == 0 or masks != units:
+        fail(f"{page.url}: {cams} maps, {units} units, {masks} masks")
+    classes = page.locator("table.classes tbody tr").count()
+    result["image"] = {"cam": cam, "units": units, "masks": masks, "classes": classes}
+    page.screenshot(path=str(args.screenshots / "explain-image.png"), full_page=True)
+    image_page = page.url
+
+    # A top unit's link opens the unit's page in the report.
+    page.locator("tr.unit-row a").first.click()
+    page.wait_for_load_state("networkidle")
+    if "/unit-" not in page.url:
+        fail(f"a unit's link led to {page.url}")
+    ok, count = loaded(page, ".pair img")
+    if not ok or count == 0:
+        fail(f"{page.url}: the unit's images did not load")
+    result["image"]["unit_page_images"] = count
+
+    # The predicted class's page, from the image's page.
+    page.goto(image_page, wait_until="load")
+    page.locator("p.lede a").first.click()
+    page.wait_for_load_state("networkidle")
+    if "/explain/classes/" not in page.url:
+        fail(f"the class link led to {page.url}")
+    concepts = page.locator("table.concepts tbody tr").count()
+    ok, examples = loaded(page, ".thumbs img")
+    if not ok:
+        fail(f"{page.url}: an example image did not load")
+    result["class"] = {
+        "concepts": concepts,
+        "units": page.locator("tr.unit-row").count(),
+        "examples": examples,
+    }
+    page.screenshot(path=str(args.screenshots / "explain-class.png"), full_page=True)
+
+    checked, broken = check_links(pages)
+    if broken:
+        fail(f"links to missing files: {broken[:5]}")
+    result["links_checked"] = checked
+    return result
+
+
+class Links(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.targets = []
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if name in ("href", "src") and value:
+                self.targets.append(value)
+
+
+def check_links(pages):
+    """Every href and src of every page that names a file: (how many, those missing)."""
+    checked, broken = 0, []
+    for path in sorted(pages.rglob("*.html")):
+        parser = Links()
+        parser.feed(path.read_text())
+        for target in parser.targets:
+            if target.startswith(("data:", "#")):
+                continue
+            parts = urllib.parse.urlsplit(target)
+            if parts.scheme or parts.netloc:
+                broken.append(f"{path}: {target} (not a file of the report)")
+                continue
+            checked += 1
+            if not (path.parent / urllib.parse.unquote(parts.path)).resolve().is_file():
+                broken.append(f"{path.relative_to(pages)}: {target}")
+    return checked, broken
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("model_dir", type=pathlib.Path)
@@ -30,6 +189,9 @@ def main():
     parser.add_argument("--layer", help="the layer page to check (default: the last)")
     parser.add_argument("--expect-text", help="text that a layer page must show as text")
     parser.add_argument("--run-index", type=pathlib.Path, help="the run's index.html")
+    parser.add_argument(
+        "--explain", action="store_true", help="also check the explained predictions' pages"
+    )
     args = parser.parse_args()
 
     summary = json.loads((args.model_dir / "summary.json").read_text())
@@ -77,12 +239,17 @@ def main():
 
         page.on("dialog", on_dialog)
 
+        def check_scripts(url, want=("report.js",)):
+            scripts = page.eval_on_selector_all("script", "s => s.map(x => x.src)")
+            if len(scripts) != len(want) or not all(
+                s.endswith(w) for s, w in zip(scripts, want)
+            ):
+                fail(f"{url}: unexpected scripts {scripts}")
+
         def visit(url):
             page.goto(url, wait_until="load")
             page.wait_for_load_state("networkidle")
-            scripts = page.eval_on_selector_all("script", "s => s.map(x => x.src)")
-            if len(scripts) != 1 or not scripts[0].endswith("report.js"):
-                fail(f"{url}: unexpected scripts {scripts}")
+            check_scripts(url)
 
         if args.run_index:
             visit(args.run_index.resolve().as_uri())
@@ -188,6 +355,9 @@ def main():
             fail(f"unit {best}: {images.count(False)} of {len(images)} images did not load")
         page.screenshot(path=str(args.screenshots / "unit.png"), full_page=False)
         result["unit"] = {"unit": best, "images": len(images)}
+
+        if args.explain:
+            result["explain"] = check_explain(page, pages, args, visit, check_scripts)
         browser.close()
 
     outside = [u for u in requests if not (u.startswith("file://") or u.startswith("data:"))]

@@ -17,7 +17,7 @@ const UNIT_BLOCK: usize = 64;
 const STRIP_GAP: u32 = 2;
 const JPEG_QUALITY: u8 = 75;
 /// The outline of a unit's mask, and of a concept's pixels.
-const UNIT_COLOUR: [u8; 3] = [255, 214, 0];
+pub(crate) const UNIT_COLOUR: [u8; 3] = [255, 214, 0];
 const CONCEPT_COLOUR: [u8; 3] = [0, 214, 255];
 /// How much of a pixel's brightness is kept outside the mask, in 256ths.
 const DIM_256: u32 = 77;
@@ -142,6 +142,16 @@ fn shown_masks(
             wanted.entry(row).or_default().insert(layer.units[u].unit);
         }
     }
+    read_masks(&wanted, shards)
+}
+
+/// The masks of the wanted units of each wanted dataset row, in one sequential pass over a
+/// layer's masks of each image shard (`(reader, first row)`); a pair with no mask (the unit
+/// never passed its threshold there) is left out.
+pub(crate) fn read_masks(
+    wanted: &BTreeMap<usize, BTreeSet<u32>>,
+    shards: &[(MaskReader, usize)],
+) -> Result<HashMap<(usize, u32), Vec<Run>>> {
     let mut out = HashMap::new();
     for (masks, first_row) in shards {
         let images = masks.images();
@@ -232,7 +242,7 @@ pub(crate) fn layer_images(
     })
 }
 
-fn thumb_size(image: &RgbImage, height: u32) -> (u32, u32) {
+pub(crate) fn thumb_size(image: &RgbImage, height: u32) -> (u32, u32) {
     let w = (image.width() as u64 * height as u64).div_ceil(image.height().max(1) as u64);
     ((w as u32).max(1), height)
 }
@@ -396,7 +406,13 @@ fn dimmed(image: &RgbImage, mask: &[bool], colour: [u8; 3]) -> RgbImage {
 
 /// A transparent layer that dims what is outside the mask and outlines it, to lay over the
 /// image in the browser: a 2-bit indexed PNG (clear, dim, outline).
-fn overlay_png(mask: &[bool], w: u32, h: u32, colour: [u8; 3], path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn overlay_png(
+    mask: &[bool],
+    w: u32,
+    h: u32,
+    colour: [u8; 3],
+    path: &Path,
+) -> Result<Vec<u8>> {
     let (wu, hu) = (w as usize, h as usize);
     let row_bytes = wu.div_ceil(4);
     let mut data = vec![0u8; row_bytes * hu];
@@ -429,19 +445,19 @@ fn overlay_png(mask: &[bool], w: u32, h: u32, colour: [u8; 3], path: &Path) -> R
     Ok(out)
 }
 
-fn base64(bytes: &[u8]) -> String {
+pub(crate) fn base64(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).map_err(|source| Error::Io {
         path: path.to_owned(),
         source,
     })
 }
 
-fn encode_jpeg(out: &mut Vec<u8>, image: &RgbImage, path: &Path) -> Result<()> {
+pub(crate) fn encode_jpeg(out: &mut Vec<u8>, image: &RgbImage, path: &Path) -> Result<()> {
     image::codecs::jpeg::JpegEncoder::new_with_quality(out, JPEG_QUALITY)
         .write_image(
             image.as_raw(),
@@ -478,7 +494,7 @@ fn box_taps(from: usize, to: usize) -> Vec<Vec<(usize, f32)>> {
 }
 
 /// Shrinks (or stretches) an image to `w × h` with a box filter, one axis at a time.
-fn shrink(image: &RgbImage, w: u32, h: u32) -> RgbImage {
+pub(crate) fn shrink(image: &RgbImage, w: u32, h: u32) -> RgbImage {
     let (sw, sh) = (image.width() as usize, image.height() as usize);
     let (w, h) = (w as usize, h as usize);
     let xs = box_taps(sw, w);

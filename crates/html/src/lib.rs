@@ -13,9 +13,15 @@
 //! segment stage stored and the score stage counted. Every text from the dataset or the
 //! model is HTML-escaped.
 //!
+//! - `explain/`, when the model's predictions were explained (the explain stage's artifact,
+//!   [`Inputs::explain`]): an index of the explained images, a page per image (its predicted
+//!   classes, the class activation map over it, its top units' masks over it) and a page
+//!   per predicted class (its top concepts and units, example images).
+//!
 //! [`write_run_index`] writes the page that compares the models of a run.
 
 mod draw;
+mod explain;
 mod page;
 mod svg;
 
@@ -115,6 +121,9 @@ pub struct Inputs<'a> {
     pub shards: Vec<Shard<'a>>,
     pub scores: &'a nd_store::Artifact,
     pub report: &'a nd_store::Artifact,
+    /// The explanations of the model's predictions by a layer of this report (the explain
+    /// stage's artifact), for the pages under `explain/`; `None`: no such pages.
+    pub explain: Option<&'a nd_store::Artifact>,
 }
 
 impl Inputs<'_> {
@@ -135,6 +144,10 @@ impl Inputs<'_> {
             }
         };
         link(self.report, "scores", self.scores)?;
+        if let Some(explain) = self.explain {
+            explain.expect_stage("explain")?;
+            link(explain, "report", self.report)?;
+        }
         if self.shards.is_empty() {
             return Err(Error::Input("no image shard given".into()));
         }
@@ -229,6 +242,7 @@ impl Chain {
                 .collect(),
             scores: &self.scores,
             report,
+            explain: None,
         }
     }
 }
@@ -270,15 +284,20 @@ pub fn images_spec(inputs: &Inputs, config: &Config) -> Result<nd_store::Spec> {
 }
 
 /// The key of the pages: the images, the report, the title, and what the pages are made
-/// with.
+/// with; the explanations and the code of their pages only when there are some, so that a
+/// report without them keeps the key it had before they existed.
 pub fn spec(inputs: &Inputs, config: &Config) -> Result<nd_store::Spec> {
     let images = images_spec(inputs, config)?;
-    Ok(
-        nd_store::Spec::new(STAGE, SCHEMA, json!({ "title": config.title }))
-            .input("images", images.key())
-            .input("report", inputs.report.key())
-            .digest("pages", sources_digest(&page::SOURCES)),
-    )
+    let mut spec = nd_store::Spec::new(STAGE, SCHEMA, json!({ "title": config.title }))
+        .input("images", images.key())
+        .input("report", inputs.report.key())
+        .digest("pages", sources_digest(&page::SOURCES));
+    if let Some(explain) = inputs.explain {
+        spec = spec
+            .input("explain", explain.key())
+            .digest("explain_pages", sources_digest(&explain::SOURCES));
+    }
+    Ok(spec)
 }
 
 pub use nd_store::Outcome;
@@ -668,6 +687,22 @@ fn checked_rows(inputs: &Inputs) -> Result<std::ops::Range<usize>> {
 
 const DRAWN_FILE: &str = "units.json";
 
+/// The masks of each image shard, with the shard's first dataset row.
+pub(crate) fn mask_groups(inputs: &Inputs) -> Result<Vec<(nd_arrays::masks::MaskGroup, usize)>> {
+    inputs
+        .shards
+        .iter()
+        .map(|shard| {
+            Ok((
+                nd_arrays::masks::MaskGroup::open(
+                    &shard.masks.dir.join(nd_arrays::masks::MASKS_DIR),
+                )?,
+                shard.activations.rows()?.start,
+            ))
+        })
+        .collect()
+}
+
 /// Draws the images of every layer into `dir`: the top images, each unit's strip, and per
 /// layer `<stem>/units.json` (what each image shows, the overlays). Returns the manifest's
 /// outputs.
@@ -680,13 +715,13 @@ fn write_images(
     progress: &indicatif::ProgressBar,
 ) -> Result<Value> {
     let mut groups = Vec::new();
-    for shard in &inputs.shards {
+    for (shard, (masks, first_row)) in inputs.shards.iter().zip(mask_groups(inputs)?) {
         groups.push((
             nd_arrays::ActivationGroup::open(
                 &shard.activations.dir.join(nd_arrays::ACTIVATIONS_DIR),
             )?,
-            nd_arrays::masks::MaskGroup::open(&shard.masks.dir.join(nd_arrays::masks::MASKS_DIR))?,
-            shard.activations.rows()?.start,
+            masks,
+            first_row,
         ));
     }
     let mut outputs = Vec::new();
@@ -780,8 +815,18 @@ fn write_pages(
             "units": layer.units.len(),
         }));
     }
-    page::write_index(dir, report, &config.title)?;
-    Ok(json!({ "index": "index.html", "layers": outputs }))
+    let mut written = json!({ "index": "index.html", "layers": outputs });
+    let explained = match inputs.explain {
+        Some(artifact) => {
+            let shards = mask_groups(inputs)?;
+            let explained = explain::write(&ctx, report, artifact, &shards)?;
+            written["explain"] = explained.outputs();
+            Some(explained)
+        }
+        None => None,
+    };
+    page::write_index(dir, report, &config.title, explained.as_ref())?;
+    Ok(written)
 }
 
 /// Puts a pages artifact at `to`, replacing what was there: hard links to the cache's files

@@ -7,8 +7,9 @@ use clap::{Parser, Subcommand};
 
 /// Writes the HTML report of one model's dissection: an index, a page per layer with a
 /// card per unit, a page per unit. The score, segment and extract artifacts are found
-/// through the report's inputs in the same cache. Prints the artifact's directory (open
-/// its index.html) on stdout. `nd-html index` writes the page comparing several models.
+/// through the report's inputs in the same cache; with `--explanations`, the pages of the
+/// model's explained predictions are added. Prints the artifact's directory (open its
+/// index.html) on stdout. `nd-html index` writes the page comparing several models.
 #[derive(Parser)]
 #[command(name = "nd-html", version, args_conflicts_with_subcommands = true)]
 struct Args {
@@ -36,6 +37,11 @@ struct Args {
     /// Say why the stage computes (or that it is fresh) on stderr.
     #[arg(long)]
     explain: bool,
+    /// The explanations of the model's predictions by a layer of this report (an explain
+    /// artifact `<cache>/explain/<key>`, or a record of one): adds the pages under
+    /// `explain/` (`--explain` says why the stage computes).
+    #[arg(long, value_name = "DIR")]
+    explanations: Option<PathBuf>,
     /// Copy the pages to this directory (replacing an earlier copy there).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -136,7 +142,17 @@ fn run() -> anyhow::Result<()> {
     let dir = nd_store::dataset_dir(dataset, Some(store.root()))?;
     let dataset = nd_broden::Dataset::open(&dir, &Default::default())
         .with_context(|| format!("cannot open the dataset {}", dir.display()))?;
-    let inputs = chain.inputs(&dataset, &report);
+    let explanations = args
+        .explanations
+        .as_deref()
+        .map(|path| {
+            let artifact = nd_store::locate(path, Some(store.root()))?;
+            artifact.expect_stage("explain")?;
+            Ok::<_, anyhow::Error>(artifact)
+        })
+        .transpose()?;
+    let mut inputs = chain.inputs(&dataset, &report);
+    inputs.explain = explanations.as_ref();
     if args.explain {
         eprintln!("{}", store.explain(&nd_html::spec(&inputs, &config)?)?);
     }

@@ -28,7 +28,7 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-fn write_file(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write_file(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).map_err(|source| Error::Io {
         path: path.to_owned(),
         source,
@@ -54,7 +54,7 @@ pub(crate) fn write_assets(dir: &Path) -> Result<()> {
 }
 
 /// The page's start: `root` is the relative path to the report's root ("" or "../").
-fn head(title: &str, root: &str, crumbs: &[(String, String)]) -> String {
+pub(crate) fn head(title: &str, root: &str, crumbs: &[(String, String)]) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
@@ -81,20 +81,30 @@ fn head(title: &str, root: &str, crumbs: &[(String, String)]) -> String {
 }
 
 fn foot(root: &str) -> String {
-    format!(
-        "</main>\n<footer>Made by netdissect {}: Network Dissection (Bau et al., CVPR 2017).</footer>\n<script src=\"{root}report.js\"></script>\n</body>\n</html>\n",
-        env!("CARGO_PKG_VERSION")
-    )
+    foot_with(root, &[])
 }
 
-fn iou(v: f64) -> String {
+/// The page's end, loading the report's script and `scripts` (paths relative to the page).
+pub(crate) fn foot_with(root: &str, scripts: &[&str]) -> String {
+    let mut out = format!(
+        "</main>\n<footer>Made by netdissect {}: Network Dissection (Bau et al., CVPR 2017).</footer>\n<script src=\"{root}report.js\"></script>\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    for script in scripts {
+        let _ = writeln!(out, "<script src=\"{}\"></script>", escape(script));
+    }
+    out.push_str("</body>\n</html>\n");
+    out
+}
+
+pub(crate) fn iou(v: f64) -> String {
     format!("{v:.4}")
 }
 
 /// `name (category) IoU · ...`, escaped.
 /// A label's name as HTML: label 0 (image-level `0` items, concepts Broden's frequency filter
 /// dropped) has an empty name, so it is named by its number.
-fn label_name(name: &str) -> String {
+pub(crate) fn label_name(name: &str) -> String {
     if name.is_empty() {
         "<em>label 0</em>".to_owned()
     } else {
@@ -194,11 +204,16 @@ pub(crate) fn layer_page(stem: &str) -> String {
     format!("layer-{stem}.html")
 }
 
-fn unit_page(stem: &str, unit: u32) -> String {
+pub(crate) fn unit_page(stem: &str, unit: u32) -> String {
     format!("{stem}/unit-{unit:04}.html")
 }
 
-pub(crate) fn write_index(dir: &Path, report: &Report, title: &str) -> Result<()> {
+pub(crate) fn write_index(
+    dir: &Path,
+    report: &Report,
+    title: &str,
+    explained: Option<&crate::explain::Explained>,
+) -> Result<()> {
     let mut out = head(title, "", &[("index.html".into(), title.into())]);
     let units: usize = report.layers.iter().map(|l| l.units.len()).sum();
     let _ = write!(
@@ -214,6 +229,9 @@ pub(crate) fn write_index(dir: &Path, report: &Report, title: &str) -> Result<()
         .iter()
         .map(|l| (&l.summary, Some(layer_page(&l.stem))))
         .collect();
+    if let Some(explained) = explained {
+        out.push_str(&explained.index_link());
+    }
     layer_table(&mut out, &report.categories, &rows);
     let names: Vec<String> = report.layers.iter().map(|l| l.name.clone()).collect();
     let summaries: Vec<&Value> = report.layers.iter().map(|l| &l.summary).collect();
