@@ -45,7 +45,9 @@ fn explained_predictions_have_pages_that_work_in_a_browser_offline() {
         classes.push(format!("unseen-{}", classes.len()));
     }
     let names: Vec<&str> = classes.iter().map(String::as_str).collect();
-    let pipeline = setup(dir.path(), "classifier", &names, "");
+    // Two classes per image: the second's link must not point to a page a class never
+    // predicted first lacks.
+    let pipeline = setup(dir.path(), "classifier", &names, "top_k = 2");
     let text = std::fs::read_to_string(&pipeline)
         .unwrap()
         .replace("pages = false", "pages = true\ntop_images = 4");
@@ -96,6 +98,7 @@ fn explained_predictions_have_pages_that_work_in_a_browser_offline() {
     assert_eq!(explained["image"]["cam"], true, "{summary}");
     assert_eq!(explained["image"]["units"], 11, "{summary}");
     assert_eq!(explained["image"]["masks"], 11, "{summary}");
+    assert_eq!(explained["image"]["classes"], 2, "{summary}");
     assert!(
         explained["image"]["unit_page_images"].as_u64().unwrap() > 0,
         "{summary}"

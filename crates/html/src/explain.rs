@@ -218,11 +218,16 @@ pub(crate) fn write(
         .collect::<Result<Vec<_>>>()?;
     let masks = draw::read_masks(&wanted, &readers)?;
 
+    let mut by_class: BTreeMap<u32, Vec<&Prediction>> = BTreeMap::new();
+    for p in predictions.values() {
+        by_class.entry(p.class).or_default().push(p);
+    }
     let site = Site {
         ctx,
         layer_name,
         layer_stem: &layer.stem,
         class_names: &class_names,
+        class_pages: by_class.keys().copied().collect(),
         paged: &paged,
     };
     let list: Vec<(usize, &Image)> = images.iter().map(|(&r, i)| (r, i)).collect();
@@ -233,10 +238,6 @@ pub(crate) fn write(
             site.write_image_page(i, row, image, &overlays)
         })?;
     site.write_index(&summary, &predictions, &images)?;
-    let mut by_class: BTreeMap<u32, Vec<&Prediction>> = BTreeMap::new();
-    for p in predictions.values() {
-        by_class.entry(p.class).or_default().push(p);
-    }
     let mut classes = 0;
     for (&class, predicted) in &by_class {
         let name = class_names.get(&class).map_or("", String::as_str);
@@ -295,9 +296,9 @@ fn read_predictions(
         let probability = nd_tables::primitives::<Float64Type>(batch, "probability")?;
         let correct = booleans(batch, "correct", path)?;
         for i in 0..batch.num_rows() {
-            if !names.contains_key(&class[i]) {
-                names.insert(class[i], class_name.get(i).to_owned());
-            }
+            names
+                .entry(class[i])
+                .or_insert_with(|| class_name.get(i).to_owned());
             if class_rank[i] == 1 && rank[i] == 1 {
                 let row = find_row(image.get(i))?;
                 predictions.insert(
@@ -637,6 +638,9 @@ struct Site<'a> {
     layer_name: &'a str,
     layer_stem: &'a str,
     class_names: &'a BTreeMap<u32, String>,
+    /// The classes with a page: those predicted for some image (a class only ever second
+    /// or lower among the top-k has none).
+    class_pages: BTreeSet<u32>,
     /// The paged rows, in order.
     paged: &'a [usize],
 }
@@ -675,7 +679,11 @@ impl Site<'_> {
         crumbs
     }
 
+    /// The class's name, linking its page when it has one.
     fn class_link(&self, class: u32, name: &str, up: &str) -> String {
+        if !self.class_pages.contains(&class) {
+            return escape(name);
+        }
         format!(
             r#"<a href="{up}classes/{}">{}</a>"#,
             class_page(class),
@@ -924,9 +932,9 @@ impl Site<'_> {
             );
         }
         out.push_str("</select></label>\n<output id=\"shown\"></output>\n</form>\n");
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<div class=\"scroll\"><table class=\"stats images\" id=\"images\"><thead><tr><th>image</th><th>predicted</th><th>probability</th><th>true class</th><th>prediction</th><th>top {INDEX_UNITS} units</th></tr></thead><tbody>\n"
+            "<div class=\"scroll\"><table class=\"stats images\" id=\"images\"><thead><tr><th>image</th><th>predicted</th><th>probability</th><th>true class</th><th>prediction</th><th>top {INDEX_UNITS} units</th></tr></thead><tbody>"
         );
         for (&row, image) in images {
             let Some(p) = image.classes.first() else {
@@ -946,10 +954,9 @@ impl Site<'_> {
                 })
                 .collect();
             let name = self.ctx.dataset.image(row);
-            let _ = write!(
+            let _ = writeln!(
                 out,
-                r#"<tr class="image {correct}" data-row="{row}" data-class="{class}" data-correct="{correct}" data-concepts="{concepts}"><td class="text"><a class="thumb" href="images/{page}"><img src="images/{thumb}" height="{h}" loading="lazy" alt="{name}"></a><br><a href="images/{page}"><code>{name}</code></a></td><td class="text">{class_link}</td><td>{probability}</td><td class="text">{truth}</td><td class="text">{verdict_text}</td><td class="text">{units}</td></tr>
-"#,
+                r#"<tr class="image {correct}" data-row="{row}" data-class="{class}" data-correct="{correct}" data-concepts="{concepts}"><td class="text"><a class="thumb" href="images/{page}"><img src="images/{thumb}" height="{h}" loading="lazy" alt="{name}"></a><br><a href="images/{page}"><code>{name}</code></a></td><td class="text">{class_link}</td><td>{probability}</td><td class="text">{truth}</td><td class="text">{verdict_text}</td><td class="text">{units}</td></tr>"#,
                 class = p.class,
                 concepts = escape(&Value::from(labels).to_string()),
                 page = image_page(row),
