@@ -267,6 +267,8 @@ rule pages:
     input:
         report="records/{model}/report.json",
         dataset=DATASET_INPUT,
+        # An explained model's pages include its explanations.
+        explain=lambda wc: ["records/{model}/explain.json"] if wc.model in EXPLAINED else [],
     output:
         record="records/{model}/pages.json",
     params:
@@ -284,6 +286,7 @@ rule pages:
         stage(
             "nd-html",
             ["--dataset", params.dataset, "--report", input.report,
+             *(["--explanations", input.explain[0]] if input.explain else []),
              "--top-images", params.top_images,
              "--thumbnail-height", params.thumbnail_height, "--title", params.title,
              *params.out, "--record", output.record],
