@@ -246,8 +246,10 @@ rule explain:
         dataset=dataset_arg,
         args=lambda wc: explain_args(wc.model),
         out=lambda wc: ["--out", os.path.join(RESULTS, wc.model, "explain")] if RESULTS else [],
-    resources:
+        # Unlike extract's, the explain stage's result depends on the batch size (the class
+        # scores' last bits): a parameter.
         batch_size=lambda wc: MODELS[wc.model]["batch_size"],
+    resources:
         device=lambda wc: MODELS[wc.model]["device"],
     threads: THREADS
     log:
@@ -256,7 +258,7 @@ rule explain:
         stage(
             "nd-explain",
             ["--dataset", params.dataset, "--model", input.model, "--report", input.report,
-             *params.args, "--batch-size", resources.batch_size, "--device", resources.device,
+             *params.args, "--batch-size", params.batch_size, "--device", resources.device,
              "--no-progress", *params.out, "--record", output.record],
             log[0],
             threads,
@@ -276,6 +278,7 @@ rule pages:
         top_images=PIPELINE["html"]["top_images"],
         thumbnail_height=PIPELINE["html"]["thumbnail_height"],
         title=lambda wc: wc.model,
+        explanations=lambda wc, input: ["--explanations", input.explain[0]] if input.explain else [],
         out=lambda wc: (
             ["--out", os.path.join(RESULTS, wc.model, "html")] if RESULTS else []
         ),
@@ -285,8 +288,7 @@ rule pages:
     run:
         stage(
             "nd-html",
-            ["--dataset", params.dataset, "--report", input.report,
-             *(["--explanations", input.explain[0]] if input.explain else []),
+            ["--dataset", params.dataset, "--report", input.report, *params.explanations,
              "--top-images", params.top_images,
              "--thumbnail-height", params.thumbnail_height, "--title", params.title,
              *params.out, "--record", output.record],

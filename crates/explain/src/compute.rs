@@ -25,8 +25,6 @@ pub(crate) struct Explained {
     pub total: f64,
     /// The top units: `(unit, contribution)`, largest contribution first.
     pub top: Vec<(usize, f32)>,
-    /// The class activation map, `height × width`, row-major.
-    pub cam: Vec<f32>,
 }
 
 /// The faithfulness tallies of one way of choosing units and one number of them.
@@ -437,10 +435,14 @@ pub fn explain_images(
 }
 
 /// Runs the model over `rows` and explains every image.
+///
+/// The class activation maps go to `cams` a batch at a time; the rest is kept (the top units
+/// of each image and class, and per-class sums) for the tables.
 pub(crate) fn explain(
     dataset: &Dataset,
     config: &Config,
     rows: Range<usize>,
+    cams: &mut crate::tables::CamSink,
 ) -> Result<Explanation> {
     let device = nd_torch::resolve_device(config.device)?;
     let model = Model::load(&config.model, device, config.output_names.clone())?;
@@ -493,6 +495,24 @@ pub(crate) fn explain(
             )?;
         }
         let mut predicted_scores = vec![0f32; n_images];
+        let maps: Vec<crate::tables::Cam> = b
+            .images
+            .iter()
+            .enumerate()
+            .flat_map(|(i, explanations)| {
+                explanations
+                    .iter()
+                    .enumerate()
+                    .map(move |(r, e)| crate::tables::Cam {
+                        row: range.start + i,
+                        class_rank: r,
+                        class: e.class,
+                        values: &e.cam,
+                    })
+            })
+            .collect();
+        cams.push(&maps, height, width)?;
+        drop(maps);
         let mut predicted = vec![0i64; n_images];
         let mut orders_top: Orders = vec![Vec::new(); n_images];
         for (i, explanations) in b.images.iter().enumerate() {
@@ -511,7 +531,6 @@ pub(crate) fn explain(
                         .take(config.top_n)
                         .map(|&u| (u, e.contributions[u]))
                         .collect(),
-                    cam: e.cam.clone(),
                 });
                 if r > 0 {
                     continue;

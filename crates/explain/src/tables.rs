@@ -129,7 +129,91 @@ fn truths(dataset: &nd_broden::Dataset, config: &Config) -> Option<Vec<Option<St
     )
 }
 
-/// Writes every table into `dir` and returns `summary.json`'s value.
+/// `cams.parquet`, written a batch of images at a time as the maps are computed, so that
+/// the maps never all sit in memory: one row per explained (image, class), in the order of
+/// `explanations.parquet`.
+pub(crate) struct CamSink<'a> {
+    path: std::path::PathBuf,
+    metadata: &'a [(String, String)],
+    dataset: &'a nd_broden::Dataset,
+    layer: &'a str,
+    writer: Option<nd_tables::Writer>,
+}
+
+/// One map: the dataset row, the class's rank (0 for the predicted class), the class and
+/// the map, `height × width` row-major.
+pub(crate) struct Cam<'a> {
+    pub row: usize,
+    pub class_rank: usize,
+    pub class: usize,
+    pub values: &'a [f32],
+}
+
+impl<'a> CamSink<'a> {
+    pub fn new(
+        dir: &Path,
+        metadata: &'a [(String, String)],
+        dataset: &'a nd_broden::Dataset,
+        layer: &'a str,
+    ) -> CamSink<'a> {
+        CamSink {
+            path: dir.join(CAMS),
+            metadata,
+            dataset,
+            layer,
+            writer: None,
+        }
+    }
+
+    /// Appends a batch's maps, each of `height × width` values.
+    pub fn push(&mut self, cams: &[Cam], height: usize, width: usize) -> Result<()> {
+        let cells = height * width;
+        let flat = Float32Array::from_iter_values(cams.iter().flat_map(|c| {
+            assert_eq!(c.values.len(), cells, "a map of height × width values");
+            c.values.iter().copied()
+        }));
+        let list = FixedSizeListArray::try_new(
+            Arc::new(Field::new("item", DataType::Float32, false)),
+            cells as i32,
+            Arc::new(flat),
+            None,
+        )?;
+        let batch = RecordBatch::try_from_iter([
+            (
+                "image",
+                dictionary(cams.iter().map(|c| self.dataset.image(c.row))),
+            ),
+            (
+                "class_rank",
+                u32s(cams.iter().map(|c| c.class_rank as u32 + 1)),
+            ),
+            ("class", u32s(cams.iter().map(|c| c.class as u32))),
+            ("layer", dictionary(cams.iter().map(|_| self.layer))),
+            ("height", u32s(cams.iter().map(|_| height as u32))),
+            ("width", u32s(cams.iter().map(|_| width as u32))),
+            ("cam", Arc::new(list) as ArrayRef),
+        ])?;
+        if self.writer.is_none() {
+            self.writer = Some(nd_tables::Writer::create(
+                &self.path,
+                batch.schema().as_ref(),
+                self.metadata,
+            )?);
+        }
+        self.writer.as_mut().expect("created above").write(&batch)?;
+        Ok(())
+    }
+
+    pub fn finish(self) -> Result<()> {
+        match self.writer {
+            Some(writer) => Ok(writer.finish()?),
+            None => Err(Error::Config("no class activation map was computed".into())),
+        }
+    }
+}
+
+/// Writes every table but `cams.parquet` ([`CamSink`]) into `dir` and returns
+/// `summary.json`'s value.
 pub(crate) fn write(
     dir: &Path,
     dataset: &nd_broden::Dataset,
@@ -346,42 +430,6 @@ pub(crate) fn write(
         ("flip_rate", f64s(f_rows.iter().map(|r| r.3.flip_rate()))),
     ])?;
     nd_tables::write(&dir.join(FAITHFULNESS), &batch, metadata)?;
-
-    // cams.parquet: each explained (image, class)'s class activation map.
-    let cells = (result.height * result.width) as i32;
-    let flat =
-        Float32Array::from_iter_values(result.explained.iter().flat_map(|e| e.cam.iter().copied()));
-    let cams = FixedSizeListArray::try_new(
-        Arc::new(Field::new("item", DataType::Float32, false)),
-        cells,
-        Arc::new(flat),
-        None,
-    )?;
-    let batch = RecordBatch::try_from_iter([
-        (
-            "image",
-            dictionary(result.explained.iter().map(|e| image_names[e.row].as_str())),
-        ),
-        (
-            "class_rank",
-            u32s(result.explained.iter().map(|e| e.class_rank as u32 + 1)),
-        ),
-        (
-            "class",
-            u32s(result.explained.iter().map(|e| e.class as u32)),
-        ),
-        ("layer", dictionary(result.explained.iter().map(|_| layer))),
-        (
-            "height",
-            u32s(result.explained.iter().map(|_| result.height as u32)),
-        ),
-        (
-            "width",
-            u32s(result.explained.iter().map(|_| result.width as u32)),
-        ),
-        ("cam", Arc::new(cams) as ArrayRef),
-    ])?;
-    nd_tables::write(&dir.join(CAMS), &batch, metadata)?;
 
     let ablation = summarize_ablation(config, result);
     let predicted: Vec<&crate::compute::Explained> = result
