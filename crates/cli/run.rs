@@ -253,13 +253,11 @@ fn explain_config(
     let mut config = section.config(loaded, model)?;
     config.progress = options.progress;
     let file = loaded.location(model.file.span());
-    let Some(first) = dataset.rows().first() else {
+    if dataset.is_empty() {
         anyhow::bail!("the dataset has no images");
-    };
-    let size = config
-        .preprocess
-        .resize
-        .unwrap_or([first.image_height, first.image_width]);
+    }
+    // What extraction feeds the model: the resize, or the first image's size.
+    let size = nd_torch::input::input_size(dataset, &config.preprocess, &(0..dataset.len()));
     let device = nd_extract::resolve_device(config.device)?;
     let net = nd_extract::Model::load(&config.model, device, config.output_names.clone())
         .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
@@ -546,13 +544,11 @@ fn check_model(
     model: &ModelSection,
     config: &nd_extract::Config,
 ) -> anyhow::Result<()> {
-    let Some(first) = dataset.rows().first() else {
+    if dataset.is_empty() {
         anyhow::bail!("the dataset has no images");
-    };
-    let size = config
-        .preprocess
-        .resize
-        .unwrap_or([first.image_height, first.image_width]);
+    }
+    // What extraction feeds the model: the resize, or the first image's size.
+    let size = nd_torch::input::input_size(dataset, &config.preprocess, &(0..dataset.len()));
     let device = nd_extract::resolve_device(config.device).with_context(|| {
         format!(
             "{}: device = \"{}\"",
