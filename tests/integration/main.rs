@@ -6,6 +6,7 @@ mod dataset;
 mod demo;
 mod explain;
 mod explain_pages;
+mod explain_shards;
 mod fixture;
 mod html;
 mod oracle;

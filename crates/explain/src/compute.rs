@@ -61,6 +61,44 @@ pub(crate) struct Explanation {
     pub width: usize,
     pub classes: usize,
     pub explained: Vec<Explained>,
+    pub totals: Totals,
+}
+
+/// The numbers of units the faithfulness check ablates, with their index in
+/// `config.ablate`: those the layer has (n ≤ units).
+pub(crate) fn ablated(config: &Config, units: usize) -> Vec<(usize, usize)> {
+    config
+        .ablate
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|&(_, n)| n <= units)
+        .collect()
+}
+
+/// One image's predicted class, as the class tables and the faithfulness check count it:
+/// what an image shard keeps (`merge_images.parquet`) so that shards merge into exactly
+/// the tables of one run over all their rows.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ImageRecord {
+    /// The dataset row.
+    pub row: usize,
+    /// The predicted class and its score.
+    pub class: usize,
+    pub score: f32,
+    /// Every unit's contribution to the predicted class's score.
+    pub contributions: Vec<f32>,
+    /// How far the image's summed gradient was from the class weights, relative to the
+    /// largest weight (0 for a head linear after pooling).
+    pub head_deviation: f32,
+    /// The ablations' outcomes, `(drop, flipped)`: per number of [`ablated`], the top units,
+    /// each random draw, then the weights.
+    pub outcomes: Vec<(f64, bool)>,
+}
+
+/// The tallies over images that the class tables and the faithfulness check report, each
+/// summed in row order (so that merged shards give the same bits as one run).
+pub(crate) struct Totals {
     /// Per class: images predicted as the class, and the sum of each unit's contribution
     /// over them.
     pub class_images: Vec<u64>,
@@ -79,6 +117,69 @@ pub(crate) struct Explanation {
     /// The largest difference between the intervention's class scores and forward's,
     /// relative to the largest score.
     pub intervention_deviation: f64,
+}
+
+impl Totals {
+    pub fn new(config: &Config, units: usize, classes: usize) -> Totals {
+        let n = config.ablate.len();
+        Totals {
+            class_images: vec![0; classes],
+            class_sums: vec![vec![0.0; units]; classes],
+            score_sum: 0.0,
+            top: vec![Faithfulness::default(); n],
+            random: vec![vec![Faithfulness::default(); config.random_draws]; n],
+            weight: vec![Faithfulness::default(); n],
+            linear_head: true,
+            linear_head_deviation: 0.0,
+            intervention_deviation: 0.0,
+        }
+    }
+
+    /// Counts one image; images must come in row order.
+    pub fn add(&mut self, config: &Config, record: &ImageRecord) -> Result<()> {
+        let units = self.class_sums.first().map_or(0, Vec::len);
+        let ablated = ablated(config, units);
+        let expected = ablated.len() * (config.random_draws + 2);
+        if record.class >= self.class_images.len()
+            || record.contributions.len() != units
+            || record.outcomes.len() != expected
+        {
+            return Err(Error::Config(format!(
+                "row {}: {} contributions, {} ablation outcomes and class {}, where the \
+                 explanation has {units} units, {expected} outcomes per image and {} classes",
+                record.row,
+                record.contributions.len(),
+                record.outcomes.len(),
+                record.class,
+                self.class_images.len()
+            )));
+        }
+        let c = record.class;
+        self.score_sum += f64::from(record.score);
+        self.class_images[c] += 1;
+        for (sum, &v) in self.class_sums[c].iter_mut().zip(&record.contributions) {
+            *sum += f64::from(v);
+        }
+        self.linear_head_deviation = self
+            .linear_head_deviation
+            .max(f64::from(record.head_deviation));
+        if record.head_deviation > 1e-4 {
+            self.linear_head = false;
+        }
+        let mut outcomes = record.outcomes.iter().copied();
+        let mut next = || outcomes.next().expect("counted above");
+        for &(j, _) in &ablated {
+            let (drop, flip) = next();
+            self.top[j].add(drop, flip);
+            for tally in &mut self.random[j] {
+                let (drop, flip) = next();
+                tally.add(drop, flip);
+            }
+            let (drop, flip) = next();
+            self.weight[j].add(drop, flip);
+        }
+        Ok(())
+    }
 }
 
 /// A float32 tensor's values, on the CPU, flattened.
@@ -215,7 +316,12 @@ fn class_weights(
         .view([n as i64, 1]);
         let picked = logits.gather(1, &index, false).sum(Kind::Float);
         let grads = Tensor::f_run_backward(&[&picked], &[&copies], false, false)?;
-        let summed = values(&grads[0].sum_dim_intlist([2i64, 3].as_slice(), false, Kind::Float))?;
+        // Contiguous first, as in `explain_batch`: the sum must not follow the layout.
+        let summed = values(&grads[0].contiguous().sum_dim_intlist(
+            [2i64, 3].as_slice(),
+            false,
+            Kind::Float,
+        ))?;
         let units = summed.len() / n;
         weights.extend(summed.chunks(units).map(<[f32]>::to_vec));
         start += n;
@@ -299,7 +405,8 @@ pub(crate) fn explain_batch(
         "the layer to explain with",
         model,
     )?
-    .to_kind(Kind::Float);
+    .to_kind(Kind::Float)
+    .contiguous();
     let logits =
         take(&mut outputs, &config.logits, "the class scores", model)?.to_kind(Kind::Float);
     let (a_size, l_size) = (activations.size(), logits.size());
@@ -373,7 +480,11 @@ pub(crate) fn explain_batch(
             .to_device(tail.device());
         let picked = tail.gather(1, &index, false).sum(Kind::Float);
         let grads = Tensor::f_run_backward(&[&picked], &[&a], r + 1 < k, false)?;
-        let g = &grads[0];
+        // Both in the default (NCHW) layout: the gradient's layout follows the TorchScript
+        // executor's state (channels-last on a module's first run, contiguous once it has
+        // profiled the graph), and the sums below add in memory order, so without this a
+        // batch's contributions would depend on how many batches the process ran before it.
+        let g = &grads[0].contiguous();
         let map = g * &activations;
         let contributions = values(&map.sum_dim_intlist([2i64, 3].as_slice(), false, Kind::Float))?;
         let cams = values(&map.sum_dim_intlist([1i64].as_slice(), false, Kind::Float))?;
@@ -434,20 +545,44 @@ pub fn explain_images(
     Ok(([batch.height, batch.width], batch.images))
 }
 
+/// The layer's activations `(1, C, H, W)` of the dataset's first image, run alone: the point
+/// at which the class weights are taken, the same for every image shard and batch size.
+fn first_activations(
+    model: &Model,
+    dataset: &Dataset,
+    config: &Config,
+    input_size: [u32; 2],
+) -> Result<Tensor> {
+    let batch = decode_batch(dataset, 0..1, &config.preprocess, input_size)?;
+    let _guard = tch::no_grad_guard();
+    let mut outputs = model.forward(&batch.input)?;
+    Ok(take(
+        &mut outputs,
+        &config.layer,
+        "the layer to explain with",
+        model,
+    )?
+    .to_kind(Kind::Float))
+}
+
 /// Runs the model over `rows` and explains every image.
 ///
-/// The class activation maps go to `cams` a batch at a time; the rest is kept (the top units
-/// of each image and class, and per-class sums) for the tables.
+/// The class activation maps go to `cams` a batch at a time, and so do the images' records
+/// to `part` for an image shard; the rest is kept (the top units of each image and class,
+/// and the totals) for the tables.
 pub(crate) fn explain(
     dataset: &Dataset,
     config: &Config,
     rows: Range<usize>,
     cams: &mut crate::tables::CamSink,
+    mut part: Option<&mut crate::part::PartSink>,
 ) -> Result<Explanation> {
     let device = nd_torch::resolve_device(config.device)?;
     let model = Model::load(&config.model, device, config.output_names.clone())?;
     check_model(&model, config)?;
-    let input_size = input_size(dataset, &config.preprocess, &rows);
+    // The input size and the class weights come from the dataset's first row, whichever
+    // rows this run explains, so that image shards agree.
+    let input_size = input_size(dataset, &config.preprocess, &(0..dataset.len()));
     let bar = nd_store::progress::bar(
         config.progress,
         rows.len() as u64,
@@ -467,15 +602,7 @@ pub(crate) fn explain(
             width,
             classes,
             explained: Vec::new(),
-            class_images: vec![0; classes],
-            class_sums: vec![vec![0.0; units]; classes],
-            score_sum: 0.0,
-            top: vec![Faithfulness::default(); config.ablate.len()],
-            random: vec![vec![Faithfulness::default(); config.random_draws]; config.ablate.len()],
-            weight: vec![Faithfulness::default(); config.ablate.len()],
-            linear_head: true,
-            linear_head_deviation: 0.0,
-            intervention_deviation: 0.0,
+            totals: Totals::new(config, units, classes),
         });
         if [units, height, width, classes]
             != [state.units, state.height, state.width, state.classes]
@@ -485,16 +612,14 @@ pub(crate) fn explain(
                 message: "the layer's or the class scores' shape changed between batches".into(),
             });
         }
-        state.intervention_deviation = state.intervention_deviation.max(f64::from(b.deviation));
+        state.totals.intervention_deviation = state
+            .totals
+            .intervention_deviation
+            .max(f64::from(b.deviation));
         if weights.is_empty() {
-            weights = class_weights(
-                &model,
-                &config.layer,
-                &b.activations.narrow(0, 0, 1),
-                classes,
-            )?;
+            let first = first_activations(&model, dataset, config, input_size)?;
+            weights = class_weights(&model, &config.layer, &first, classes)?;
         }
-        let mut predicted_scores = vec![0f32; n_images];
         let maps: Vec<crate::tables::Cam> = b
             .images
             .iter()
@@ -513,8 +638,8 @@ pub(crate) fn explain(
             .collect();
         cams.push(&maps, height, width)?;
         drop(maps);
-        let mut predicted = vec![0i64; n_images];
-        let mut orders_top: Orders = vec![Vec::new(); n_images];
+        let mut records = Vec::with_capacity(n_images);
+        let mut orders_top: Orders = Vec::with_capacity(n_images);
         for (i, explanations) in b.images.iter().enumerate() {
             let row = range.start + i;
             for (r, e) in explanations.iter().enumerate() {
@@ -535,28 +660,27 @@ pub(crate) fn explain(
                 if r > 0 {
                     continue;
                 }
-                let c = e.class;
-                predicted[i] = c as i64;
-                predicted_scores[i] = e.score;
-                state.score_sum += f64::from(e.score);
-                state.class_images[c] += 1;
-                for (sum, &v) in state.class_sums[c].iter_mut().zip(&e.contributions) {
-                    *sum += f64::from(v);
-                }
                 let g = &b.summed[i * units..(i + 1) * units];
-                let w = &weights[c];
+                let w = &weights[e.class];
                 let scale = w
                     .iter()
                     .fold(0f32, |m, v| m.max(v.abs()))
                     .max(f32::MIN_POSITIVE);
-                let dev = g.iter().zip(w).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale;
-                state.linear_head_deviation = state.linear_head_deviation.max(f64::from(dev));
-                if dev > 1e-4 {
-                    state.linear_head = false;
-                }
-                orders_top[i] = order;
+                let deviation =
+                    g.iter().zip(w).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale;
+                records.push(ImageRecord {
+                    row,
+                    class: e.class,
+                    score: e.score,
+                    contributions: e.contributions.clone(),
+                    head_deviation: deviation,
+                    outcomes: Vec::new(),
+                });
+                orders_top.push(order);
             }
         }
+        let predicted: Vec<i64> = records.iter().map(|r| r.class as i64).collect();
+        let predicted_scores: Vec<f32> = records.iter().map(|r| r.score).collect();
 
         // Ablations of the predicted class: the units of each image in the order each way
         // takes them, the first n zeroed.
@@ -579,8 +703,8 @@ pub(crate) fn explain(
                 order
             })
             .collect();
-        let run = |orders: &Orders, n: usize, tally: &mut Faithfulness| -> Result<()> {
-            let drops = ablate(
+        let run = |orders: &Orders, n: usize, records: &mut [ImageRecord]| -> Result<()> {
+            let outcomes = ablate(
                 &model,
                 &config.layer,
                 &b.activations,
@@ -589,22 +713,23 @@ pub(crate) fn explain(
                 &predicted,
                 &predicted_scores,
             )?;
-            for (drop, flip) in drops {
-                tally.add(drop, flip);
+            for (record, outcome) in records.iter_mut().zip(outcomes) {
+                record.outcomes.push(outcome);
             }
             Ok(())
         };
-        for (j, &n) in config
-            .ablate
-            .iter()
-            .enumerate()
-            .filter(|&(_, &n)| n <= units)
-        {
-            run(&orders_top, n, &mut state.top[j])?;
-            for (orders, tally) in random.iter().zip(&mut state.random[j]) {
-                run(orders, n, tally)?;
+        for (_, n) in ablated(config, units) {
+            run(&orders_top, n, &mut records)?;
+            for orders in &random {
+                run(orders, n, &mut records)?;
             }
-            run(&by_weight, n, &mut state.weight[j])?;
+            run(&by_weight, n, &mut records)?;
+        }
+        for record in &records {
+            state.totals.add(config, record)?;
+        }
+        if let Some(part) = part.as_deref_mut() {
+            part.push(&records)?;
         }
         bar.inc(n_images as u64);
     }

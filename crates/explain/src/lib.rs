@@ -27,14 +27,18 @@
 //! and `summary.json`.
 
 mod compute;
+mod merge;
+mod part;
 mod tables;
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde_json::json;
 
 pub use compute::{ClassExplanation, Faithfulness, explain_images};
+pub use merge::merge;
 use nd_torch::{DeviceChoice, Preprocess};
 pub use tables::{UnitLabel, read_units as unit_labels};
 
@@ -101,6 +105,9 @@ pub struct Config {
     /// of that category, matched by name with the class names), when the dataset has it.
     pub truth_category: Option<String>,
     pub batch_size: usize,
+    /// The dataset rows explained: all of them, or an image shard (whose artifact also
+    /// keeps what `nd-explain merge` needs to join shards into the tables of all their rows).
+    pub rows: Option<Range<usize>>,
     pub device: DeviceChoice,
     /// Draw a progress bar on stderr (when it is a terminal).
     pub progress: bool,
@@ -122,6 +129,7 @@ impl Config {
             seed: 0,
             truth_category: Some("scene".into()),
             batch_size: 32,
+            rows: None,
             device: DeviceChoice::Auto,
             progress: true,
         }
@@ -194,12 +202,33 @@ pub fn read_classes(path: &Path) -> Result<Vec<String>> {
 
 pub use nd_store::Outcome;
 
-/// The rows of the dataset explained: all of them.
-fn rows(dataset: &nd_broden::Dataset) -> Result<std::ops::Range<usize>> {
+/// The rows of the dataset explained: all of them, or the shard `config.rows` names.
+fn rows(dataset: &nd_broden::Dataset, config: &Config) -> Result<Range<usize>> {
     if dataset.is_empty() {
         return Err(Error::Config("the dataset has no images".into()));
     }
-    Ok(0..dataset.len())
+    match &config.rows {
+        None => Ok(0..dataset.len()),
+        Some(r) if r.start < r.end && r.end <= dataset.len() => Ok(r.clone()),
+        Some(r) => Err(Error::Config(format!(
+            "images {}..{}: not a non-empty range of the dataset's {} rows",
+            r.start,
+            r.end,
+            dataset.len()
+        ))),
+    }
+}
+
+/// Whether `rows` leave some of the dataset out: the artifact is then an image shard.
+fn is_shard(dataset: &nd_broden::Dataset, rows: &Range<usize>) -> bool {
+    *rows != (0..dataset.len())
+}
+
+/// The rows other than `rows.start` where batching restarts (a merge of shards that do not
+/// start on a multiple of the batch size from the first): with `rows` and the batch size,
+/// they fix the batches, on which the class scores' last bits depend.
+fn restarts_param(restarts: &[usize]) -> Option<serde_json::Value> {
+    (!restarts.is_empty()).then(|| json!(restarts))
 }
 
 /// The store spec of an explanation: the model file, the images, the parameters and the
@@ -222,14 +251,35 @@ pub fn spec(
         path: config.model.clone(),
         message: e.to_string(),
     })?;
-    let rows = rows(dataset)?;
+    let rows = rows(dataset, config)?;
+    spec_of(
+        store,
+        dataset,
+        report.key(),
+        &model_digest,
+        config,
+        rows,
+        &[],
+    )
+}
+
+/// The spec of an explanation of `rows` with batching restarted at `restarts`.
+fn spec_of(
+    store: &nd_store::Store,
+    dataset: &nd_broden::Dataset,
+    report: nd_store::Key,
+    model_digest: &str,
+    config: &Config,
+    rows: Range<usize>,
+    restarts: &[usize],
+) -> Result<nd_store::Spec> {
     let images: Vec<String> = rows.clone().map(|row| dataset.image_file(row)).collect();
     let images_digest = store.digest_files(dataset.root(), &images)?;
     let truth = config
         .truth_category
         .as_ref()
         .filter(|c| dataset.category_index(c).is_some());
-    let params = json!({
+    let mut params = json!({
         "layer": config.layer,
         "logits": config.logits,
         "classes": config.classes,
@@ -248,10 +298,13 @@ pub fn spec(
         // batch size is another artifact, not a different file under the same key.
         "batch_size": config.batch_size,
     });
+    if let Some(restarts) = restarts_param(restarts) {
+        params["batch_restarts"] = restarts;
+    }
     Ok(nd_store::Spec::new(STAGE, SCHEMA, params)
-        .digest("model", model_digest)
+        .digest("model", model_digest.to_owned())
         .digest("images", images_digest)
-        .input("report", report.key()))
+        .input("report", report))
 }
 
 /// The faithfulness figures of one number of ablated units, as `summary.json` and the
@@ -287,7 +340,8 @@ pub fn run(
             computed: false,
         });
     }
-    let rows = rows(dataset)?;
+    let rows = rows(dataset, config)?;
+    let shard = is_shard(dataset, &rows);
     let units = tables::read_units(report, &config.layer)?;
     // Begun first: the class activation maps are written as they are computed. Should
     // anything fail, dropping `pending` removes what was written.
@@ -295,7 +349,8 @@ pub fn run(
     let dir = pending.dir().to_owned();
     let metadata = pending.table_metadata();
     let mut cams = tables::CamSink::new(&dir, &metadata, dataset, &config.layer);
-    let result = compute::explain(dataset, config, rows, &mut cams)?;
+    let mut part = shard.then(|| part::PartSink::new(&dir, &metadata));
+    let result = compute::explain(dataset, config, rows, &mut cams, part.as_mut())?;
     if result.units != units.len() {
         return Err(Error::Config(format!(
             "layer `{}` has {} units in the model but {} in the dissection (report {}); \
@@ -307,13 +362,35 @@ pub fn run(
         )));
     }
     cams.finish()?;
-    let summary = tables::write(&dir, dataset, config, &result, &units, &metadata)?;
+    if let Some(part) = part {
+        part.finish()?;
+    }
+    let artifact = finish(pending, dataset, config, &result, &units, shard)?;
+    Ok(Outcome {
+        artifact,
+        computed: true,
+    })
+}
+
+/// Writes the tables and the summary of an explanation whose maps (and, for a shard,
+/// images) are written, and commits the artifact.
+fn finish(
+    pending: nd_store::Pending,
+    dataset: &nd_broden::Dataset,
+    config: &Config,
+    result: &compute::Explanation,
+    units: &[UnitLabel],
+    shard: bool,
+) -> Result<nd_store::Artifact> {
+    let dir = pending.dir().to_owned();
+    let metadata = pending.table_metadata();
+    let summary = tables::write(&dir, dataset, config, result, units, &metadata)?;
     let path = dir.join(SUMMARY_FILE);
     std::fs::write(&path, nd_store::canonical::to_pretty(&summary)).map_err(|e| Error::File {
         path,
         message: format!("cannot write: {e}"),
     })?;
-    let outputs = json!({
+    let mut outputs = json!({
         "summary": SUMMARY_FILE,
         "explanations": tables::EXPLANATIONS,
         "class_units": tables::CLASS_UNITS,
@@ -321,13 +398,14 @@ pub fn run(
         "faithfulness": tables::FAITHFULNESS,
         "cams": tables::CAMS,
     });
+    if shard {
+        part::write_explained(&dir, &result.explained, &metadata)?;
+        outputs["merge_images"] = json!(part::MERGE_IMAGES);
+        outputs["merge_explained"] = json!(part::MERGE_EXPLAINED);
+    }
     let mut versions = nd_store::versions();
     versions.insert("libtorch".to_owned(), nd_torch::LIBTORCH_VERSION.to_owned());
-    let artifact = pending.commit(versions, outputs)?;
-    Ok(Outcome {
-        artifact,
-        computed: true,
-    })
+    Ok(pending.commit(versions, outputs)?)
 }
 
 /// The per-n faithfulness figures of an explain artifact's `summary.json`.

@@ -308,11 +308,11 @@ pub(crate) fn write(
     let mut unit_rows = Vec::new();
     let mut concept_rows = Vec::new();
     for c in 0..result.classes {
-        let images = result.class_images[c];
+        let images = result.totals.class_images[c];
         if images == 0 {
             continue;
         }
-        let means: Vec<f64> = result.class_sums[c]
+        let means: Vec<f64> = result.totals.class_sums[c]
             .iter()
             .map(|s| s / images as f64)
             .collect();
@@ -407,12 +407,12 @@ pub(crate) fn write(
         if n > result.units {
             continue;
         }
-        f_rows.push(("top", n, 0, &result.top[j]));
-        for (d, f) in result.random[j].iter().enumerate() {
+        f_rows.push(("top", n, 0, &result.totals.top[j]));
+        for (d, f) in result.totals.random[j].iter().enumerate() {
             f_rows.push(("random", n, d as u32, f));
         }
-        if result.linear_head {
-            f_rows.push(("weight", n, 0, &result.weight[j]));
+        if result.totals.linear_head {
+            f_rows.push(("weight", n, 0, &result.totals.weight[j]));
         }
     }
     let batch = RecordBatch::try_from_iter([
@@ -445,14 +445,14 @@ pub(crate) fn write(
         "classes": class_names,
         "units": result.units,
         "map": [result.height, result.width],
-        "mean_predicted_score": result.score_sum / predicted.len().max(1) as f64,
+        "mean_predicted_score": result.totals.score_sum / predicted.len().max(1) as f64,
         "accuracy": if judged.is_empty() { Value::Null } else {
             json!(judged.iter().filter(|&&c| c).count() as f64 / judged.len() as f64)
         },
         "images_with_truth": judged.len(),
-        "head_linear_after_pooling": result.linear_head,
-        "linear_head_deviation": result.linear_head_deviation,
-        "intervention_deviation": result.intervention_deviation,
+        "head_linear_after_pooling": result.totals.linear_head,
+        "linear_head_deviation": result.totals.linear_head_deviation,
+        "intervention_deviation": result.totals.intervention_deviation,
         "ablation": ablation,
     }))
 }
@@ -476,24 +476,30 @@ fn summarize_ablation(config: &Config, result: &Explanation) -> Vec<AblationSumm
         .enumerate()
         .filter(|&(_, &n)| n <= result.units)
         .map(|(j, &n)| {
-            let drops: Vec<f64> = result.random[j]
+            let drops: Vec<f64> = result.totals.random[j]
                 .iter()
                 .map(Faithfulness::mean_drop)
                 .collect();
-            let flips: Vec<f64> = result.random[j]
+            let flips: Vec<f64> = result.totals.random[j]
                 .iter()
                 .map(Faithfulness::flip_rate)
                 .collect();
             let (random_drop, random_drop_sd) = mean_sd(&drops);
             AblationSummary {
                 n,
-                top_drop: result.top[j].mean_drop(),
-                top_flip_rate: result.top[j].flip_rate(),
+                top_drop: result.totals.top[j].mean_drop(),
+                top_flip_rate: result.totals.top[j].flip_rate(),
                 random_drop,
                 random_drop_sd,
                 random_flip_rate: mean_sd(&flips).0,
-                weight_drop: result.linear_head.then(|| result.weight[j].mean_drop()),
-                weight_flip_rate: result.linear_head.then(|| result.weight[j].flip_rate()),
+                weight_drop: result
+                    .totals
+                    .linear_head
+                    .then(|| result.totals.weight[j].mean_drop()),
+                weight_flip_rate: result
+                    .totals
+                    .linear_head
+                    .then(|| result.totals.weight[j].flip_rate()),
             }
         })
         .collect()
