@@ -83,8 +83,6 @@ fn shards(
 #[test]
 fn shards_merge_into_the_explanation_of_all_their_rows() {
     let dir = tempfile::tempdir().unwrap();
-    let dir = Box::leak(Box::new(dir));
-    eprintln!("DIR {}", dir.path().display());
     let pipeline = crate::explain::setup(dir.path(), "classifier", &CLASSES, "");
     let text = std::fs::read_to_string(&pipeline).unwrap().replace(
         "logits = \"logits\"\n",
