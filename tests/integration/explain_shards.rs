@@ -175,8 +175,11 @@ fn shards_merge_into_the_explanation_of_all_their_rows() {
     let overlapping = shards(&store, &dataset, &report, &config, &[10..60]);
     let e = err(&[parts[0].clone(), overlapping[0].clone()]);
     assert!(e.contains("do not follow one another"), "{e}");
-    let e = err(&[whole.clone()]);
+    let e = err(&[parts[0].clone(), whole.clone()]);
     assert!(e.contains("explains every row of its dataset"), "{e}");
+    // One artifact is its own merge.
+    let one = nd_explain::merge(&store, &dataset, std::slice::from_ref(&whole)).unwrap();
+    assert!(!one.computed && one.artifact.dir == whole.dir);
     let mut other = config.clone();
     other.top_n = 3;
     let other = shards(&store, &dataset, &report, &other, &[16..60]);

@@ -202,6 +202,18 @@ fn sharded_workflow_gives_the_tables_and_pages_of_netdissect_run() {
 
     assert!(work.join("logs/trained/explain.log").is_file());
     assert!(!work.join("logs/step75/explain.log").exists());
+    // The explanation too, over image shards moved onto the batch grid (16 images), so
+    // that the merge has one run's batches (its tables are compared below).
+    let manifest = |path: PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    };
+    for (part, rows) in [(0, [0, 16]), (1, [16, 32]), (2, [32, 60])] {
+        let part = manifest(work.join(format!("records/trained/explain/{part}.json")));
+        assert_eq!(part["params"]["rows"], serde_json::json!(rows));
+    }
+    let merged = manifest(work.join("records/trained/explain.json"));
+    assert_eq!(merged["params"]["rows"], serde_json::json!([0, 60]));
+    assert!(merged["params"].get("batch_restarts").is_none(), "{merged}");
 
     // The same data in every table: report, scores, counts, thresholds and explanations.
     let compared = compare(

@@ -108,6 +108,28 @@ EXPLAIN = PIPELINE["explain"]
 EXPLAINED = EXPLAIN["models"] if EXPLAIN else []
 
 
+def explain_shards(name):
+    """The image shards of a model's explanation: the starts of the image shards moved
+    down onto the model's batch grid, so that the merge is the artifact one run writes
+    (the class scores' last bits follow the batches), without empty shards."""
+    size = MODELS[name]["batch_size"]
+    starts = sorted({(s * ROWS // IMAGE_SHARDS) // size * size for s in SHARDS})
+    return list(zip(starts, starts[1:] + [ROWS]))
+
+
+def explain_parts(wildcards):
+    return expand(
+        "records/{model}/explain/{part}.json",
+        model=wildcards.model,
+        part=range(len(explain_shards(wildcards.model))),
+    )
+
+
+def explain_rows(name, part):
+    start, end = explain_shards(name)[int(part)]
+    return f"{start}..{end}"
+
+
 def explain_args(name):
     model = MODELS[name]
     args = [

@@ -8,6 +8,7 @@ wildcard_constraints:
     model="|".join(re.escape(name) for name in MODELS),
     shard=r"\d+",
     block=r"\d+",
+    part=r"\d+",
 
 
 localrules:
@@ -234,18 +235,18 @@ rule report:
         )
 
 
-rule explain:
+rule explain_part:
     input:
         report="records/{model}/report.json",
         model=lambda wc: MODELS[wc.model]["file"],
         dataset=DATASET_INPUT,
         classes=lambda wc: [MODELS[wc.model]["classes"]] if MODELS[wc.model]["classes"] else [],
     output:
-        record="records/{model}/explain.json",
+        record="records/{model}/explain/{part}.json",
     params:
         dataset=dataset_arg,
         args=lambda wc: explain_args(wc.model),
-        out=lambda wc: ["--out", os.path.join(RESULTS, wc.model, "explain")] if RESULTS else [],
+        images=lambda wc: explain_rows(wc.model, wc.part),
         # Unlike extract's, the explain stage's result depends on the batch size (the class
         # scores' last bits): a parameter.
         batch_size=lambda wc: MODELS[wc.model]["batch_size"],
@@ -253,15 +254,37 @@ rule explain:
         device=lambda wc: MODELS[wc.model]["device"],
     threads: THREADS
     log:
-        "logs/{model}/explain.log",
+        "logs/{model}/explain-{part}.log",
     run:
         stage(
             "nd-explain",
             ["--dataset", params.dataset, "--model", input.model, "--report", input.report,
-             *params.args, "--batch-size", params.batch_size, "--device", resources.device,
-             "--no-progress", *params.out, "--record", output.record],
+             *params.args, "--images", params.images, "--batch-size", params.batch_size,
+             "--device", resources.device, "--no-progress", "--record", output.record],
             log[0],
             threads,
+        )
+
+
+# The shards' explanations joined: the artifact `netdissect run` writes (the shards start
+# on the batch grid). A single shard is its own merge.
+rule explain:
+    input:
+        parts=explain_parts,
+        dataset=DATASET_INPUT,
+    output:
+        record="records/{model}/explain.json",
+    params:
+        dataset=dataset_arg,
+        out=lambda wc: ["--out", os.path.join(RESULTS, wc.model, "explain")] if RESULTS else [],
+    log:
+        "logs/{model}/explain.log",
+    run:
+        stage(
+            "nd-explain",
+            ["merge", *input.parts, "--dataset", params.dataset, *params.out,
+             "--record", output.record],
+            log[0],
         )
 
 

@@ -20,13 +20,23 @@ use crate::compute::{Explanation, Totals};
 use crate::{Config, Error, Result, STAGE, SUMMARY_FILE, part, tables};
 
 /// Joins explain artifacts of contiguous image shards of `dataset` (in any order) into
-/// the explanation of all their rows; returns the cached one when it exists.
+/// the explanation of all their rows; returns the cached one when it exists, and a single
+/// artifact as it is.
 pub fn merge(store: &Store, dataset: &Dataset, shards: &[Artifact]) -> Result<Outcome> {
     if shards.is_empty() {
         return Err(Error::Config("no explain artifact given to merge".into()));
     }
     for shard in shards {
         shard.expect_stage(STAGE)?;
+    }
+    // One artifact is its own merge (a workflow whose shards collapse into one).
+    if let [only] = shards {
+        return Ok(Outcome {
+            artifact: only.clone(),
+            computed: false,
+        });
+    }
+    for shard in shards {
         if shard.manifest.outputs.get("merge_images").is_none() {
             return Err(Error::Config(format!(
                 "{} explains every row of its dataset: only image shards (nd-explain \
