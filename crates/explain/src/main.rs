@@ -175,6 +175,7 @@ fn explain(args: &Args) -> anyhow::Result<nd_explain::Outcome> {
     let model = args.model.clone().with_context(|| required("model"))?;
     let layer = args.layer.clone().with_context(|| required("layer"))?;
     let report = args.report.as_deref().with_context(|| required("report"))?;
+    let rows = args.images.as_deref().map(parse_range).transpose()?;
     nd_torch::set_threads(args.threads)?;
     let preprocess = args.preprocess.resolve()?;
     let report = nd_store::locate(report, common.cache.as_deref())?;
@@ -196,7 +197,7 @@ fn explain(args: &Args) -> anyhow::Result<nd_explain::Outcome> {
     config.seed = args.seed;
     config.truth_category = Some(args.truth_category.clone()).filter(|c| !c.is_empty());
     config.batch_size = args.batch_size;
-    config.rows = args.images.as_deref().map(parse_range).transpose()?;
+    config.rows = rows;
     config.device = args.device;
     config.progress = !args.no_progress;
     if common.explain {

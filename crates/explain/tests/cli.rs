@@ -45,3 +45,38 @@ fn bad_arguments_are_named() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_shard_and_merge_arguments_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    // Without the model: the error says what else it could be.
+    let (ok, stderr) = nd_explain(&["--dataset", dir.path().to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("--model is required (or use `nd-explain merge SHARD...`)"),
+        "{stderr}"
+    );
+    let report = dir.path().join("no-such-report");
+    let (ok, stderr) = nd_explain(&[
+        "--model",
+        "m.pt",
+        "--layer",
+        "conv5",
+        "--report",
+        report.to_str().unwrap(),
+        "--images",
+        "10-20",
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("--images `10-20` is not START..END"),
+        "{stderr}"
+    );
+    // A merge needs shards, and names one that is not there.
+    let (ok, stderr) = nd_explain(&["merge"]);
+    assert!(!ok && stderr.contains("SHARDS"), "{stderr}");
+    let missing = dir.path().join("no-such-shard");
+    let (ok, stderr) = nd_explain(&["merge", missing.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stderr.contains("no-such-shard"), "{stderr}");
+}
