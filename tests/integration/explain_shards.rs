@@ -172,7 +172,13 @@ fn shards_merge_into_the_explanation_of_all_their_rows() {
             .unwrap_err()
             .to_string()
     };
-    let overlapping = shards(&store, &dataset, &report, &config, &[10..60]);
+    let overlapping = shards(
+        &store,
+        &dataset,
+        &report,
+        &config,
+        std::slice::from_ref(&(10..60)),
+    );
     let e = err(&[parts[0].clone(), overlapping[0].clone()]);
     assert!(e.contains("do not follow one another"), "{e}");
     let e = err(&[parts[0].clone(), whole.clone()]);
@@ -182,7 +188,13 @@ fn shards_merge_into_the_explanation_of_all_their_rows() {
     assert!(!one.computed && one.artifact.dir == whole.dir);
     let mut other = config.clone();
     other.top_n = 3;
-    let other = shards(&store, &dataset, &report, &other, &[16..60]);
+    let other = shards(
+        &store,
+        &dataset,
+        &report,
+        &other,
+        std::slice::from_ref(&(16..60)),
+    );
     let e = err(&[parts[0].clone(), other[0].clone()]);
     assert!(e.contains("different settings (`top_n`)"), "{e}");
     // A rows range outside the dataset.

@@ -303,7 +303,7 @@ pub(crate) fn normalise_restarts(points: &[usize], batch_size: usize) -> Vec<usi
     let mut kept: Vec<usize> = points.iter().take(1).copied().collect();
     for &p in points.iter().skip(1) {
         let last = *kept.last().expect("the first point");
-        if p != last && (p - last) % batch_size != 0 {
+        if p != last && !(p - last).is_multiple_of(batch_size) {
             kept.push(p);
         }
     }

@@ -177,12 +177,11 @@ fn bad(path: &Path, message: impl Into<String>) -> Error {
     }
 }
 
+/// Per row of a list column, the range of its values.
+type Rows = Vec<std::ops::Range<usize>>;
+
 /// A list column's rows: per row, the range of its values in `values`.
-fn list_rows<'a>(
-    batch: &'a RecordBatch,
-    name: &str,
-    path: &Path,
-) -> Result<(Vec<std::ops::Range<usize>>, &'a ArrayRef)> {
+fn list_rows<'a>(batch: &'a RecordBatch, name: &str, path: &Path) -> Result<(Rows, &'a ArrayRef)> {
     let list = batch
         .column_by_name(name)
         .and_then(|c| c.as_list_opt::<i32>())
@@ -199,7 +198,7 @@ fn primitive_list<'a, T: arrow::datatypes::ArrowPrimitiveType>(
     batch: &'a RecordBatch,
     name: &str,
     path: &Path,
-) -> Result<(Vec<std::ops::Range<usize>>, &'a [T::Native])> {
+) -> Result<(Rows, &'a [T::Native])> {
     let (rows, values) = list_rows(batch, name, path)?;
     let values = values
         .as_primitive_opt::<T>()
