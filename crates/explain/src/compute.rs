@@ -522,6 +522,29 @@ pub fn explain_images(
     images: &[image::RgbImage],
     size: [u32; 2],
 ) -> Result<([usize; 2], Vec<Vec<ClassExplanation>>)> {
+    let explained = explain_images_with_activations(config, images, size)?;
+    Ok((explained.map_size, explained.images))
+}
+
+/// Images outside any dataset explained, with the layer's activations that the
+/// explanations were computed from (for their units' masks, as the dissection draws them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImagesExplained {
+    /// The layer's map size, `[height, width]`.
+    pub map_size: [usize; 2],
+    /// Per image, its top-k classes' explanations.
+    pub images: Vec<Vec<ClassExplanation>>,
+    /// Per image, the layer's activations: `units × height × width` values, row-major, as
+    /// forward gave them (float32).
+    pub activations: Vec<Vec<f32>>,
+}
+
+/// [`explain_images`], with each image's activations of the layer.
+pub fn explain_images_with_activations(
+    config: &Config,
+    images: &[image::RgbImage],
+    size: [u32; 2],
+) -> Result<ImagesExplained> {
     config.validate()?;
     let device = nd_torch::resolve_device(config.device)?;
     let model = Model::load(&config.model, device, config.output_names.clone())?;
@@ -542,7 +565,16 @@ pub fn explain_images(
     let input =
         Tensor::from_slice(&values).view([images.len() as i64, 3, i64::from(h), i64::from(w)]);
     let batch = explain_batch(&model, config, &input)?;
-    Ok(([batch.height, batch.width], batch.images))
+    let per_image = batch.units * batch.height * batch.width;
+    let all = self::values(&batch.activations)?;
+    let activations = (0..images.len())
+        .map(|i| all[i * per_image..(i + 1) * per_image].to_vec())
+        .collect();
+    Ok(ImagesExplained {
+        map_size: [batch.height, batch.width],
+        images: batch.images,
+        activations,
+    })
 }
 
 /// The layer's activations `(1, C, H, W)` of the dataset's first image, run alone: the point

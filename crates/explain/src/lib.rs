@@ -37,7 +37,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::json;
 
-pub use compute::{ClassExplanation, Faithfulness, explain_images};
+pub use compute::{
+    ClassExplanation, Faithfulness, ImagesExplained, explain_images,
+    explain_images_with_activations,
+};
 pub use merge::merge;
 use nd_torch::{DeviceChoice, Preprocess};
 pub use tables::{UnitLabel, read_units as unit_labels};
