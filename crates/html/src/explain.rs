@@ -55,28 +55,96 @@ const SUMMARY: &str = "summary.json";
 
 /// One explained class of an image.
 #[derive(Debug, Clone, PartialEq)]
-struct ClassScore {
+pub struct ClassScore {
     /// 1 = the predicted class.
-    rank: u32,
-    class: u32,
-    name: String,
-    score: f64,
-    probability: f64,
+    pub rank: u32,
+    /// The class's index among the model's class scores.
+    pub class: u32,
+    /// The class's name (`class <n>` where the model's classes have none).
+    pub name: String,
+    /// The class's score (logit).
+    pub score: f64,
+    /// The class's probability (softmax over the scores).
+    pub probability: f64,
 }
 
 /// One of an image's (or a class's) top units, with its dissection.
 #[derive(Debug, Clone, PartialEq)]
-struct TopUnit {
-    rank: u32,
-    unit: u32,
+pub struct TopUnit {
+    /// 1 = the largest contribution.
+    pub rank: u32,
+    /// 0-based.
+    pub unit: u32,
     /// The contribution to the class's score (the mean over the class's images on a class
     /// page).
-    contribution: f64,
-    share: f64,
-    label: Option<String>,
-    category: Option<String>,
-    iou: f64,
-    detector: bool,
+    pub contribution: f64,
+    /// The contribution over the sum of every unit's contribution (0 when that is 0).
+    pub share: f64,
+    /// The unit's label in the dissection; `None` when it overlaps no concept.
+    pub label: Option<String>,
+    /// The label's category.
+    pub category: Option<String>,
+    /// The label's IoU.
+    pub iou: f64,
+    /// Whether the IoU reaches the report's threshold.
+    pub detector: bool,
+}
+
+/// A unit's mask in an image, drawn to lay over it: the overlay (a base64 PNG at the label
+/// maps' resolution, see [`draw::overlay_png`]) and the mask's runs, which the page also
+/// carries (`data-runs`) so that what it shows can be checked against the masks.
+pub(crate) struct Overlay {
+    pub png: String,
+    pub runs: Vec<Run>,
+}
+
+/// Draws a `height × width` row-major mask as an [`Overlay`]; `page` names the page in
+/// errors.
+pub(crate) fn mask_overlay(
+    mask: &[bool],
+    height: usize,
+    width: usize,
+    page: &Path,
+) -> Result<Overlay> {
+    let png = draw::overlay_png(mask, width as u32, height as u32, draw::UNIT_COLOUR, page)?;
+    let mut runs = Vec::new();
+    nd_arrays::masks::encode_runs(mask.iter().copied(), &mut runs);
+    Ok(Overlay {
+        png: draw::base64(&png),
+        runs,
+    })
+}
+
+/// The files of one image's drawings, relative to its page.
+pub(crate) struct Drawings {
+    pub image: String,
+    pub thumb: String,
+    pub cam: String,
+}
+
+/// Draws an image for its page into `dir`: the image, its thumbnail `thumbnail_height`
+/// pixels high and, given the class activation map (`height, width, values`), the image
+/// under the map.
+pub(crate) fn draw_image_files(
+    dir: &Path,
+    files: &Drawings,
+    pixels: &RgbImage,
+    cam: Option<(usize, usize, &[f32])>,
+    thumbnail_height: u32,
+) -> Result<()> {
+    let jpeg = |file: &str, picture: &RgbImage| {
+        let path = dir.join(file);
+        let mut bytes = Vec::new();
+        draw::encode_jpeg(&mut bytes, picture, &path)?;
+        draw::write_file(&path, &bytes)
+    };
+    jpeg(&files.image, pixels)?;
+    let (w, h) = draw::thumb_size(pixels, thumbnail_height);
+    jpeg(&files.thumb, &draw::shrink(pixels, w, h))?;
+    if let Some((ch, cw, values)) = cam {
+        jpeg(&files.cam, &cam_over(pixels, values, ch, cw))?;
+    }
+    Ok(())
 }
 
 /// The prediction for one image: every explained image has one.
@@ -512,34 +580,36 @@ fn cam_file(row: usize) -> String {
 fn image_page(row: usize) -> String {
     format!("{row:06}.html")
 }
+fn drawings(row: usize) -> Drawings {
+    Drawings {
+        image: image_file(row),
+        thumb: thumb_file(row),
+        cam: cam_file(row),
+    }
+}
 fn class_page(class: u32) -> String {
     format!("{class}.html")
 }
 
 /// Draws one paged image into `explain/images/`: the image, its thumbnail and its CAM;
-/// returns the overlays of its top units' masks (base64 PNGs at the label maps'
-/// resolution, as the unit pages lay them over an image).
+/// returns the overlays of its top units' masks (at the label maps' resolution, as the
+/// unit pages lay them over an image).
 fn draw_image(
     ctx: &Context,
     dir: &Path,
     row: usize,
     image: &Image,
     masks: &HashMap<(usize, u32), Vec<Run>>,
-) -> Result<Vec<String>> {
+) -> Result<Vec<Overlay>> {
     let dir = dir.join("images");
     let pixels = ctx.dataset.read_image(row)?;
-    let jpeg = |file: String, picture: &RgbImage| {
-        let path = dir.join(file);
-        let mut bytes = Vec::new();
-        draw::encode_jpeg(&mut bytes, picture, &path)?;
-        draw::write_file(&path, &bytes)
-    };
-    jpeg(image_file(row), &pixels)?;
-    let (w, h) = draw::thumb_size(&pixels, ctx.config.thumbnail_height);
-    jpeg(thumb_file(row), &draw::shrink(&pixels, w, h))?;
-    if let Some((ch, cw, cam)) = &image.cam {
-        jpeg(cam_file(row), &cam_over(&pixels, cam, *ch, *cw))?;
-    }
+    draw_image_files(
+        &dir,
+        &drawings(row),
+        &pixels,
+        image.cam.as_ref().map(|(h, w, v)| (*h, *w, v.as_slice())),
+        ctx.config.thumbnail_height,
+    )?;
     let shape = &ctx.dataset.rows()[row];
     let (lh, lw) = (shape.label_height as usize, shape.label_width as usize);
     image
@@ -557,14 +627,7 @@ fn draw_image(
                 }
                 mask[a..b].fill(true);
             }
-            let png = draw::overlay_png(
-                &mask,
-                lw as u32,
-                lh as u32,
-                draw::UNIT_COLOUR,
-                &dir.join(image_page(row)),
-            )?;
-            Ok(draw::base64(&png))
+            mask_overlay(&mask, lh, lw, &dir.join(image_page(row)))
         })
         .collect()
 }
@@ -632,6 +695,144 @@ fn cam_over(image: &RgbImage, cam: &[f32], h: usize, w: usize) -> RgbImage {
     out
 }
 
+/// The table of top units (`what` names their contribution); `unit_link` names, and links
+/// where it can, a unit.
+pub(crate) fn units_table(
+    out: &mut String,
+    units: &[TopUnit],
+    what: &str,
+    unit_link: &dyn Fn(u32) -> String,
+) {
+    let _ = write!(
+        out,
+        "<div class=\"scroll\"><table class=\"stats units\"><thead><tr><th>rank</th><th>unit</th><th>label</th><th>category</th><th>IoU</th><th>{what}</th><th>share</th></tr></thead><tbody>"
+    );
+    for u in units {
+        let _ = write!(
+            out,
+            "<tr class=\"unit-row{}\"><td>{}</td><td>{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td>{}</td><td>{:.4}</td><td>{}</td></tr>",
+            if u.detector { " over" } else { "" },
+            u.rank,
+            unit_link(u.unit),
+            unit_label(u.label.as_deref()),
+            escape(u.category.as_deref().unwrap_or("")),
+            iou(u.iou),
+            u.contribution,
+            percent(u.share),
+        );
+    }
+    out.push_str("</tbody></table></div>\n<p class=\"note\">Bold: detectors (IoU at the threshold or above). A unit's share is its contribution over the sum of all units' contributions.</p>\n");
+}
+
+/// The links to the previous and the next image's pages (relative to this one).
+pub(crate) fn pager(out: &mut String, previous: Option<&str>, next: Option<&str>) {
+    let previous = previous
+        .map(|p| format!(r#"<a href="{}">← previous image</a> "#, escape(p)))
+        .unwrap_or_default();
+    let next = next
+        .map(|p| format!(r#"<a href="{}">next image →</a>"#, escape(p)))
+        .unwrap_or_default();
+    let _ = writeln!(out, "<p class=\"pager\">{previous}{next}</p>");
+}
+
+/// What an image's page shows below its heading, for an image of the dataset as for one
+/// explained alone ([`crate::explain_single`]).
+pub(crate) struct ImageBody<'a> {
+    /// The explained classes, the predicted one first.
+    pub classes: &'a [ClassScore],
+    pub layer: &'a str,
+    /// The image's drawings, relative to the page.
+    pub files: &'a Drawings,
+    /// The image's name, for its `alt` text.
+    pub alt: &'a str,
+    /// The size of the predicted class's map, when the image has one.
+    pub cam: Option<(usize, usize)>,
+    /// The predicted class's top units, and their masks in the image.
+    pub units: &'a [TopUnit],
+    pub overlays: &'a [Overlay],
+    /// How the masks were made, in the sentence that introduces them (plain text).
+    pub masks_note: &'a str,
+    /// A class's name, linking its page where there is one.
+    pub class_link: &'a dyn Fn(&ClassScore) -> String,
+    /// A unit's name, linking its page where there is one.
+    pub unit_link: &'a dyn Fn(u32) -> String,
+}
+
+/// Writes an image page's body: the explained classes, the image beside the predicted
+/// class's activation map, the top units and each one's mask over the image.
+pub(crate) fn image_body(out: &mut String, body: &ImageBody) {
+    out.push_str("<h2>Predicted classes</h2>\n<table class=\"stats classes\"><thead><tr><th>rank</th><th>class</th><th>score</th><th>probability</th></tr></thead><tbody>");
+    for c in body.classes {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td class=\"text\">{}</td><td>{:.4}</td><td>{}</td></tr>",
+            c.rank,
+            (body.class_link)(c),
+            c.score,
+            percent(c.probability)
+        );
+    }
+    out.push_str("</tbody></table>\n");
+
+    let class = body
+        .classes
+        .first()
+        .map_or(String::new(), |p| p.name.clone());
+    let _ = write!(
+        out,
+        "<h2>Where the evidence for {} lies</h2>\n<div class=\"panels\"><div class=\"panel\"><img src=\"{}\" alt=\"{}\"></div>",
+        escape(&class),
+        escape(&body.files.image),
+        escape(body.alt)
+    );
+    match body.cam {
+        Some((h, w)) => {
+            let _ = write!(
+                out,
+                "<div class=\"panel\"><img class=\"cam\" src=\"{}\" alt=\"class activation map of {}\"></div></div>\n<p class=\"note\">The class activation map of <b>{}</b> at layer {} ({h}×{w}: each position's summed gradient × activation over the units), upsampled bilinearly to the image, its positive part scaled by its maximum, from blue (none) to red (the most).</p>\n",
+                escape(&body.files.cam),
+                escape(&class),
+                escape(&class),
+                escape(body.layer),
+            );
+        }
+        None => out.push_str("</div>\n<p class=\"note\">No map was stored for this image.</p>\n"),
+    }
+
+    let _ = writeln!(
+        out,
+        "<h2>Top units of {}</h2>\n<p>By their contribution to the class's score (gradient × activation, summed over the unit's map). Below, each unit's mask in this image ({}), outlined in yellow; a unit with no mask here never passed its threshold in this image.</p>",
+        escape(&class),
+        escape(body.masks_note)
+    );
+    units_table(out, body.units, "contribution", body.unit_link);
+    out.push_str("<div class=\"pairs units\">\n");
+    for (u, overlay) in body.units.iter().zip(body.overlays) {
+        // The runs as JSON, `[[start, length], ...]`: numbers only, nothing to escape.
+        let runs: Vec<String> = overlay
+            .runs
+            .iter()
+            .map(|r| format!("[{},{}]", r.start, r.length))
+            .collect();
+        let _ = write!(
+            out,
+            r#"<figure class="pair unit-mask" data-unit="{n}"><div class="panels"><div class="panel"><img src="{src}" alt=""><img class="over" src="data:image/png;base64,{png}" alt="mask of unit {n}" data-runs="[{runs}]"></div></div>
+<figcaption>#{r} · {link} · {label} · contribution {c:.4} ({share})</figcaption></figure>
+"#,
+            src = escape(&body.files.image),
+            png = overlay.png,
+            n = u.unit,
+            runs = runs.join(","),
+            r = u.rank,
+            link = (body.unit_link)(u.unit),
+            label = unit_label(u.label.as_deref()),
+            c = u.contribution,
+            share = percent(u.share),
+        );
+    }
+    out.push_str("</div>\n");
+}
+
 /// What every explanation page needs.
 struct Site<'a> {
     ctx: &'a Context<'a>,
@@ -645,7 +846,7 @@ struct Site<'a> {
     paged: &'a [usize],
 }
 
-fn percent(p: f64) -> String {
+pub(crate) fn percent(p: f64) -> String {
     format!("{:.1} %", 100.0 * p)
 }
 
@@ -657,7 +858,7 @@ fn verdict(correct: Option<bool>) -> (&'static str, &'static str) {
     }
 }
 
-fn unit_label(label: Option<&str>) -> String {
+pub(crate) fn unit_label(label: Option<&str>) -> String {
     label.map_or("<em>no concept</em>".to_owned(), label_name)
 }
 
@@ -699,34 +900,12 @@ impl Site<'_> {
         )
     }
 
-    fn units_table(&self, out: &mut String, units: &[TopUnit], what: &str) {
-        let _ = write!(
-            out,
-            "<div class=\"scroll\"><table class=\"stats units\"><thead><tr><th>rank</th><th>unit</th><th>label</th><th>category</th><th>IoU</th><th>{what}</th><th>share</th></tr></thead><tbody>"
-        );
-        for u in units {
-            let _ = write!(
-                out,
-                "<tr class=\"unit-row{}\"><td>{}</td><td>{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td>{}</td><td>{:.4}</td><td>{}</td></tr>",
-                if u.detector { " over" } else { "" },
-                u.rank,
-                self.unit_link(u.unit),
-                unit_label(u.label.as_deref()),
-                escape(u.category.as_deref().unwrap_or("")),
-                iou(u.iou),
-                u.contribution,
-                percent(u.share),
-            );
-        }
-        out.push_str("</tbody></table></div>\n<p class=\"note\">Bold: detectors (IoU at the threshold or above). A unit's share is its contribution over the sum of all units' contributions.</p>\n");
-    }
-
     fn write_image_page(
         &self,
         index: usize,
         row: usize,
         image: &Image,
-        overlays: &[String],
+        overlays: &[Overlay],
     ) -> Result<()> {
         let name = self.ctx.dataset.image(row);
         let mut out = head(
@@ -757,78 +936,25 @@ impl Site<'_> {
             );
         }
         out.push_str(".</p>\n");
-        let previous = index
-            .checked_sub(1)
-            .map(|i| self.paged[i])
-            .map(|r| format!(r#"<a href="{}">← previous image</a> "#, image_page(r)))
-            .unwrap_or_default();
-        let next = self
-            .paged
-            .get(index + 1)
-            .map(|&r| format!(r#"<a href="{}">next image →</a>"#, image_page(r)))
-            .unwrap_or_default();
-        let _ = writeln!(out, "<p class=\"pager\">{previous}{next}</p>");
+        let previous = index.checked_sub(1).map(|i| image_page(self.paged[i]));
+        let next = self.paged.get(index + 1).map(|&r| image_page(r));
+        pager(&mut out, previous.as_deref(), next.as_deref());
 
-        out.push_str("<h2>Predicted classes</h2>\n<table class=\"stats classes\"><thead><tr><th>rank</th><th>class</th><th>score</th><th>probability</th></tr></thead><tbody>");
-        for c in &image.classes {
-            let _ = write!(
-                out,
-                "<tr><td>{}</td><td class=\"text\">{}</td><td>{:.4}</td><td>{}</td></tr>",
-                c.rank,
-                self.class_link(c.class, &c.name, "../"),
-                c.score,
-                percent(c.probability)
-            );
-        }
-        out.push_str("</tbody></table>\n");
-
-        let class = predicted.map_or(String::new(), |p| p.name.clone());
-        let _ = write!(
-            out,
-            "<h2>Where the evidence for {} lies</h2>\n<div class=\"panels\"><div class=\"panel\"><img src=\"{}\" alt=\"{}\"></div>",
-            escape(&class),
-            image_file(row),
-            escape(name)
+        image_body(
+            &mut out,
+            &ImageBody {
+                classes: &image.classes,
+                layer: self.layer_name,
+                files: &drawings(row),
+                alt: name,
+                cam: image.cam.as_ref().map(|(h, w, _)| (*h, *w)),
+                units: &image.units,
+                overlays,
+                masks_note: "above its threshold, as segmented and scored",
+                class_link: &|c| self.class_link(c.class, &c.name, "../"),
+                unit_link: &|u| self.unit_link(u),
+            },
         );
-        match &image.cam {
-            Some((h, w, _)) => {
-                let _ = write!(
-                    out,
-                    "<div class=\"panel\"><img class=\"cam\" src=\"{}\" alt=\"class activation map of {}\"></div></div>\n<p class=\"note\">The class activation map of <b>{}</b> at layer {} ({h}×{w}: each position's summed gradient × activation over the units), upsampled bilinearly to the image, its positive part scaled by its maximum, from blue (none) to red (the most).</p>\n",
-                    cam_file(row),
-                    escape(&class),
-                    escape(&class),
-                    escape(self.layer_name),
-                );
-            }
-            None => {
-                out.push_str("</div>\n<p class=\"note\">No map was stored for this image.</p>\n")
-            }
-        }
-
-        let _ = writeln!(
-            out,
-            "<h2>Top units of {}</h2>\n<p>By their contribution to the class's score (gradient × activation, summed over the unit's map). Below, each unit's mask in this image (above its threshold, as segmented and scored), outlined in yellow; a unit with no mask here never passed its threshold in this image.</p>",
-            escape(&class)
-        );
-        self.units_table(&mut out, &image.units, "contribution");
-        out.push_str("<div class=\"pairs units\">\n");
-        for (u, overlay) in image.units.iter().zip(overlays) {
-            let _ = write!(
-                out,
-                r#"<figure class="pair unit-mask"><div class="panels"><div class="panel"><img src="{src}" alt=""><img class="over" src="data:image/png;base64,{overlay}" alt="mask of unit {n}"></div></div>
-<figcaption>#{r} · {link} · {label} · contribution {c:.4} ({share})</figcaption></figure>
-"#,
-                src = image_file(row),
-                n = u.unit,
-                r = u.rank,
-                link = self.unit_link(u.unit),
-                label = unit_label(u.label.as_deref()),
-                c = u.contribution,
-                share = percent(u.share),
-            );
-        }
-        out.push_str("</div>\n");
         out.push_str(&page::foot_with("../../", &[]));
         page::write_file(
             &self.ctx.dir.join("explain/images").join(image_page(row)),
@@ -1071,7 +1197,7 @@ impl Site<'_> {
             out.push_str("</tbody></table></div>\n");
         }
         out.push_str("<h2>Top units</h2>\n<p>By their mean contribution over the images predicted as this class.</p>\n");
-        self.units_table(&mut out, units, "mean contribution");
+        units_table(&mut out, units, "mean contribution", &|u| self.unit_link(u));
 
         // Examples among the paged images: the most confident first.
         let mut examples: Vec<&&Prediction> = predicted
