@@ -19,9 +19,15 @@
 //!   per predicted class (its top concepts and units, example images).
 //!
 //! [`write_run_index`] writes the page that compares the models of a run.
+//!
+//! [`ImagePages`] writes the same pages for images explained outside the dataset
+//! (`netdissect explain --html`), from plain data the caller computes: an index and a page
+//! per image with its classes, map and top units' masks, linking the units' pages of a
+//! report ([`unit_page`]) where there is one.
 
 mod draw;
 mod explain;
+mod explain_single;
 mod page;
 mod svg;
 
@@ -32,6 +38,10 @@ use arrow::array::{Array as _, AsArray};
 use rayon::prelude::*;
 use serde_json::{Value, json};
 
+pub use explain::{ClassScore, TopUnit};
+pub use explain_single::{
+    ExplainedImage, IMAGE_PAGES_FILE, ImagePages, ImageSet, UnitInImage, file_url, unit_page,
+};
 pub use page::escape;
 
 pub const STAGE: &str = "html";
