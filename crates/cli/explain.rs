@@ -1,5 +1,6 @@
 //! `netdissect explain`: one image (or a few) explained by a model's labelled units, with
-//! the dissection that `netdissect run` left in the cache.
+//! the dissection that `netdissect run` left in the cache; with `--html`, a page per image
+//! too ([`crate::explain_html`]).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -7,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use nd_store::Store;
 
+use crate::explain_html::{Destination, Segmenter};
 use crate::pipeline::{self, ExplainSection};
 
 /// What to explain: a model of the pipeline file, images, and how many classes and units.
@@ -16,6 +18,8 @@ pub struct Request<'a> {
     pub images: &'a [PathBuf],
     pub top_k: Option<usize>,
     pub top_n: Option<usize>,
+    /// Also write a page per image, and an index, into this folder.
+    pub html: Option<&'a Path>,
 }
 
 /// Explains each image and returns the plain tables to print.
@@ -55,6 +59,8 @@ pub fn explain(request: &Request) -> anyhow::Result<String> {
     }
     config.progress = false;
     config.validate()?;
+    // A folder that cannot take the pages fails before anything is computed.
+    let mut destination = request.html.map(Destination::check).transpose()?;
 
     // The dissection of the model: its last run in this cache.
     let cache = loaded.resolve(&p.cache.dir);
@@ -80,6 +86,45 @@ pub fn explain(request: &Request) -> anyhow::Result<String> {
         .with_context(|| format!("{}: no input_size", extract.manifest_path().display()))?;
 
     let paths = expand(request.images)?;
+
+    // For the pages: the run's segmentation of the layer (to draw each unit's mask in the
+    // image as the dissection would), and its units' pages.
+    let mut segmenter = None;
+    let mut links = None;
+    if request.html.is_some() {
+        let (_, dataset) = crate::run::dataset(&loaded, &store)?;
+        let found = Segmenter::from_run(&dataset, &artifact, &config.layer)
+            .with_context(|| format!("model `{}`, layer `{}`", model.name, config.layer))?;
+        if found.units() != units.len() {
+            bail!(
+                "layer `{}` has {} thresholds but {} units in the dissection (report {})",
+                config.layer,
+                found.units(),
+                units.len(),
+                report.key().short()
+            );
+        }
+        links = Some(found.unit_pages(&store, keys.get(nd_html::STAGE).copied())?);
+        segmenter = Some(found);
+    }
+    let dissection = report.key().short();
+    let mut pages = None;
+    if let (Some(destination), Some(segmenter), Some(links)) =
+        (destination.as_mut(), &segmenter, &links)
+    {
+        let set = nd_html::ImageSet {
+            model: &model.name,
+            layer: &config.layer,
+            dissection: &dissection,
+            mask_size: segmenter.label_size(),
+            input_size: size,
+            images: paths.len(),
+            unlinked: links.as_ref().err().map(String::as_str),
+            thumbnail_height: *p.html.thumbnail_height.get_ref(),
+        };
+        pages = Some(nd_html::ImagePages::create(destination.start()?, set)?);
+    }
+
     let mut out = String::new();
     // A batch of the model's batch size at a time: a folder may hold thousands.
     for chunk in paths.chunks(config.batch_size) {
@@ -91,8 +136,26 @@ pub fn explain(request: &Request) -> anyhow::Result<String> {
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             decoded.push(image);
         }
-        let (_, explained) = nd_explain::explain_images(&config, &decoded, size)?;
-        for ((path, image), classes) in chunk.iter().zip(&decoded).zip(&explained) {
+        let explained = nd_explain::explain_images_with_activations(&config, &decoded, size)?;
+        let [h, w] = explained.map_size;
+        if let Some(a) = explained.activations.first()
+            && a.len() != units.len() * h * w
+        {
+            bail!(
+                "layer `{}` has {} units in the model but {} in the dissection (report {}); \
+                 explain with the dissection of the same model",
+                config.layer,
+                a.len() / (h * w).max(1),
+                units.len(),
+                report.key().short()
+            );
+        }
+        for (i, ((path, image), classes)) in chunk
+            .iter()
+            .zip(&decoded)
+            .zip(&explained.images)
+            .enumerate()
+        {
             let resized = if [image.height(), image.width()] == size {
                 String::new()
             } else {
@@ -120,9 +183,104 @@ pub fn explain(request: &Request) -> anyhow::Result<String> {
                 );
                 out.push_str(&unit_table(class, &units, config.top_n));
             }
+            if let (Some(pages), Some(segmenter), Some(links)) =
+                (pages.as_mut(), segmenter.as_mut(), &links)
+            {
+                let name = path.display().to_string();
+                let shown = Shown {
+                    classes,
+                    activations: &explained.activations[i],
+                    map_size: explained.map_size,
+                };
+                let (scores, top) =
+                    shown.page_data(&config, &units, segmenter, links.as_ref().ok());
+                pages.add(&nd_html::ExplainedImage {
+                    name: &name,
+                    pixels: image,
+                    classes: &scores,
+                    cam: classes.first().map(|c| (h, w, c.cam.as_slice())),
+                    units: &top,
+                })?;
+            }
         }
     }
+    if let (Some(pages), Some(destination)) = (pages, destination) {
+        pages.finish()?;
+        let to = destination.commit()?;
+        let _ = writeln!(out, "pages: {}", to.join("index.html").display());
+    }
     Ok(out)
+}
+
+/// One image's explanations and the layer's activations for it.
+struct Shown<'a> {
+    classes: &'a [nd_explain::ClassExplanation],
+    /// `units × height × width`, row-major.
+    activations: &'a [f32],
+    map_size: [usize; 2],
+}
+
+impl Shown<'_> {
+    /// What its page shows: the explained classes, and the predicted class's top units,
+    /// each with its label, its mask in the image and its page (`links`, by unit).
+    fn page_data(
+        &self,
+        config: &nd_explain::Config,
+        units: &[nd_explain::UnitLabel],
+        segmenter: &mut Segmenter,
+        links: Option<&Vec<String>>,
+    ) -> (Vec<nd_html::ClassScore>, Vec<nd_html::UnitInImage>) {
+        let scores = self
+            .classes
+            .iter()
+            .enumerate()
+            .map(|(rank, c)| nd_html::ClassScore {
+                rank: rank as u32 + 1,
+                class: c.class as u32,
+                name: config.class_name(c.class),
+                score: f64::from(c.score),
+                probability: f64::from(c.probability),
+            })
+            .collect();
+        let Some(predicted) = self.classes.first() else {
+            return (scores, Vec::new());
+        };
+        let total = predicted.total();
+        let cells = self.map_size[0] * self.map_size[1];
+        let top = predicted
+            .order()
+            .into_iter()
+            .take(config.top_n)
+            .enumerate()
+            .map(|(rank, u)| {
+                let label = &units[u];
+                let contribution = f64::from(predicted.contributions[u]);
+                nd_html::UnitInImage {
+                    unit: nd_html::TopUnit {
+                        rank: rank as u32 + 1,
+                        unit: u as u32,
+                        contribution,
+                        share: if total == 0.0 {
+                            0.0
+                        } else {
+                            contribution / total
+                        },
+                        label: label.name.clone(),
+                        category: label.category.clone(),
+                        iou: label.iou,
+                        detector: label.detector,
+                    },
+                    mask: segmenter.mask(
+                        &self.activations[u * cells..(u + 1) * cells],
+                        self.map_size,
+                        u,
+                    ),
+                    link: links.map(|l| l[u].clone()),
+                }
+            })
+            .collect();
+        (scores, top)
+    }
 }
 
 /// The images to explain: each file given, and the image files of each directory given (by

@@ -2,6 +2,7 @@
 //! also its own binary (`nd-extract`, ...) for Make and Snakemake.
 
 mod explain;
+mod explain_html;
 mod pipeline;
 mod run;
 mod verify;
@@ -60,6 +61,12 @@ enum Command {
         /// Units shown per class (default: [explain] top_n, else 10).
         #[arg(long)]
         top_n: Option<usize>,
+        /// Also write a page per image into this folder (and index.html listing them): its
+        /// classes, class activation map and top units, each unit's mask in the image as
+        /// the dissection segments and a link to its page in the model's report. The
+        /// folder must be new, empty, or one an earlier --html wrote (it is replaced).
+        #[arg(long, value_name = "DIR")]
+        html: Option<PathBuf>,
         /// Worker threads (default: one per core).
         #[arg(long, default_value_t = 0)]
         threads: usize,
@@ -217,6 +224,7 @@ fn run() -> anyhow::Result<()> {
             images,
             top_k,
             top_n,
+            html,
             threads,
         } => {
             nd_extract::set_threads(threads)?;
@@ -228,6 +236,7 @@ fn run() -> anyhow::Result<()> {
                     images: &images,
                     top_k,
                     top_n,
+                    html: html.as_deref(),
                 })?
             );
             Ok(())

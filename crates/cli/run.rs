@@ -45,7 +45,10 @@ fn explain(
 }
 
 /// The dataset: a directory, or a synthetic one generated into the cache once.
-fn dataset(loaded: &Loaded, store: &Store) -> anyhow::Result<(PathBuf, nd_broden::Dataset)> {
+pub(crate) fn dataset(
+    loaded: &Loaded,
+    store: &Store,
+) -> anyhow::Result<(PathBuf, nd_broden::Dataset)> {
     let section = &loaded.pipeline.dataset;
     let config = nd_broden::Config {
         categories: section.categories.clone(),
