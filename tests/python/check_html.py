@@ -6,10 +6,14 @@ With --explain, the pages of explained predictions too: the index lists every im
 filters them by class, right or wrong and concept; an image page shows its class activation
 map and its top units' masks, and a unit's link opens its page; a class page lists its
 concepts; and every href and src of every page of the report resolves to a file.
+With --single DIR, the pages `netdissect explain --html DIR` wrote too: the index lists its
+images, an image page shows the predicted class, its class activation map and every top
+unit with its mask, a unit's link (when the units have pages) opens the unit's page, and
+every href and src resolves to a file.
 Saves screenshots. Prints a JSON summary on stdout; exits non-zero on the first failure.
 
 usage: check_html.py RESULTS_MODEL_DIR SCREENSHOT_DIR [--layer NAME] [--expect-text TEXT]
-                     [--run-index PATH] [--explain]
+                     [--run-index PATH] [--explain] [--single DIR]
 
 RESULTS_MODEL_DIR is a model's `[output] dir/<model>/` (its summary.json and html/).
 """
@@ -152,6 +156,67 @@ def check_explain(page, pages, args, visit, check_scripts):
     return result
 
 
+def check_single(page, args, visit, check_scripts):
+    """The pages of `netdissect explain --html DIR`, from their index."""
+    listed = json.loads((args.single / "explained.json").read_text())
+    result = {}
+    visit((args.single / "index.html").resolve().as_uri())
+    rows = page.locator("tr.image").count()
+    if rows != len(listed["images"]):
+        fail(f"single index: {rows} images listed, want {len(listed['images'])}")
+    ok, thumbs = loaded(page, "tr.image img")
+    if not ok or thumbs != rows:
+        fail(f"single index: {thumbs} thumbnails for {rows} images, or one did not load")
+    result["images"] = rows
+    page.screenshot(path=str(args.screenshots / "single-index.png"), full_page=True)
+
+    page.locator("tr.image a").first.click()
+    page.wait_for_load_state("networkidle")
+    check_scripts(page.url)
+    ok, _ = loaded(page, "img")
+    if not ok:
+        fail(f"{page.url}: an image did not load")
+    cam, cams = loaded(page, "img.cam")
+    units = page.locator("tr.unit-row").count()
+    masks = page.locator("figure.unit-mask").count()
+    if cams != 1 or not cam or units == 0 or masks != units:
+        fail(f"{page.url}: {cams} maps, {units} units, {masks} masks")
+    predicted = listed["images"][0]["class_name"]
+    lede = page.locator("p.lede").inner_text()
+    if f"Predicted {predicted} (" not in lede:
+        fail(f"{page.url}: the lede {lede!r} does not name the predicted class {predicted!r}")
+    labels = page.eval_on_selector_all(
+        "tr.unit-row td:nth-child(3)", "ts => ts.map(t => t.innerText)"
+    )
+    result["image"] = {
+        "cam": cam,
+        "units": units,
+        "masks": masks,
+        "predicted": predicted,
+        "labels": labels,
+        "classes": page.locator("table.classes tbody tr").count(),
+    }
+    page.screenshot(path=str(args.screenshots / "single-image.png"), full_page=True)
+
+    if listed["unit_pages"]:
+        page.locator("tr.unit-row a").first.click()
+        page.wait_for_load_state("networkidle")
+        if "/unit-" not in page.url:
+            fail(f"a unit's link led to {page.url}")
+        ok, count = loaded(page, ".pair img")
+        if not ok or count == 0:
+            fail(f"{page.url}: the unit's images did not load")
+        result["image"]["unit_page_images"] = count
+    elif page.locator("tr.unit-row a").count():
+        fail("single pages: units link pages that explained.json says there are none of")
+
+    checked, broken = check_links(args.single, outside=True)
+    if broken:
+        fail(f"links to missing files: {broken[:5]}")
+    result["links_checked"] = checked
+    return result
+
+
 class Links(html.parser.HTMLParser):
     def __init__(self):
         super().__init__()
@@ -163,8 +228,10 @@ class Links(html.parser.HTMLParser):
                 self.targets.append(value)
 
 
-def check_links(pages):
-    """Every href and src of every page that names a file: (how many, those missing)."""
+def check_links(pages, outside=False):
+    """Every href and src of every page that names a file: (how many, those missing).
+    With outside, a page may link a file:// URL (a report's page in the cache), which must
+    exist too; otherwise every link stays within the pages' folder."""
     checked, broken = 0, []
     for path in sorted(pages.rglob("*.html")):
         parser = Links()
@@ -173,6 +240,11 @@ def check_links(pages):
             if target.startswith(("data:", "#")):
                 continue
             parts = urllib.parse.urlsplit(target)
+            if outside and parts.scheme == "file" and not parts.netloc:
+                checked += 1
+                if not pathlib.Path(urllib.parse.unquote(parts.path)).is_file():
+                    broken.append(f"{path.relative_to(pages)}: {target}")
+                continue
             if parts.scheme or parts.netloc:
                 broken.append(f"{path}: {target} (not a file of the report)")
                 continue
@@ -191,6 +263,9 @@ def main():
     parser.add_argument("--run-index", type=pathlib.Path, help="the run's index.html")
     parser.add_argument(
         "--explain", action="store_true", help="also check the explained predictions' pages"
+    )
+    parser.add_argument(
+        "--single", type=pathlib.Path, help="also check the pages netdissect explain --html wrote here"
     )
     args = parser.parse_args()
 
@@ -358,6 +433,8 @@ def main():
 
         if args.explain:
             result["explain"] = check_explain(page, pages, args, visit, check_scripts)
+        if args.single:
+            result["single"] = check_single(page, args, visit, check_scripts)
         browser.close()
 
     outside = [u for u in requests if not (u.startswith("file://") or u.startswith("data:"))]
