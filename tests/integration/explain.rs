@@ -3,13 +3,16 @@
 //! linear functions of the units' spatial means and maxima. Its explanations must be
 //! exactly what the weights say, the NumPy reference (`tests/python/check_explain.py`)
 //! must agree, and bad models and class files must fail before anything is computed.
+//! `netdissect explain --html` draws each top unit's mask in an image exactly as the
+//! dissection segments it.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Float64Type, UInt32Type};
 
-use crate::common::{Run, colour_pixels, model, netdissect, only_dir, python};
+use crate::common::{Run, colour_pixels, model, netdissect, only_dir, python, repo};
 
 /// The classifier's weights on the units' means (tests/python/make_models.py); a unit with
 /// no weight for a class (mean or max) can contribute nothing to it.
@@ -193,13 +196,26 @@ fn planted_classifier_explanations_are_exactly_its_weights() {
     );
 }
 
-/// `netdissect explain PIPELINE --model planted --image ...`: (success, stdout, stderr).
+/// `netdissect explain PIPELINE --model planted --top-n 3 --image ...`: (success, stdout,
+/// stderr).
 fn explain_command(pipeline: &Path, images: &[&str]) -> (bool, String, String) {
+    explain_cli(pipeline, "planted", images, &["--top-n", "3"])
+}
+
+/// `netdissect explain PIPELINE --model MODEL EXTRA... --image ...`: (success, stdout,
+/// stderr).
+pub(crate) fn explain_cli(
+    pipeline: &Path,
+    model: &str,
+    images: &[&str],
+    extra: &[&str],
+) -> (bool, String, String) {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_netdissect"));
     command
         .arg("explain")
         .arg(pipeline)
-        .args(["--model", "planted", "--top-n", "3"]);
+        .args(["--model", model])
+        .args(extra);
     for image in images {
         command.args(["--image", image]);
     }
@@ -341,4 +357,270 @@ fn a_torchvision_export_is_explained_through_its_intervention_method() {
             "{methods:?}"
         );
     }
+}
+
+/// The text of `html` between `start` (the first after it) and the next `end`.
+fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
+    let from = html.find(start).unwrap_or_else(|| panic!("no {start}")) + start.len();
+    let to = html[from..].find(end).unwrap() + from;
+    &html[from..to]
+}
+
+/// Whether a pixel lies on a mask's outline as the pages draw it (nd-html's `on_edge`): it
+/// differs from a 4-neighbour, or it is in the mask at the map's edge.
+fn on_edge(mask: &[bool], w: usize, h: usize, x: usize, y: usize) -> bool {
+    let at = |x: usize, y: usize| mask[y * w + x];
+    let m = at(x, y);
+    (m && (x == 0 || y == 0 || x + 1 == w || y + 1 == h))
+        || (x > 0 && at(x - 1, y) != m)
+        || (y > 0 && at(x, y - 1) != m)
+        || (x + 1 < w && at(x + 1, y) != m)
+        || (y + 1 < h && at(x, y + 1) != m)
+}
+
+/// Checks that every unit's mask on an image page of `netdissect explain --html` is the
+/// mask the segment artifact holds for `layer`, dataset row `row` and that unit: the runs
+/// the page carries, and the overlay it shows (decoded: clear inside, dimmed outside, the
+/// outline on both sides of the edge), at `size` (the label maps'). Returns the number of
+/// masks checked and of those not empty.
+pub(crate) fn check_page_masks(
+    page: &Path,
+    segment: &Path,
+    layer: &str,
+    row: usize,
+    size: [usize; 2],
+) -> (usize, usize) {
+    use base64::Engine as _;
+    let html = std::fs::read_to_string(page).unwrap();
+    let group =
+        nd_arrays::masks::MaskGroup::open(&segment.join(nd_arrays::masks::MASKS_DIR)).unwrap();
+    let stored: BTreeMap<u32, Vec<[u32; 2]>> = group
+        .open_layer(layer)
+        .unwrap()
+        .read_images(row as u64..row as u64 + 1)
+        .unwrap()
+        .remove(0)
+        .into_iter()
+        .map(|(unit, runs)| (unit, runs.iter().map(|r| [r.start, r.length]).collect()))
+        .collect();
+    let [h, w] = size;
+    let (mut checked, mut nonempty) = (0, 0);
+    for figure in html
+        .split(r#"<figure class="pair unit-mask" data-unit=""#)
+        .skip(1)
+    {
+        let unit: u32 = figure[..figure.find('"').unwrap()].parse().unwrap();
+        let runs: Vec<[u32; 2]> =
+            serde_json::from_str(between(figure, r#"data-runs=""#, "\"")).unwrap();
+        let want = stored.get(&unit).cloned().unwrap_or_default();
+        assert_eq!(runs, want, "{}: unit {unit}, row {row}", page.display());
+        let mut mask = vec![false; h * w];
+        for [start, length] in &want {
+            mask[*start as usize..(start + length) as usize].fill(true);
+        }
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(between(figure, "data:image/png;base64,", "\""))
+            .unwrap();
+        let overlay = image::load_from_memory_with_format(&png, image::ImageFormat::Png)
+            .unwrap()
+            .to_rgba8();
+        assert_eq!(
+            (overlay.height() as usize, overlay.width() as usize),
+            (h, w)
+        );
+        for (i, pixel) in overlay.pixels().enumerate() {
+            let (x, y) = (i % w, i / w);
+            let alpha = if on_edge(&mask, w, h, x, y) {
+                255
+            } else if mask[i] {
+                0
+            } else {
+                255 - 77
+            };
+            assert_eq!(
+                pixel.0[3], alpha,
+                "unit {unit}: pixel ({y}, {x}) of its overlay"
+            );
+        }
+        checked += 1;
+        nonempty += usize::from(!want.is_empty());
+    }
+    (checked, nonempty)
+}
+
+/// The segment artifact of the cache made with `upsample`.
+fn segment_artifact(cache: &Path, upsample: &str) -> std::path::PathBuf {
+    std::fs::read_dir(cache.join("segment"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let manifest: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(p.join("manifest.json")).unwrap()).unwrap();
+            manifest["params"]["upsample"] == upsample
+        })
+        .unwrap()
+}
+
+/// `netdissect explain --html` on dataset images of the demo model (conv5's 6×6 maps on
+/// 48×48 label maps): every top unit's mask on the pages is exactly the segment artifact's
+/// mask of that image and unit, with both upsamplings (bilinear, and the model's receptive
+/// fields), so the pages' masks come from the dissection's own thresholds and upsampling.
+/// Without report pages the units say why they are not linked; a folder that cannot take
+/// the pages, and an image that fails after some pages were written, leave nothing.
+#[test]
+fn explained_image_pages_show_the_masks_the_dissection_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = repo().join("models/demo");
+    let pipeline = dir.path().join("pipeline.toml");
+    let write = |upsample: &str| {
+        std::fs::write(
+            &pipeline,
+            format!(
+                "[dataset]\nsynth = {{ images = 24, size = 96, seed = 3 }}\n[cache]\ndir = \"cache\"\n\
+                 [[model]]\nname = \"demo\"\nfile = \"{0}/demo-trained.pt\"\nlayers = [\"conv5\"]\n\
+                 logits = \"logits\"\nclasses = \"{0}/scenes.txt\"\nbatch_size = 8\n\
+                 [quantile]\ntop = 0.02\n[segment]\nupsample = \"{upsample}\"\n[html]\npages = false\n",
+                demo.display()
+            ),
+        )
+        .unwrap();
+    };
+    let pages = dir.path().join("pages");
+    let pages_arg = pages.to_str().unwrap();
+    let data = || {
+        let synth = only_dir(&dir.path().join("cache/synth")).join("dataset");
+        (
+            nd_broden::Dataset::open(&synth, &Default::default()).unwrap(),
+            synth,
+        )
+    };
+    let rows = [0, 9, 17];
+    for upsample in ["bilinear", "receptive-field"] {
+        write(upsample);
+        let run = netdissect(&pipeline, &[]);
+        assert!(run.ok, "{}", run.stderr);
+        let (dataset, root) = data();
+        let images: Vec<String> = rows
+            .iter()
+            .map(|&r| {
+                root.join(dataset.image_file(r))
+                    .to_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        let images: Vec<&str> = images.iter().map(String::as_str).collect();
+        let out = explain_cli(
+            &pipeline,
+            "demo",
+            &images,
+            &["--top-n", "8", "--html", pages_arg],
+        );
+        assert!(out.0, "{}", out.2);
+        assert!(
+            out.1
+                .ends_with(&format!("pages: {}\n", pages.join("index.html").display())),
+            "{}",
+            out.1
+        );
+        let segment = segment_artifact(&dir.path().join("cache"), upsample);
+        let (mut checked, mut nonempty) = (0, 0);
+        for (i, &row) in rows.iter().enumerate() {
+            let page = pages.join(format!("images/{:04}.html", i + 1));
+            let (c, n) = check_page_masks(&page, &segment, "conv5", row, [48, 48]);
+            assert_eq!(c, 8, "{}", page.display());
+            checked += c;
+            nonempty += n;
+            let html = std::fs::read_to_string(&page).unwrap();
+            assert!(html.contains("at layer conv5 (6×6:"), "{html}");
+            assert!(html.contains("label maps&#39; 48×48"));
+            assert!(html.contains(
+                "not linked to their pages: the model&#39;s last run wrote no report pages"
+            ));
+            assert!(!html.contains("file://"));
+        }
+        assert_eq!(checked, 24);
+        assert!(
+            nonempty >= 3,
+            "{upsample}: only {nonempty} masks are not empty"
+        );
+        let listed: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(pages.join("explained.json")).unwrap())
+                .unwrap();
+        assert_eq!(listed["images"].as_array().unwrap().len(), rows.len());
+        assert_eq!(listed["unit_pages"], false);
+    }
+
+    // Nothing is left where the pages cannot go, nor where an image fails.
+    let (dataset, root) = data();
+    let image = root.join(dataset.image_file(0));
+    let image = image.to_str().unwrap();
+    let leftovers = || {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect::<Vec<_>>()
+    };
+    let file = dir.path().join("taken");
+    std::fs::write(&file, "mine").unwrap();
+    let out = explain_cli(
+        &pipeline,
+        "demo",
+        &[image],
+        &["--html", file.to_str().unwrap()],
+    );
+    assert!(
+        !out.0 && out.2.contains("a file is there, not a folder"),
+        "{}",
+        out.2
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "mine");
+    let folder = dir.path().join("mine");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("notes.txt"), "keep").unwrap();
+    let out = explain_cli(
+        &pipeline,
+        "demo",
+        &[image],
+        &["--html", folder.to_str().unwrap()],
+    );
+    assert!(
+        !out.0 && out.2.contains("the folder holds other files"),
+        "{}",
+        out.2
+    );
+    assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 1);
+    // Eight images (a batch: their pages are written) and then one that does not decode.
+    let bad = dir.path().join("bad.jpg");
+    std::fs::write(&bad, b"\xff\xd8 not a jpeg").unwrap();
+    let batch: Vec<String> = (0..8)
+        .map(|r| {
+            root.join(dataset.image_file(r))
+                .to_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let mut images: Vec<&str> = batch.iter().map(String::as_str).collect();
+    images.push(bad.to_str().unwrap());
+    let fresh = dir.path().join("fresh");
+    let out = explain_cli(
+        &pipeline,
+        "demo",
+        &images,
+        &["--html", fresh.to_str().unwrap()],
+    );
+    assert!(
+        !out.0 && out.2.contains("bad.jpg: cannot decode"),
+        "{}",
+        out.2
+    );
+    assert!(!fresh.exists());
+    // An earlier folder of pages is replaced whole; the failures left no temporary folder.
+    let out = explain_cli(&pipeline, "demo", &[image], &["--html", pages_arg]);
+    assert!(out.0, "{}", out.2);
+    assert!(pages.join("images/0001.html").is_file());
+    assert!(!pages.join("images/0002.html").exists());
+    assert_eq!(leftovers(), Vec::<String>::new());
 }

@@ -3,12 +3,14 @@
 //! (`tests/python/check_html.py --explain`): the index lists every image and its filters
 //! work, an image page shows its class activation map and its top units' masks with links
 //! to their unit pages, a class page lists its concepts, and no link or image of any page
-//! points to a missing file.
+//! points to a missing file. The same for the pages of `netdissect explain --html` on two
+//! dataset images, whose units' masks must be the segment artifact's and whose units link
+//! the report's unit pages in the cache.
 
 use std::collections::BTreeMap;
 
 use crate::common::{netdissect, only_dir};
-use crate::explain::setup;
+use crate::explain::{check_page_masks, explain_cli, setup};
 use crate::html::check_in_browser;
 
 /// The `n` scenes that are the true class of the most images (the first scene label of a
@@ -80,8 +82,53 @@ fn explained_predictions_have_pages_that_work_in_a_browser_offline() {
         .count();
     assert_eq!(image_pages, 60);
 
+    // Two dataset images explained alone, their pages linking the report's unit pages.
+    let data = nd_broden::Dataset::open(&dir.path().join("data"), &Default::default()).unwrap();
+    let rows = [3, 8];
+    let images: Vec<String> = rows
+        .iter()
+        .map(|&r| {
+            let path = dir.path().join("data").join(data.image_file(r));
+            path.to_str().unwrap().to_owned()
+        })
+        .collect();
+    let images: Vec<&str> = images.iter().map(String::as_str).collect();
+    let single = dir.path().join("single");
+    let out = explain_cli(
+        &pipeline,
+        "planted",
+        &images,
+        &["--top-n", "5", "--html", single.to_str().unwrap()],
+    );
+    assert!(out.0, "{}", out.2);
+    assert!(
+        out.1
+            .ends_with(&format!("pages: {}\n", single.join("index.html").display())),
+        "{}",
+        out.1
+    );
+    let segment = only_dir(&dir.path().join("cache/segment"));
+    let mut nonempty = 0;
+    for (i, &row) in rows.iter().enumerate() {
+        let page = single.join(format!("images/{:04}.html", i + 1));
+        let (checked, n) = check_page_masks(&page, &segment, "colors", row, [32, 32]);
+        assert_eq!(checked, 5, "{}", page.display());
+        nonempty += n;
+        let html = std::fs::read_to_string(&page).unwrap();
+        assert!(html.contains("href=\"file://"), "units link their pages");
+        assert!(!html.contains("not linked"));
+    }
+    assert!(
+        nonempty > 0,
+        "every mask is empty: the check checks nothing"
+    );
+
     let shots = dir.path().join("screenshots");
-    let summary = check_in_browser(&model_dir, &shots, &["--explain"]);
+    let summary = check_in_browser(
+        &model_dir,
+        &shots,
+        &["--explain", "--single", single.to_str().unwrap()],
+    );
     let explained = &summary["explain"];
     assert_eq!(explained["images"], 60, "{summary}");
     // Choosing a class leaves its rows only (the checker compares them row by row).
@@ -116,7 +163,39 @@ fn explained_predictions_have_pages_that_work_in_a_browser_offline() {
         explained["links_checked"].as_u64().unwrap() > 60 * 11,
         "{summary}"
     );
-    for shot in ["explain-index", "explain-image", "explain-class"] {
+    // The pages of the two images: the predicted class, every unit and its mask, and a
+    // unit's link into the report.
+    let alone = &summary["single"];
+    assert_eq!(alone["images"], 2, "{summary}");
+    let listed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(single.join("explained.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        alone["image"]["predicted"],
+        listed["images"][0]["class_name"]
+    );
+    assert!(names.contains(&alone["image"]["predicted"].as_str().unwrap()));
+    assert_eq!(alone["image"]["units"], 5, "{summary}");
+    assert_eq!(alone["image"]["masks"], 5, "{summary}");
+    assert_eq!(alone["image"]["classes"], 2, "{summary}");
+    let labels: Vec<&str> = alone["image"]["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(labels.iter().any(|l| l.ends_with("-c")), "{labels:?}");
+    assert!(
+        alone["image"]["unit_page_images"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
+    for shot in [
+        "explain-index",
+        "explain-image",
+        "explain-class",
+        "single-index",
+        "single-image",
+    ] {
         let bytes = std::fs::read(shots.join(format!("{shot}.png"))).unwrap();
         assert!(bytes.starts_with(b"\x89PNG"), "{shot}");
     }
