@@ -189,19 +189,24 @@ impl<'a> ImagePages<'a> {
             .collect::<Result<Vec<_>>>()?;
         let units: Vec<TopUnit> = image.units.iter().map(|u| u.unit.clone()).collect();
 
+        // The file's name heads the page (a path can be too long for a heading), the path
+        // as given follows.
+        let file = Path::new(image.name)
+            .file_name()
+            .map_or(image.name.into(), |f| f.to_string_lossy());
         let title = format!("{} · explained images", set.model);
         let mut out = head(
-            &format!("{} · {}", set.model, image.name),
+            &format!("{} · {file}", set.model),
             "../",
             &[
                 ("../index.html".to_owned(), title),
-                (page_file(n), image.name.to_owned()),
+                (page_file(n), file.clone().into_owned()),
             ],
         );
         let _ = write!(
             out,
             "<h1><code>{}</code></h1>\n<p class=\"lede\">",
-            escape(image.name)
+            escape(&file)
         );
         if let Some(p) = image.classes.first() {
             let _ = write!(
@@ -215,6 +220,11 @@ impl<'a> ImagePages<'a> {
             );
         }
         out.push_str(".</p>\n");
+        let _ = writeln!(
+            out,
+            "<p class=\"note path\"><code>{}</code></p>",
+            escape(image.name)
+        );
         let size = [image.pixels.height(), image.pixels.width()];
         if size != set.input_size {
             let _ = writeln!(
@@ -477,6 +487,8 @@ mod tests {
             html.contains("Predicted <b>&lt;warm&gt;</b> (75.0 %)"),
             "{html}"
         );
+        assert!(html.contains("<h1><code>a.jpg</code></h1>"));
+        assert!(html.contains("<code>photos/a.jpg</code>"));
         assert!(html.contains("<td class=\"text\">dark</td><td>1.0000</td><td>25.0 %</td>"));
         assert!(html.contains(r#"<img class="cam" src="0001-cam.jpg""#));
         assert_eq!(html.matches("<tr class=\"unit-row").count(), 2);
