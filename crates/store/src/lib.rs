@@ -48,8 +48,8 @@ pub use integrity::{FileDigest, Level, Problem};
 pub use record::{dataset_dir, locate};
 pub use shards::in_row_order;
 pub use store::{
-    Artifact, Key, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, Outcome, Pending, Spec, Store,
-    versions,
+    ACTIVATION_STAGES, Artifact, Key, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, Outcome, Pending,
+    Spec, Store, versions,
 };
 
 #[cfg(test)]

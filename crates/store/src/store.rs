@@ -184,6 +184,12 @@ pub fn versions() -> BTreeMap<String, String> {
     )])
 }
 
+/// The stages whose artifacts hold activations: an `activations.zarr` group and the extract
+/// stage's manifest outputs (`layers`, `input_size`, `fields`, and the `rows` of the dataset
+/// as a parameter or an output). The rotate stage's artifacts are extract artifacts in a
+/// turned basis of units, and every stage that reads activations takes either.
+pub const ACTIVATION_STAGES: [&str; 2] = ["extract", "rotate"];
+
 /// A complete artifact in the store.
 #[derive(Debug, Clone)]
 pub struct Artifact {
@@ -220,6 +226,20 @@ impl Artifact {
         } else {
             Err(Error::Invalid(format!(
                 "{} is a {} artifact, expected a {stage} artifact",
+                self.dir.display(),
+                self.manifest.stage
+            )))
+        }
+    }
+
+    /// Fails unless the artifact holds activations in the extract stage's layout
+    /// ([`ACTIVATION_STAGES`]): what the quantile, segment and html stages read.
+    pub fn expect_activations(&self) -> Result<()> {
+        if ACTIVATION_STAGES.contains(&self.manifest.stage.as_str()) {
+            Ok(())
+        } else {
+            Err(Error::Invalid(format!(
+                "{} is a {} artifact, expected an extract (or rotate) artifact",
                 self.dir.display(),
                 self.manifest.stage
             )))
