@@ -162,7 +162,7 @@ impl Inputs<'_> {
             return Err(Error::Input("no image shard given".into()));
         }
         for (i, shard) in self.shards.iter().enumerate() {
-            shard.activations.expect_stage("extract")?;
+            shard.activations.expect_activations()?;
             shard.masks.expect_stage("segment")?;
             shard.scores.expect_stage("score")?;
             link(shard.masks, "activations", shard.activations)?;
@@ -228,7 +228,16 @@ impl Chain {
         let mut shards = Vec::new();
         for shard in shard_scores {
             let masks = input(&shard, "masks", "segment")?;
-            let activations = input(&masks, "activations", "extract")?;
+            // Activations of the extract stage, or of the rotate stage (a turned basis).
+            let rotated = masks
+                .manifest
+                .inputs
+                .get("activations")
+                .and_then(|key| store.get_key("rotate", *key).transpose());
+            let activations = match rotated {
+                Some(artifact) => artifact?,
+                None => input(&masks, "activations", "extract")?,
+            };
             shards.push((activations, masks, shard));
         }
         Ok(Chain { scores, shards })

@@ -273,11 +273,11 @@ fn order_shards(activations: &[nd_store::Artifact]) -> Result<Vec<&nd_store::Art
         return Err(Error::Config("no extract artifact given".into()));
     };
     if activations.len() == 1 {
-        first.expect_stage("extract")?;
+        first.expect_activations()?;
         return Ok(vec![first]);
     }
     for a in activations {
-        a.expect_stage("extract")?;
+        a.expect_activations()?;
     }
     let shards = nd_store::in_row_order(activations)?;
     let without_rows = |a: &nd_store::Artifact| {

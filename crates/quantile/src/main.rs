@@ -12,8 +12,8 @@ use clap::{Parser, Subcommand};
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,
-    /// The extract artifact (a directory `<cache>/extract/<key>`, or a record of one), or
-    /// several image shards of one extraction, in any order.
+    /// The extract artifact (a directory `<cache>/extract/<key>`, or a record of one; or a
+    /// rotate artifact of one), or several image shards of one extraction, in any order.
     #[arg(long, num_args = 1.., required = true)]
     activations: Vec<PathBuf>,
     /// The fraction of each unit's activations above its threshold.

@@ -13,7 +13,7 @@ struct Args {
     /// The dataset directory the activations were extracted from (for the label sizes).
     #[arg(long)]
     dataset: PathBuf,
-    /// The extract artifact.
+    /// The extract artifact (or a rotate artifact of one).
     #[arg(long)]
     activations: PathBuf,
     /// The quantile artifact.
@@ -62,7 +62,7 @@ fn run() -> anyhow::Result<()> {
             .build_global()?;
     }
     let activations = nd_store::locate(&args.activations, args.cache.as_deref())?;
-    activations.expect_stage("extract")?;
+    activations.expect_activations()?;
     let thresholds = nd_store::locate(&args.thresholds, args.cache.as_deref())?;
     thresholds.expect_stage("quantile")?;
     let store = nd_store::Store::open_for(args.cache.as_deref(), &activations)?;
