@@ -10,6 +10,7 @@ mod explain_shards;
 mod fixture;
 mod html;
 mod oracle;
+mod rotate;
 mod run;
 mod verify;
 mod workflow;

@@ -1,0 +1,272 @@
+//! The rotation control end to end on the planted model (tests/python/make_models.py's
+//! `planted`, whose unit i fires exactly where the synthetic dataset names colour i):
+//! extract, rotate, then quantile, segment and score as libraries, unchanged.
+//!
+//! A permutation of the units moves every detector to its permuted unit with exactly its
+//! IoUs; a random rotation lowers the unique detectors; the NumPy reference
+//! (tests/python/check_rotate.py) recomputes the rotated activations from the stored
+//! matrix; bad input fails naming what to fix, before anything is written.
+
+use nalgebra::DMatrix;
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::common::{colour_pixels, model, python};
+
+const LAYER: &str = "colors";
+const UNITS: usize = 11;
+/// The paper's detector threshold.
+const IOU: f64 = 0.04;
+
+struct Setup {
+    dir: tempfile::TempDir,
+    store: nd_store::Store,
+    dataset: nd_broden::Dataset,
+    extract: nd_store::Artifact,
+    /// The quantile's `top`: just above the largest colour's share of the pixels, so that
+    /// a planted unit's top activations cover all of its colour.
+    top: f64,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model(dir.path(), "planted");
+    let data = dir.path().join("data");
+    let config = nd_synth::Config {
+        seed: 5,
+        images: 40,
+        image_size: 64,
+        format: nd_synth::ImageFormat::Png,
+        ..Default::default()
+    };
+    nd_synth::generate(&data, &config).unwrap();
+    let dataset = nd_broden::Dataset::open(&data, &Default::default()).unwrap();
+    let (pixels, total) = colour_pixels(&dataset);
+    let largest = pixels
+        .iter()
+        .map(|&p| p as f64 / total as f64)
+        .fold(0.0, f64::max);
+    let store = nd_store::Store::open(&dir.path().join("cache")).unwrap();
+    let mut extract = nd_extract::Config::new(
+        model,
+        vec![LAYER.to_owned()],
+        nd_extract::Preprocess::torchvision(),
+    );
+    extract.device = nd_extract::DeviceChoice::Cpu;
+    extract.progress = false;
+    let extract = nd_extract::run(&store, &dataset, &extract)
+        .unwrap()
+        .artifact;
+    Setup {
+        dir,
+        store,
+        dataset,
+        extract,
+        top: (largest + 0.01).min(0.5),
+    }
+}
+
+/// Each unit's IoU with each label (`(unit, label) → iou`), dissecting `activations`.
+fn dissect(s: &Setup, activations: &nd_store::Artifact) -> BTreeMap<(u32, u32), f64> {
+    let thresholds = nd_quantile::run(
+        &s.store,
+        std::slice::from_ref(activations),
+        &nd_quantile::Config {
+            top: s.top,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .artifact;
+    let masks = nd_segment::run(
+        &s.store,
+        &s.dataset,
+        activations,
+        &thresholds,
+        &nd_segment::Config {
+            upsample: nd_segment::Upsample::Bilinear,
+            fields: nd_arrays::fields::Fields::Model,
+            progress: false,
+        },
+    )
+    .unwrap()
+    .artifact;
+    let scores = nd_score::run(&s.store, &s.dataset, &masks, &Default::default())
+        .unwrap()
+        .artifact;
+    nd_tables::scores::read_rows(&scores.dir.join(nd_tables::scores::FILE))
+        .unwrap()
+        .into_iter()
+        .map(|r| ((r.unit, r.label), r.iou))
+        .collect()
+}
+
+/// The distinct labels of the detectors: units whose best IoU reaches [`IOU`] (label 0,
+/// no label, is no concept).
+fn unique_detectors(ious: &BTreeMap<(u32, u32), f64>) -> BTreeSet<u32> {
+    let mut best: BTreeMap<u32, (f64, u32)> = BTreeMap::new();
+    for (&(unit, label), &iou) in ious.iter().filter(|((_, label), _)| *label != 0) {
+        let b = best.entry(unit).or_insert((f64::NEG_INFINITY, 0));
+        if iou > b.0 {
+            *b = (iou, label);
+        }
+    }
+    best.values()
+        .filter(|(iou, _)| *iou >= IOU)
+        .map(|&(_, label)| label)
+        .collect()
+}
+
+fn rotate(s: &Setup, config: &nd_rotate::Config) -> nd_rotate::Result<nd_rotate::Outcome> {
+    nd_rotate::run(&s.store, &s.extract, config)
+}
+
+#[test]
+fn a_permutation_moves_each_detector_with_its_iou() {
+    let s = setup();
+    // Rotated unit i is original unit (i + 3) mod 11.
+    let shift = |i: usize| (i + 3) % UNITS;
+    let mut p = DMatrix::<f64>::zeros(UNITS, UNITS);
+    for i in 0..UNITS {
+        p[(i, shift(i))] = 1.0;
+    }
+    let config = nd_rotate::Config {
+        rotation: nd_rotate::Rotation::Given(BTreeMap::from([(LAYER.to_owned(), p)])),
+        layers: None,
+        progress: false,
+    };
+    let permuted = rotate(&s, &config).unwrap();
+    assert!(permuted.computed);
+    let original = dissect(&s, &s.extract);
+    let moved = dissect(&s, &permuted.artifact);
+    assert_eq!(original.len(), moved.len());
+    for (&(unit, label), &iou) in &moved {
+        assert_eq!(
+            iou,
+            original[&(shift(unit as usize) as u32, label)],
+            "unit {unit} label {label}"
+        );
+    }
+    // The planted detectors are all there, each one unit further on.
+    let detectors = unique_detectors(&original);
+    assert_eq!(detectors.len(), UNITS, "{detectors:?}");
+    assert_eq!(unique_detectors(&moved), detectors);
+    // Again: fresh.
+    assert!(!rotate(&s, &config).unwrap().computed);
+}
+
+#[test]
+fn a_random_rotation_lowers_the_unique_detectors_and_numpy_agrees() {
+    let s = setup();
+    let whole = rotate(&s, &nd_rotate::Config::random(1, 1.0)).unwrap();
+    assert!(whole.computed);
+    let rotated = &whole.artifact;
+    assert_eq!(rotated.manifest.stage, "rotate");
+    // Everything the later stages read from an extraction, carried over.
+    for field in ["layers", "input_size", "images", "fields"] {
+        assert_eq!(
+            rotated.manifest.outputs[field], s.extract.manifest.outputs[field],
+            "{field}"
+        );
+    }
+    assert_eq!(rotated.rows().unwrap(), s.extract.rows().unwrap());
+
+    // All 11 planted colour detectors; rotated, 4 (seed 1) whose best labels are mixtures.
+    let original = unique_detectors(&dissect(&s, &s.extract));
+    let turned = unique_detectors(&dissect(&s, rotated));
+    assert_eq!(original.len(), UNITS, "{original:?}");
+    assert!(
+        turned.len() < original.len(),
+        "unique detectors: {} rotated, {} not",
+        turned.len(),
+        original.len()
+    );
+
+    let out = python(&[
+        "tests/python/check_rotate.py",
+        rotated.dir.to_str().unwrap(),
+        s.extract.dir.to_str().unwrap(),
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report[LAYER]["shape"][1], UNITS);
+    assert!(report[LAYER]["relative_error"].as_f64().unwrap() <= 1e-5);
+
+    // Half the rotation is another artifact; none of it is the extraction itself.
+    let half = rotate(&s, &nd_rotate::Config::random(1, 0.5)).unwrap();
+    assert_ne!(half.artifact.key(), rotated.key());
+    python(&[
+        "tests/python/check_rotate.py",
+        half.artifact.dir.to_str().unwrap(),
+        s.extract.dir.to_str().unwrap(),
+    ]);
+    // Power 0 is the identity: the extract artifact itself, nothing written.
+    let none = rotate(&s, &nd_rotate::Config::random(1, 0.0)).unwrap();
+    assert!(!none.computed);
+    assert_eq!(none.artifact.key(), s.extract.key());
+    assert_eq!(
+        std::fs::read_dir(s.dir.path().join("cache/rotate"))
+            .unwrap()
+            .count(),
+        2
+    );
+}
+
+fn refused(s: &Setup, activations: &nd_store::Artifact, config: &nd_rotate::Config, needle: &str) {
+    let err = nd_rotate::run(&s.store, activations, config)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(needle), "{needle}\n{err}");
+}
+
+#[test]
+fn bad_rotations_fail_naming_what_to_fix() {
+    let s = setup();
+    refused(
+        &s,
+        &s.extract,
+        &nd_rotate::Config::random(1, 1.5),
+        "power must be between 0 and 1 (the fraction of the rotation applied), got 1.5",
+    );
+    let mut config = nd_rotate::Config::random(1, 1.0);
+    config.layers = Some(vec!["conv9".to_owned()]);
+    refused(
+        &s,
+        &s.extract,
+        &config,
+        "layers: `conv9` is not in the activations",
+    );
+    let thresholds = nd_quantile::run(
+        &s.store,
+        std::slice::from_ref(&s.extract),
+        &Default::default(),
+    )
+    .unwrap()
+    .artifact;
+    refused(
+        &s,
+        &thresholds,
+        &nd_rotate::Config::random(1, 1.0),
+        "is a quantile artifact, expected a extract artifact",
+    );
+    // A matrix of the wrong width.
+    let config = nd_rotate::Config {
+        rotation: nd_rotate::Rotation::Given(BTreeMap::from([(
+            LAYER.to_owned(),
+            DMatrix::identity(3, 3),
+        )])),
+        layers: None,
+        progress: false,
+    };
+    refused(
+        &s,
+        &s.extract,
+        &config,
+        "the matrix given for layer `colors` is 3×3, but the layer has 11 units",
+    );
+    assert!(
+        !s.dir.path().join("cache/rotate").exists()
+            || std::fs::read_dir(s.dir.path().join("cache/rotate"))
+                .unwrap()
+                .count()
+                == 0
+    );
+}
