@@ -9,6 +9,9 @@
 
 use nalgebra::DMatrix;
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::Command;
 
 use crate::common::{colour_pixels, model, python};
 
@@ -285,4 +288,88 @@ fn bad_rotations_fail_naming_what_to_fix() {
                 .count()
                 == 0
     );
+}
+
+/// The stage binaries chained by hand, as a Makefile would: nd-rotate's directory goes
+/// wherever nd-extract's did, through to the pages.
+#[test]
+fn the_stage_binaries_take_a_rotate_artifact() {
+    let s = setup();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_netdissect"))
+        .parent()
+        .unwrap();
+    let data = s.dir.path().join("data");
+    let step = |name: &str, args: &[&OsStr]| -> String {
+        let path = bin_dir.join(name);
+        assert!(
+            path.exists(),
+            "{} is missing: build the workspace first (make test does)",
+            path.display()
+        );
+        let output = Command::new(path).args(args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    let os = OsStr::new;
+    let r = step(
+        "nd-rotate",
+        &[
+            os("--activations"),
+            s.extract.dir.as_os_str(),
+            os("--seed"),
+            os("4"),
+            os("--power"),
+            os("0.75"),
+            os("--no-progress"),
+        ],
+    );
+    assert!(r.contains("/rotate/"), "{r}");
+    let top = s.top.to_string();
+    let t = step(
+        "nd-quantile",
+        &[
+            os("--activations"),
+            os(&r),
+            os("--top"),
+            os(&top),
+            os("--no-progress"),
+        ],
+    );
+    let m = step(
+        "nd-segment",
+        &[
+            os("--dataset"),
+            data.as_os_str(),
+            os("--activations"),
+            os(&r),
+            os("--thresholds"),
+            os(&t),
+            os("--no-progress"),
+        ],
+    );
+    let scores = nd_store::Artifact::open(Path::new(&step(
+        "nd-score",
+        &[os("--dataset"), data.as_os_str(), os("--masks"), os(&m)],
+    )))
+    .unwrap();
+    let report = nd_report::run(&s.store, &scores, &Default::default())
+        .unwrap()
+        .artifact;
+    let pages = step(
+        "nd-html",
+        &[
+            os("--dataset"),
+            data.as_os_str(),
+            os("--report"),
+            report.dir.as_os_str(),
+            os("--title"),
+            os("rotated"),
+            os("--no-progress"),
+        ],
+    );
+    assert!(Path::new(&pages).join("index.html").exists(), "{pages}");
 }
