@@ -22,6 +22,7 @@ use arrow::datatypes::{DataType, Field, Float32Type, Float64Type, UInt32Type};
 use arrow::record_batch::RecordBatch;
 
 use crate::compute::{Explained, ImageRecord};
+use crate::tables::LazyWriter;
 use crate::{Error, Result};
 
 pub const MERGE_IMAGES: &str = "merge_images.parquet";
@@ -46,19 +47,11 @@ fn f32s(values: impl IntoIterator<Item = f32>) -> ArrayRef {
 }
 
 /// `merge_images.parquet`, written a batch of images at a time.
-pub(crate) struct PartSink {
-    path: std::path::PathBuf,
-    metadata: Vec<(String, String)>,
-    writer: Option<nd_tables::Writer>,
-}
+pub(crate) struct PartSink(LazyWriter);
 
 impl PartSink {
     pub fn new(dir: &Path, metadata: &[(String, String)]) -> PartSink {
-        PartSink {
-            path: dir.join(MERGE_IMAGES),
-            metadata: metadata.to_vec(),
-            writer: None,
-        }
+        PartSink(LazyWriter::new(dir.join(MERGE_IMAGES), metadata))
     }
 
     /// Appends a batch's images.
@@ -102,22 +95,11 @@ impl PartSink {
                 ),
             ),
         ])?;
-        if self.writer.is_none() {
-            self.writer = Some(nd_tables::Writer::create(
-                &self.path,
-                batch.schema().as_ref(),
-                &self.metadata,
-            )?);
-        }
-        self.writer.as_mut().expect("created above").write(&batch)?;
-        Ok(())
+        self.0.write(&batch)
     }
 
     pub fn finish(self) -> Result<()> {
-        match self.writer {
-            Some(writer) => Ok(writer.finish()?),
-            None => Err(Error::Config("no image was explained".into())),
-        }
+        self.0.finish("no image was explained")
     }
 }
 

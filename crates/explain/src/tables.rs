@@ -133,11 +133,47 @@ fn truths(dataset: &nd_broden::Dataset, config: &Config) -> Option<Vec<Option<St
 /// the maps never all sit in memory: one row per explained (image, class), in the order of
 /// `explanations.parquet`.
 pub(crate) struct CamSink<'a> {
-    path: std::path::PathBuf,
-    metadata: &'a [(String, String)],
+    file: LazyWriter,
     dataset: &'a nd_broden::Dataset,
     layer: &'a str,
+}
+
+/// A Parquet file written batch by batch and created at its first batch (whose schema it
+/// takes): the tables written as images are explained.
+pub(crate) struct LazyWriter {
+    path: std::path::PathBuf,
+    metadata: Vec<(String, String)>,
     writer: Option<nd_tables::Writer>,
+}
+
+impl LazyWriter {
+    pub fn new(path: std::path::PathBuf, metadata: &[(String, String)]) -> LazyWriter {
+        LazyWriter {
+            path,
+            metadata: metadata.to_vec(),
+            writer: None,
+        }
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if self.writer.is_none() {
+            self.writer = Some(nd_tables::Writer::create(
+                &self.path,
+                batch.schema().as_ref(),
+                &self.metadata,
+            )?);
+        }
+        self.writer.as_mut().expect("created above").write(batch)?;
+        Ok(())
+    }
+
+    /// Closes the file; fails, saying `none`, when no batch was written.
+    pub fn finish(self, none: &str) -> Result<()> {
+        match self.writer {
+            Some(writer) => Ok(writer.finish()?),
+            None => Err(Error::Config(none.to_owned())),
+        }
+    }
 }
 
 /// One map: the dataset row, the class's rank (0 for the predicted class), the class and
@@ -152,16 +188,14 @@ pub(crate) struct Cam<'a> {
 impl<'a> CamSink<'a> {
     pub fn new(
         dir: &Path,
-        metadata: &'a [(String, String)],
+        metadata: &[(String, String)],
         dataset: &'a nd_broden::Dataset,
         layer: &'a str,
     ) -> CamSink<'a> {
         CamSink {
-            path: dir.join(CAMS),
-            metadata,
+            file: LazyWriter::new(dir.join(CAMS), metadata),
             dataset,
             layer,
-            writer: None,
         }
     }
 
@@ -193,22 +227,11 @@ impl<'a> CamSink<'a> {
             ("width", u32s(cams.iter().map(|_| width as u32))),
             ("cam", Arc::new(list) as ArrayRef),
         ])?;
-        if self.writer.is_none() {
-            self.writer = Some(nd_tables::Writer::create(
-                &self.path,
-                batch.schema().as_ref(),
-                self.metadata,
-            )?);
-        }
-        self.writer.as_mut().expect("created above").write(&batch)?;
-        Ok(())
+        self.file.write(&batch)
     }
 
     pub fn finish(self) -> Result<()> {
-        match self.writer {
-            Some(writer) => Ok(writer.finish()?),
-            None => Err(Error::Config("no class activation map was computed".into())),
-        }
+        self.file.finish("no class activation map was computed")
     }
 }
 
