@@ -204,6 +204,31 @@ fn run() -> anyhow::Result<()> {
             if all.len() > 1 {
                 print!("{}", nd_report::format_comparison(&all));
             }
+            // The rotation control: each rotated model's unique detectors against α.
+            for (i, m) in result.models.iter().enumerate() {
+                let variants: Vec<usize> = (0..result.models.len())
+                    .filter(|&j| {
+                        result.models[j]
+                            .rotation
+                            .as_ref()
+                            .is_some_and(|r| r.model == m.name)
+                    })
+                    .collect();
+                let Some(first) = variants.first() else {
+                    continue;
+                };
+                let seed = result.models[*first]
+                    .rotation
+                    .as_ref()
+                    .map_or(0, |r| r.seed);
+                let mut rows = vec![(0.0, all[i].1.clone())];
+                for j in variants {
+                    let power = result.models[j].rotation.as_ref().map_or(0.0, |r| r.power);
+                    rows.push((power, all[j].1.clone()));
+                }
+                println!();
+                print!("{}", nd_report::format_rotation(&m.name, seed, &rows));
+            }
             // The index compares every model report in the output folder; it links pages
             // only where they were written.
             if let Some(index) = &result.index {

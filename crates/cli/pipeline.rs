@@ -115,9 +115,59 @@ pub struct ModelSection {
     /// A file of class names, one per line in the order of the class scores (relative to
     /// the pipeline file); without it the classes are numbered.
     pub classes: Option<Spanned<PathBuf>>,
+    /// The rotation control (the paper's §3.2): also dissect each layer's activations in
+    /// these fractions α of a random rotation of its unit basis, `Q^α` (0 the model
+    /// itself, 1 the whole rotation), each as a dissection named `<name>-rot<α>`.
+    pub rotations: Option<Spanned<Vec<f64>>>,
+    /// The seed of the random rotation `Q` (the same seed, the same rotation).
+    pub rotation_seed: Option<Spanned<u64>>,
+}
+
+/// A dissection of rotated activations that a model's `rotations` asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RotatedVariant {
+    /// `<model>-rot<α>`, its name in the cache's runs, the output folder and the tables.
+    pub name: String,
+    /// The model whose activations are turned.
+    pub model: String,
+    pub seed: u64,
+    /// α, in (0, 1].
+    pub power: f64,
+}
+
+/// The seed of the rotation when `rotation_seed` is not given.
+pub const DEFAULT_ROTATION_SEED: u64 = 1;
+
+/// The name of a model's dissection in the fraction `power` of its random rotation.
+pub fn rotated_name(model: &str, power: f64) -> String {
+    format!("{model}-rot{power}")
 }
 
 impl ModelSection {
+    /// The rotated dissections `rotations` asks for, by increasing α; α = 0 is the model
+    /// itself (always dissected), so it adds none.
+    pub fn rotated(&self) -> Vec<RotatedVariant> {
+        let seed = self
+            .rotation_seed
+            .as_ref()
+            .map_or(DEFAULT_ROTATION_SEED, |s| *s.get_ref());
+        let mut powers: Vec<f64> = self
+            .rotations
+            .as_ref()
+            .map(|r| r.get_ref().iter().copied().filter(|&a| a > 0.0).collect())
+            .unwrap_or_default();
+        powers.sort_by(f64::total_cmp);
+        powers
+            .into_iter()
+            .map(|power| RotatedVariant {
+                name: rotated_name(&self.name, power),
+                model: self.name.clone(),
+                seed,
+                power,
+            })
+            .collect()
+    }
+
     /// The fields chosen in the pipeline file, checked; errors name the line.
     pub fn fields(&self, l: &Loaded) -> anyhow::Result<Fields> {
         let Some(spec) = &self.fields else {
@@ -547,8 +597,37 @@ impl Loaded {
         if path.is_absolute() || self.base == Path::new(".") {
             path.to_owned()
         } else {
-            self.base.join(path)
+            tidy(&self.base.join(path))
         }
+    }
+}
+
+/// A path without `.` and with each `dir/..` pair dropped (`experiments/../results` is
+/// `results`), as users write and read it; a leading `..` stays, and so does a pair whose
+/// `dir` is a symbolic link (its `..` is the link target's parent).
+fn tidy(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component> = Vec::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.last(), Some(Component::Normal(_)))
+                    && !out
+                        .iter()
+                        .collect::<PathBuf>()
+                        .symlink_metadata()
+                        .is_ok_and(|m| m.file_type().is_symlink()) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    if out.is_empty() {
+        PathBuf::from(".")
+    } else {
+        out.iter().collect()
     }
 }
 
@@ -581,6 +660,47 @@ pub fn load(path: &Path) -> anyhow::Result<Loaded> {
     };
     check(&loaded)?;
     Ok(loaded)
+}
+
+/// A model's `rotations`: fractions in [0, 1], each once, whose dissections' names are
+/// free; a `rotation_seed` only with them.
+fn check_rotations(l: &Loaded, m: &ModelSection) -> anyhow::Result<()> {
+    let Some(rotations) = &m.rotations else {
+        if let Some(seed) = &m.rotation_seed {
+            bail!(
+                "{}: model `{}`: rotation_seed is given without rotations; list the fractions \
+                 of the rotation to dissect, e.g. rotations = [0.0, 0.25, 0.5, 0.75, 1.0]",
+                l.location(seed.span()),
+                m.name
+            );
+        }
+        return Ok(());
+    };
+    let at = l.location(rotations.span());
+    for (i, &power) in rotations.get_ref().iter().enumerate() {
+        if !(0.0..=1.0).contains(&power) {
+            bail!(
+                "{at}: model `{}`: rotations[{i}] = {power}: each fraction of the rotation must \
+                 be between 0 (the model's own units) and 1 (the whole random rotation)",
+                m.name
+            );
+        }
+        if rotations.get_ref()[..i].contains(&power) {
+            bail!("{at}: model `{}`: rotations gives {power} twice", m.name);
+        }
+    }
+    for variant in m.rotated() {
+        if l.pipeline.models.iter().any(|o| o.name == variant.name) {
+            bail!(
+                "{at}: model `{}`: the dissection of rotation {} is named `{}`, which another \
+                 [[model]] already is; rename that model",
+                m.name,
+                variant.power,
+                variant.name
+            );
+        }
+    }
+    Ok(())
 }
 
 fn check(l: &Loaded) -> anyhow::Result<()> {
@@ -633,6 +753,7 @@ fn check(l: &Loaded) -> anyhow::Result<()> {
             .resolve()
             .with_context(|| format!("{}: model `{}`: preprocess", l.path.display(), m.name))?;
         m.fields(l)?;
+        check_rotations(l, m)?;
     }
     let top = *p.quantile.top.get_ref();
     if !(top > 0.0 && top < 1.0) {
@@ -753,6 +874,11 @@ pub fn describe(loaded: &Loaded) -> anyhow::Result<serde_json::Value> {
             "logits": m.logits,
             "classes": m.classes.as_ref().map(|c| absolute(c.get_ref())).transpose()?,
             "explain_layer": explain_layer,
+            "rotations": m.rotated().iter().map(|v| json!({
+                "name": v.name,
+                "seed": v.seed,
+                "power": v.power,
+            })).collect::<Vec<_>>(),
         }));
     }
     Ok(json!({
@@ -783,4 +909,34 @@ pub fn describe(loaded: &Loaded) -> anyhow::Result<serde_json::Value> {
         })),
         "output": { "dir": p.output.dir.as_deref().map(absolute).transpose()? },
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tidy_drops_dot_and_dir_dotdot_pairs() {
+        assert_eq!(
+            tidy(Path::new("experiments/../results")),
+            Path::new("results")
+        );
+        assert_eq!(tidy(Path::new("a/./b/../c")), Path::new("a/c"));
+        assert_eq!(tidy(Path::new("../a/b/..")), Path::new("../a"));
+        assert_eq!(tidy(Path::new("a/..")), Path::new("."));
+        assert_eq!(tidy(Path::new("/x/y/../z")), Path::new("/x/z"));
+    }
+
+    #[test]
+    fn tidy_keeps_the_dotdot_after_a_symbolic_link() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("deep/inner")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("deep/inner"), dir.path().join("link")).unwrap();
+        let through = dir.path().join("link/../x");
+        assert_eq!(tidy(&through), through);
+        assert_eq!(
+            tidy(&dir.path().join("deep/inner/../x")),
+            dir.path().join("deep/x")
+        );
+    }
 }

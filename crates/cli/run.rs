@@ -91,6 +91,15 @@ pub struct ModelResult {
     pub html: Option<(Artifact, Option<PathBuf>)>,
     /// The explanations of its predictions (`[explain]`), and their copy.
     pub explain: Option<(Artifact, Option<PathBuf>)>,
+    /// For the dissection of a model's rotated activations (`rotations`): which.
+    pub rotation: Option<pipeline::RotatedVariant>,
+}
+
+/// What one dissection (of a model, or of its rotated activations) produced.
+struct Dissected {
+    report: Artifact,
+    html: Option<Artifact>,
+    explained: Option<Artifact>,
 }
 
 /// The reports of every model, in pipeline order.
@@ -119,16 +128,43 @@ pub fn run(path: &Path, options: &Options) -> anyhow::Result<RunResult> {
             .with_context(|| format!("model `{}`", model.name))?;
         extractions.push(extraction);
     }
-    let mut models = Vec::new();
+    let mut dissected = Vec::new();
     for (model, extraction) in p.models.iter().zip(extractions) {
-        let (report, html, explained) =
-            run_model(&loaded, &store, &dataset, model, extraction, options)
-                .with_context(|| format!("model `{}`", model.name))?;
+        let fields = extraction.fields.clone();
+        let (activations, own) = run_model(&loaded, &store, &dataset, model, extraction, options)
+            .with_context(|| format!("model `{}`", model.name))?;
+        dissected.push((model.name.clone(), None, own));
+        for variant in model.rotated() {
+            let own = run_rotated(
+                &loaded,
+                &store,
+                &dataset,
+                &variant,
+                &activations,
+                fields.clone(),
+                options,
+            )
+            .with_context(|| {
+                format!(
+                    "model `{}`, rotation {} (seed {})",
+                    model.name, variant.power, variant.seed
+                )
+            })?;
+            dissected.push((variant.name.clone(), Some(variant), own));
+        }
+    }
+    let mut models = Vec::new();
+    for (name, rotation, own) in dissected {
+        let Dissected {
+            report,
+            html,
+            explained,
+        } = own;
         let out = p
             .output
             .dir
             .as_ref()
-            .map(|dir| loaded.resolve(dir).join(&model.name));
+            .map(|dir| loaded.resolve(dir).join(&name));
         if let Some(to) = &out {
             nd_report::export(&report, to)?;
         }
@@ -161,11 +197,12 @@ pub fn run(path: &Path, options: &Options) -> anyhow::Result<RunResult> {
             None => None,
         };
         models.push(ModelResult {
-            name: model.name.clone(),
+            name,
             report,
             copy: out,
             html,
             explain,
+            rotation,
         });
     }
     let index = match &p.output.dir {
@@ -180,6 +217,11 @@ pub fn run(path: &Path, options: &Options) -> anyhow::Result<RunResult> {
                         .as_ref()
                         .and_then(|(_, copy)| copy.as_ref())
                         .map(|_| format!("{}/html/index.html", m.name)),
+                    rotation: m.rotation.as_ref().map(|r| nd_html::RunRotation {
+                        of: r.model.clone(),
+                        seed: r.seed,
+                        power: r.power,
+                    }),
                 })
                 .collect();
             Some(nd_html::write_run_index(&loaded.resolve(dir), &entries)?)
@@ -354,6 +396,8 @@ struct Extraction {
     explain: Option<nd_explain::Config>,
 }
 
+/// A model's extraction and dissection; returns its activations too (its rotations turn
+/// them).
 fn run_model(
     loaded: &Loaded,
     store: &Store,
@@ -361,8 +405,7 @@ fn run_model(
     model: &ModelSection,
     extraction: Extraction,
     options: &Options,
-) -> anyhow::Result<(Artifact, Option<Artifact>, Option<Artifact>)> {
-    let p = &loaded.pipeline;
+) -> anyhow::Result<(Artifact, Dissected)> {
     let name = model.name.as_str();
     let last = store.last_run(name);
 
@@ -392,6 +435,80 @@ fn run_model(
             outcome.artifact
         }
     };
+    let keys = BTreeMap::from([("extract".to_owned(), activations.key())]);
+    let dissected = dissect(
+        loaded,
+        store,
+        dataset,
+        name,
+        &activations,
+        fields,
+        explain_config,
+        keys,
+        options,
+    )?;
+    Ok((activations, dissected))
+}
+
+/// The dissection of a model's activations in the fraction `variant.power` of a random
+/// rotation of each layer's unit basis: the rotate stage, then the stages after extract,
+/// on the rotated activations (no explanations: the model computes in its own basis).
+fn run_rotated(
+    loaded: &Loaded,
+    store: &Store,
+    dataset: &nd_broden::Dataset,
+    variant: &pipeline::RotatedVariant,
+    activations: &Artifact,
+    fields: Fields,
+    options: &Options,
+) -> anyhow::Result<Dissected> {
+    let name = variant.name.as_str();
+    let last = store.last_run(name);
+    let started = Instant::now();
+    let config = nd_rotate::Config {
+        rotation: nd_rotate::Rotation::Random {
+            seed: variant.seed,
+            power: variant.power,
+        },
+        layers: None,
+        progress: options.progress,
+    };
+    explain(
+        options,
+        store,
+        name,
+        last.as_ref(),
+        nd_rotate::spec(activations, &config).map_err(Into::into),
+    )?;
+    let outcome = nd_rotate::run(store, activations, &config)?;
+    log("rotate", name, &outcome.artifact, outcome.computed, started);
+    let rotated = outcome.artifact;
+    let keys = BTreeMap::from([
+        ("extract".to_owned(), activations.key()),
+        (nd_rotate::STAGE.to_owned(), rotated.key()),
+    ]);
+    dissect(
+        loaded, store, dataset, name, &rotated, fields, None, keys, options,
+    )
+}
+
+/// The stages after extract (or rotate) for one dissection named `name`: quantile,
+/// segment, score, report, explain (when configured) and html; records the run's keys
+/// (`keys` holds those of the stages before) under the name.
+#[allow(clippy::too_many_arguments)]
+fn dissect(
+    loaded: &Loaded,
+    store: &Store,
+    dataset: &nd_broden::Dataset,
+    name: &str,
+    activations: &Artifact,
+    fields: Fields,
+    explain_config: Option<nd_explain::Config>,
+    mut keys: BTreeMap<String, nd_store::Key>,
+    options: &Options,
+) -> anyhow::Result<Dissected> {
+    let p = &loaded.pipeline;
+    let last = store.last_run(name);
 
     let started = Instant::now();
     let quantile = nd_quantile::Config {
@@ -404,9 +521,9 @@ fn run_model(
         store,
         name,
         last.as_ref(),
-        nd_quantile::spec(std::slice::from_ref(&activations), &quantile).map_err(Into::into),
+        nd_quantile::spec(std::slice::from_ref(activations), &quantile).map_err(Into::into),
     )?;
-    let outcome = nd_quantile::run(store, std::slice::from_ref(&activations), &quantile)?;
+    let outcome = nd_quantile::run(store, std::slice::from_ref(activations), &quantile)?;
     log(
         "quantile",
         name,
@@ -427,9 +544,9 @@ fn run_model(
         store,
         name,
         last.as_ref(),
-        nd_segment::spec(dataset, &activations, &thresholds, &segment).map_err(Into::into),
+        nd_segment::spec(dataset, activations, &thresholds, &segment).map_err(Into::into),
     )?;
-    let outcome = nd_segment::run(store, dataset, &activations, &thresholds, &segment)?;
+    let outcome = nd_segment::run(store, dataset, activations, &thresholds, &segment)?;
     log(
         "segment",
         name,
@@ -466,16 +583,16 @@ fn run_model(
     let outcome = nd_report::run(store, &scores, &report)?;
     log("report", name, &outcome.artifact, outcome.computed, started);
     let report = outcome.artifact;
-    let mut keys: BTreeMap<String, nd_store::Key> = [
-        ("extract", &activations),
-        ("quantile", &thresholds),
-        ("segment", &masks),
-        ("score", &scores),
-        ("report", &report),
-    ]
-    .into_iter()
-    .map(|(stage, artifact)| (stage.to_owned(), artifact.key()))
-    .collect();
+    keys.extend(
+        [
+            ("quantile", &thresholds),
+            ("segment", &masks),
+            ("score", &scores),
+            ("report", &report),
+        ]
+        .into_iter()
+        .map(|(stage, artifact)| (stage.to_owned(), artifact.key())),
+    );
 
     let explained = match explain_config {
         Some(config) => {
@@ -502,7 +619,11 @@ fn run_model(
     };
     if !p.html.pages {
         store.record_run(name, &keys)?;
-        return Ok((report, None, explained));
+        return Ok(Dissected {
+            report,
+            html: None,
+            explained,
+        });
     }
 
     let started = Instant::now();
@@ -515,7 +636,7 @@ fn run_model(
     let inputs = nd_html::Inputs {
         dataset,
         shards: vec![nd_html::Shard {
-            activations: &activations,
+            activations,
             masks: &masks,
             scores: &scores,
         }],
@@ -534,7 +655,11 @@ fn run_model(
     log("html", name, &outcome.artifact, outcome.computed, started);
     keys.insert("html".to_owned(), outcome.artifact.key());
     store.record_run(name, &keys)?;
-    Ok((report, Some(outcome.artifact), explained))
+    Ok(Dissected {
+        report,
+        html: Some(outcome.artifact),
+        explained,
+    })
 }
 
 /// Before a long extraction, runs the model once on a blank image of the size it will

@@ -13,7 +13,7 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
 
-use crate::common::{colour_pixels, model, python};
+use crate::common::{colour_pixels, model, netdissect, python};
 
 const LAYER: &str = "colors";
 const UNITS: usize = 11;
@@ -372,4 +372,105 @@ fn the_stage_binaries_take_a_rotate_artifact() {
         ],
     );
     assert!(Path::new(&pages).join("index.html").exists(), "{pages}");
+}
+
+/// `netdissect run` with a model's `rotations`: each fraction is a dissection of its own
+/// (`<model>-rot<α>`) through the rotate stage, whose artifact is the library's; the
+/// table of unique detectors against α is printed and plotted on the run page; a rerun
+/// computes nothing.
+#[test]
+fn a_pipeline_dissects_each_fraction_of_the_rotation() {
+    let s = setup();
+    let pipeline = s.dir.path().join("pipeline.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            r#"
+[dataset]
+synth = {{ images = 40, size = 64, seed = 5, format = "png" }}
+
+[cache]
+dir = "cache"
+
+[[model]]
+name = "planted"
+file = "planted.pt"
+layers = ["{LAYER}"]
+device = "cpu"
+rotations = [1.0, 0.0, 0.5]
+rotation_seed = 1
+
+[quantile]
+top = {}
+
+[output]
+dir = "results"
+"#,
+            s.top
+        ),
+    )
+    .unwrap();
+    let run = netdissect(&pipeline, &[]);
+    assert!(run.ok, "{}", run.stderr);
+    let stages: Vec<(String, String, String)> = run
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("stage "))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0].to_owned(), f[1].to_owned(), f[2].to_owned())
+        })
+        .collect();
+    for name in ["planted-rot0.5", "planted-rot1"] {
+        for stage in ["rotate", "quantile", "segment", "score", "report", "html"] {
+            assert!(
+                stages.contains(&(stage.into(), name.into(), "computed".into())),
+                "{stage} {name}: {stages:?}"
+            );
+        }
+    }
+    assert!(
+        !stages
+            .iter()
+            .any(|(stage, name, _)| stage == "rotate" && name == "planted")
+    );
+
+    // The rotate artifact the run recorded is the library's rotation of its extraction.
+    let keys = s.store.last_run("planted-rot1").unwrap();
+    let extract = s.store.last_run("planted").unwrap()["extract"];
+    assert_eq!(keys["extract"], extract);
+    let extract = s.store.get_key("extract", extract).unwrap().unwrap();
+    let again = nd_rotate::run(&s.store, &extract, &nd_rotate::Config::random(1, 1.0)).unwrap();
+    assert!(!again.computed);
+    assert_eq!(keys["rotate"], again.artifact.key());
+
+    // The table of unique detectors against α: all 11 planted detectors at α = 0, fewer
+    // when the basis is wholly turned.
+    let table: Vec<Vec<&str>> = run
+        .stdout
+        .split("rotation control of planted (seed 1)")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no rotation table in\n{}", run.stdout))
+        .lines()
+        .skip(2)
+        .take(3)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let alphas: Vec<&str> = table.iter().map(|r| r[0]).collect();
+    assert_eq!(alphas, ["0", "0.5", "1"], "{}", run.stdout);
+    let total = |row: &Vec<&str>| -> usize { row[row.len() - 2].parse().unwrap() };
+    assert_eq!(total(&table[0]), UNITS, "{}", run.stdout);
+    assert!(total(&table[2]) < UNITS, "{}", run.stdout);
+
+    let results = s.dir.path().join("results");
+    assert!(results.join("planted-rot0.5/summary.json").is_file());
+    let index = std::fs::read_to_string(results.join("index.html")).unwrap();
+    assert!(index.contains("Rotation control"), "{index}");
+    assert!(index.contains("planted-rot1/html/index.html"), "{index}");
+
+    // Nothing to do the second time.
+    let rerun = netdissect(&pipeline, &[]);
+    assert!(rerun.ok, "{}", rerun.stderr);
+    assert!(!rerun.stderr.contains(" computed "), "{}", rerun.stderr);
+    assert_eq!(rerun.stdout, run.stdout);
 }

@@ -469,6 +469,34 @@ fn bad_pipelines_name_the_key_and_its_line() {
     assert!(err.contains("(it returns conv1, conv2)"), "{err}");
     let err = failure(&PIPELINE.replace(r#"file = "tiny.pt""#, r#"file = "missing.pt""#));
     assert!(err.contains("missing.pt"), "{err}");
+    // The rotation control: fractions of the rotation in [0, 1], each once, names free.
+    let layers = r#"layers = ["conv1", "conv2"]"#;
+    let rotations = |r: &str| PIPELINE.replace(layers, &format!("{layers}\n{r}"));
+    let err = failure(&rotations("rotations = [0.5, 1.5]"));
+    assert!(
+        err.contains("pipeline.toml:12:13: model `tiny`: rotations[1] = 1.5: each fraction of the rotation must be between 0"),
+        "{err}"
+    );
+    let err = failure(&rotations("rotations = [0.5, nan]"));
+    assert!(err.contains("rotations[1] = NaN"), "{err}");
+    let err = failure(&rotations("rotations = [0.5, 0.25, 0.5]"));
+    assert!(
+        err.contains("pipeline.toml:12:13: model `tiny`: rotations gives 0.5 twice"),
+        "{err}"
+    );
+    let err = failure(&rotations("rotation_seed = 3"));
+    assert!(
+        err.contains("pipeline.toml:12:17: model `tiny`: rotation_seed is given without rotations"),
+        "{err}"
+    );
+    let err = failure(&format!(
+        "{}\n[[model]]\nname = \"tiny-rot1\"\nfile = \"tiny.pt\"\nlayers = [\"conv1\"]\n",
+        rotations("rotations = [1.0]")
+    ));
+    assert!(
+        err.contains("model `tiny`: the dissection of rotation 1 is named `tiny-rot1`, which another [[model]] already is"),
+        "{err}"
+    );
 }
 
 /// `netdissect run PIPELINE` in a fresh directory holding the given models of

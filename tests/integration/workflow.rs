@@ -129,11 +129,17 @@ fn sharded_workflow_gives_the_tables_and_pages_of_netdissect_run() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let models = ["step75", "trained"];
-    // The trained model's predictions are explained too (a rule of its own).
+    // The trained model's predictions are explained too (a rule of its own), and step75's
+    // activations are also dissected wholly rotated (the rotation control).
     let explained = |text: String| {
         let file = "models/demo/demo-trained.pt\"\n";
-        assert!(text.contains(file));
+        let rotated = "models/demo/demo-step75.pt\"\n";
+        assert!(text.contains(file) && text.contains(rotated));
         text.replace(
+            rotated,
+            &format!("{rotated}rotations = [0.0, 1.0]\nrotation_seed = 4\n"),
+        )
+        .replace(
             file,
             &format!(
                 "{file}logits = \"logits\"\nclasses = \"{}\"\n",
@@ -200,6 +206,13 @@ fn sharded_workflow_gives_the_tables_and_pages_of_netdissect_run() {
         }
     }
 
+    // The rotation turned each image shard of step75's activations.
+    for shard in 0..3 {
+        let record = work.join(format!("records/step75-rot1/rotate/{shard}.json"));
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();
+        assert_eq!(manifest["params"]["rotation"]["seed"], 4, "{manifest}");
+    }
     assert!(work.join("logs/trained/explain.log").is_file());
     assert!(!work.join("logs/step75/explain.log").exists());
     // The explanation too, over image shards moved onto the batch grid (16 images), so
@@ -220,9 +233,9 @@ fn sharded_workflow_gives_the_tables_and_pages_of_netdissect_run() {
         d,
         ("cache", "results"),
         ("cache-run", "results-run"),
-        &models,
+        &["step75", "step75-rot1", "trained"],
     );
-    assert_eq!(compared.matches(", same").count(), 16 + 5, "{compared}");
+    assert_eq!(compared.matches(", same").count(), 24 + 5, "{compared}");
     assert!(
         compared.contains("trained explanations.parquet"),
         "{compared}"
@@ -242,6 +255,12 @@ fn sharded_workflow_gives_the_tables_and_pages_of_netdissect_run() {
     let (pa, pb) = (pages(&a), pages(&b));
     assert!(pa.keys().any(|p| p.ends_with("unit-0000.html")));
     assert!(pa.contains_key(Path::new("index.html")));
+    // The run page plots the rotation (and is the same page either way, below).
+    let index = String::from_utf8_lossy(&pa[Path::new("index.html")]).into_owned();
+    assert!(
+        index.contains("Rotation control") && index.contains("step75 <small>(seed 4)</small>"),
+        "{index}"
+    );
     assert_eq!(pa.keys().collect::<Vec<_>>(), pb.keys().collect::<Vec<_>>());
     for (path, bytes) in &pa {
         assert!(bytes == &pb[path], "{} differs", path.display());

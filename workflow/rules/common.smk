@@ -41,6 +41,20 @@ def load_pipeline(path):
 PIPELINE = load_pipeline(os.path.abspath(config.get("pipeline", "pipeline.toml")))
 CACHE = PIPELINE["cache"]
 MODELS = {m["name"]: m for m in PIPELINE["models"]}
+# The rotation control: the dissections of a model's activations in fractions of a random
+# rotation of each layer's unit basis (a model's `rotations`), by name.
+ROTATED = {
+    r["name"]: dict(model=m["name"], seed=r["seed"], power=r["power"])
+    for m in PIPELINE["models"]
+    for r in m["rotations"]
+}
+# Every dissection (a model's own, or a rotated one) and the model it dissects, in the
+# order of `netdissect run`: each model, then its rotations.
+DISSECTIONS = {
+    name: model["name"]
+    for model in PIPELINE["models"]
+    for name in [model["name"], *(r["name"] for r in model["rotations"])]
+}
 ROWS = PIPELINE["dataset"]["rows"]
 RESULTS = PIPELINE["output"]["dir"]
 PAGES = PIPELINE["html"]["pages"]
@@ -148,10 +162,24 @@ def explain_args(name):
     return args
 
 
-def extract_shards(wildcards):
-    return expand(
-        "records/{model}/extract/{shard}.json", model=wildcards.model, shard=SHARDS
-    )
+def activations(name, shard):
+    """The record of a dissection's activations for an image shard: the model's extraction,
+    or its rotation."""
+    stage = "rotate" if name in ROTATED else "extract"
+    return f"records/{name}/{stage}/{shard}.json"
+
+
+def activation_shards(wildcards):
+    return [activations(wildcards.model, shard) for shard in SHARDS]
+
+
+def rotation_args():
+    """nd-html index's --rotation for each rotated dissection."""
+    return [
+        a
+        for name, r in ROTATED.items()
+        for a in ("--rotation", f"{name}={r['model']}:{r['seed']}:{r['power']!r}")
+    ]
 
 
 def category_args():
@@ -161,7 +189,7 @@ def category_args():
 def fields_args(model):
     """nd-segment's --fields for a model: none when the model file's fields are used, the
     keyword assume-centred, or the pipeline's choices per layer as JSON."""
-    fields = MODELS[model]["fields"]
+    fields = MODELS[DISSECTIONS[model]]["fields"]
     if fields is None or PIPELINE["segment"]["upsample"] != "receptive-field":
         return []  # bilinear upsampling needs no fields: they change nothing then
     return ["--fields", fields if isinstance(fields, str) else json.dumps(fields, sort_keys=True)]

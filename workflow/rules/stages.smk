@@ -5,7 +5,7 @@
 
 
 wildcard_constraints:
-    model="|".join(re.escape(name) for name in MODELS),
+    model="|".join(re.escape(name) for name in DISSECTIONS),
     shard=r"\d+",
     block=r"\d+",
     part=r"\d+",
@@ -65,11 +65,34 @@ rule extract:
         )
 
 
+# The rotation control: an image shard's activations turned by the fraction `power` of
+# the random rotation `seed` names (the same matrix for every shard).
+rule rotate:
+    input:
+        activations=lambda wc: f"records/{ROTATED[wc.model]['model']}/extract/{wc.shard}.json",
+    output:
+        record="records/{model}/rotate/{shard}.json",
+    params:
+        seed=lambda wc: ROTATED[wc.model]["seed"],
+        power=lambda wc: repr(ROTATED[wc.model]["power"]),
+    threads: THREADS
+    log:
+        "logs/{model}/rotate-{shard}.log",
+    run:
+        stage(
+            "nd-rotate",
+            ["--activations", input.activations, "--seed", params.seed,
+             "--power", params.power, "--no-progress", "--record", output.record],
+            log[0],
+            threads,
+        )
+
+
 if UNIT_BLOCKS == 1:
 
     rule quantile:
         input:
-            activations=extract_shards,
+            activations=activation_shards,
         output:
             record="records/{model}/quantile.json",
         params:
@@ -90,7 +113,7 @@ else:
 
     rule quantile_block:
         input:
-            activations=extract_shards,
+            activations=activation_shards,
         output:
             record="records/{model}/quantile/{block}.json",
         params:
@@ -127,7 +150,7 @@ else:
 
 rule segment:
     input:
-        activations="records/{model}/extract/{shard}.json",
+        activations=lambda wc: activations(wc.model, wc.shard),
         thresholds="records/{model}/quantile.json",
         dataset=DATASET_INPUT,
     output:
@@ -324,19 +347,20 @@ if RESULTS:
 
     rule index:
         input:
-            reports=expand("records/{model}/report.json", model=MODELS),
-            pages=expand("records/{model}/pages.json", model=MODELS) if PAGES else [],
+            reports=expand("records/{model}/report.json", model=DISSECTIONS),
+            pages=expand("records/{model}/pages.json", model=DISSECTIONS) if PAGES else [],
         output:
             os.path.join(RESULTS, "index.html"),
         params:
             results=lambda wc, output: os.path.dirname(output[0]),
-            models=[f"{name}=records/{name}/report.json" for name in MODELS],
+            models=[f"{name}=records/{name}/report.json" for name in DISSECTIONS],
+            rotations=rotation_args(),
         log:
             "logs/index.log",
         run:
             stage(
                 "nd-html",
                 ["index", "--out", params.results,
-                 *[a for m in params.models for a in ("--model", m)]],
+                 *[a for m in params.models for a in ("--model", m)], *params.rotations],
                 log[0],
             )

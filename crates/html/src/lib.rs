@@ -29,6 +29,7 @@ mod draw;
 mod explain;
 mod explain_single;
 mod page;
+mod rotation;
 mod svg;
 
 use std::collections::BTreeMap;
@@ -861,6 +862,18 @@ pub struct RunModel<'a> {
     pub report: &'a nd_store::Artifact,
     /// The model's pages, relative to the index's directory (`None`: no pages).
     pub link: Option<String>,
+    /// When the report dissects a model's activations in a random rotation of each
+    /// layer's unit basis (the rotation control): which.
+    pub rotation: Option<RunRotation>,
+}
+
+/// The rotation a run index entry dissects: the fraction `power` (α) of the random
+/// rotation that `seed` names, of the activations of the model named `of`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRotation {
+    pub of: String,
+    pub seed: u64,
+    pub power: f64,
 }
 
 /// Writes `index.html` (and the style sheet and script) into `dir`: every model's layers
@@ -878,6 +891,7 @@ pub fn write_run_index(dir: &Path, models: &[RunModel]) -> Result<PathBuf> {
             summary,
             link: model.link.clone(),
             earlier: false,
+            rotation: model.rotation.clone(),
         });
     }
     let (earlier, skipped) = earlier_reports(dir, models)?;
@@ -927,6 +941,7 @@ fn earlier_reports(
                     summary,
                     link,
                     earlier: true,
+                    rotation: None,
                 });
             }
             Ok(None) => {}

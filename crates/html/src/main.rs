@@ -72,12 +72,49 @@ enum Command {
         /// The cache directory (required when the reports are records).
         #[arg(long, env = "NETDISSECT_CACHE")]
         cache: Option<PathBuf>,
+        /// A model of --model that dissects another's rotated activations, as
+        /// `NAME=MODEL:SEED:POWER` (the fraction POWER of the rotation SEED names): the
+        /// page then plots unique detectors against the fraction.
+        #[arg(long = "rotation")]
+        rotations: Vec<String>,
     },
+}
+
+/// A `--rotation NAME=MODEL:SEED:POWER` read and checked.
+fn parse_rotation(text: &str, names: &[&str]) -> anyhow::Result<(String, nd_html::RunRotation)> {
+    let bad = || {
+        anyhow::anyhow!("--rotation `{text}` is not NAME=MODEL:SEED:POWER (e.g. m-rot0.5=m:1:0.5)")
+    };
+    let (name, rest) = text.split_once('=').ok_or_else(bad)?;
+    let mut parts = rest.rsplitn(3, ':');
+    let (power, seed, of) = (
+        parts.next().ok_or_else(bad)?,
+        parts.next().ok_or_else(bad)?,
+        parts.next().ok_or_else(bad)?,
+    );
+    let power: f64 = power.parse().map_err(|_| bad())?;
+    if !(0.0..=1.0).contains(&power) {
+        anyhow::bail!("--rotation `{text}`: POWER must be between 0 and 1, got {power}");
+    }
+    for named in [name, of] {
+        if !names.contains(&named) {
+            anyhow::bail!("--rotation `{text}`: `{named}` is not a --model");
+        }
+    }
+    Ok((
+        name.to_owned(),
+        nd_html::RunRotation {
+            of: of.to_owned(),
+            seed: seed.parse().map_err(|_| bad())?,
+            power,
+        },
+    ))
 }
 
 fn index(
     out: &std::path::Path,
     models: &[String],
+    rotations: &[String],
     cache: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     let mut reports = Vec::new();
@@ -89,6 +126,11 @@ fn index(
         report.expect_stage("report")?;
         reports.push((name.to_owned(), report));
     }
+    let names: Vec<&str> = reports.iter().map(|(n, _)| n.as_str()).collect();
+    let rotations = rotations
+        .iter()
+        .map(|r| parse_rotation(r, &names))
+        .collect::<anyhow::Result<std::collections::BTreeMap<_, _>>>()?;
     let entries: Vec<nd_html::RunModel> = reports
         .iter()
         .map(|(name, report)| nd_html::RunModel {
@@ -99,6 +141,7 @@ fn index(
                 .join("html/index.html")
                 .exists()
                 .then(|| format!("{name}/html/index.html")),
+            rotation: rotations.get(name.as_str()).cloned(),
         })
         .collect();
     let page = nd_html::write_run_index(out, &entries)?;
@@ -115,8 +158,14 @@ fn main() {
 
 fn run() -> anyhow::Result<()> {
     let args = Args::parse();
-    if let Some(Command::Index { out, models, cache }) = &args.command {
-        return index(out, models, cache.as_deref());
+    if let Some(Command::Index {
+        out,
+        models,
+        cache,
+        rotations,
+    }) = &args.command
+    {
+        return index(out, models, rotations, cache.as_deref());
     }
     let report = args
         .report

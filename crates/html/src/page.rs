@@ -127,7 +127,7 @@ fn labels(bests: &[crate::CategoryBest]) -> String {
     items.join(" · ")
 }
 
-fn count(v: &Value) -> usize {
+pub(crate) fn count(v: &Value) -> usize {
     v.as_u64().unwrap_or(0) as usize
 }
 
@@ -512,6 +512,8 @@ pub(crate) struct IndexedModel {
     pub link: Option<String>,
     /// Found in the output folder from an earlier run, rather than run now.
     pub earlier: bool,
+    /// A dissection of a model's rotated activations: which.
+    pub rotation: Option<crate::RunRotation>,
 }
 
 pub(crate) fn write_run_index(
@@ -611,6 +613,7 @@ pub(crate) fn write_run_index(
         &layers,
         &series,
     ));
+    out.push_str(&crate::rotation::section(indexed, &layers));
     // Small multiples: unique detectors per category by layer, on one scale.
     let mut charts = Vec::new();
     for (name, summary, _) in &models {

@@ -622,11 +622,108 @@ pub fn format_comparison(models: &[(String, Vec<LayerSummary>)]) -> String {
     out
 }
 
+/// The rotation control of one model as text: unique detectors per layer and in total
+/// (top-label rule, per-category rule in brackets) for each fraction α of the random
+/// rotation that `seed` names, by increasing α (`rows`: α and that dissection's layers).
+pub fn format_rotation(model: &str, seed: u64, rows: &[(f64, Vec<LayerSummary>)]) -> String {
+    let mut layers: Vec<&str> = Vec::new();
+    for (_, summaries) in rows {
+        for s in summaries {
+            if !layers.contains(&s.layer.as_str()) {
+                layers.push(&s.layer);
+            }
+        }
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(power, summaries)| {
+            let mut row = vec![format!("{power}")];
+            let (mut top, mut per_category) = (0, 0);
+            for layer in &layers {
+                row.push(match summaries.iter().find(|s| s.layer == *layer) {
+                    Some(s) => {
+                        top += s.unique_top_label;
+                        per_category += s.unique_per_category;
+                        format!("{} ({})", s.unique_top_label, s.unique_per_category)
+                    }
+                    None => "-".to_owned(),
+                });
+            }
+            row.push(format!("{top} ({per_category})"));
+            row
+        })
+        .collect();
+    let header: Vec<&str> = ["α"]
+        .into_iter()
+        .chain(layers.iter().copied())
+        .chain(["total"])
+        .collect();
+    let widths: Vec<usize> = header
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            cells
+                .iter()
+                .map(|row| row[i].chars().count())
+                .chain([h.chars().count()])
+                .max()
+                .unwrap_or(1)
+        })
+        .collect();
+    let mut out = format!(
+        "rotation control of {model} (seed {seed}): unique detectors when each layer's basis \
+         is turned by the fraction α of a random rotation\n"
+    );
+    let line = |texts: &[&str]| -> String {
+        let parts: Vec<String> = texts
+            .iter()
+            .zip(&widths)
+            .map(|(t, w)| format!("{t:>w$}"))
+            .collect();
+        parts.join("  ") + "\n"
+    };
+    out.push_str(&line(&header));
+    for row in &cells {
+        let row: Vec<&str> = row.iter().map(String::as_str).collect();
+        out.push_str(&line(&row));
+    }
+    out.push_str("top-label rule (per-category rule in brackets); α = 0: the model's own units\n");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+
+    #[test]
+    fn rotation_table_totals_each_alpha() {
+        let rows = vec![
+            (0.0, vec![layer("conv1", 7, 9), layer("conv2", 10, 11)]),
+            (0.5, vec![layer("conv1", 4, 5), layer("conv2", 3, 3)]),
+            (1.0, vec![layer("conv1", 1, 1), layer("conv2", 0, 0)]),
+        ];
+        let text = format_rotation("m", 3, &rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].contains("m (seed 3)"));
+        assert_eq!(
+            lines[1].split_whitespace().collect::<Vec<_>>(),
+            ["α", "conv1", "conv2", "total"]
+        );
+        assert_eq!(
+            lines[2].split_whitespace().collect::<Vec<_>>(),
+            ["0", "7", "(9)", "10", "(11)", "17", "(20)"]
+        );
+        assert_eq!(
+            lines[3].split_whitespace().collect::<Vec<_>>(),
+            ["0.5", "4", "(5)", "3", "(3)", "7", "(8)"]
+        );
+        assert_eq!(
+            lines[4].split_whitespace().collect::<Vec<_>>(),
+            ["1", "1", "(1)", "0", "(0)", "1", "(1)"]
+        );
+    }
 
     fn layer(name: &str, top: usize, pc: usize) -> LayerSummary {
         LayerSummary {
