@@ -24,7 +24,14 @@ pub struct Request<'a> {
 
 /// Explains each image and returns the plain tables to print.
 pub fn explain(request: &Request) -> anyhow::Result<String> {
-    let loaded = pipeline::load(request.pipeline)?;
+    let mut loaded = pipeline::load(request.pipeline)?;
+    {
+        // A trained model's file is its train artifact's (found in the cache, or trained).
+        let cache = loaded.resolve(&loaded.pipeline.cache.dir);
+        let store = nd_store::Store::open(&cache)
+            .with_context(|| format!("cannot open the cache {}", cache.display()))?;
+        crate::run::train_models(&mut loaded, &store)?;
+    }
     let p = &loaded.pipeline;
     let Some(model) = p.models.iter().find(|m| m.name == request.model) else {
         bail!(

@@ -31,6 +31,8 @@ pub struct Pipeline {
     pub html: HtmlSection,
     /// Explaining predictions by labelled units: run only when the section is given.
     pub explain: Option<ExplainSection>,
+    /// Where the models with `train = { recipe, seed }` are trained (the train stage).
+    pub train: Option<TrainSection>,
     #[serde(default)]
     pub output: OutputSection,
 }
@@ -95,8 +97,13 @@ impl Default for CacheSection {
 pub struct ModelSection {
     pub name: String,
     /// A TorchScript file whose forward returns the layers (spanned: a missing or
-    /// unloadable file is reported against its line).
-    pub file: Spanned<PathBuf>,
+    /// unloadable file is reported against its line). Exactly one of `file` and `train`;
+    /// a trained model's file is set to its artifact's `model.pt` once trained
+    /// ([`crate::run::train_models`]).
+    pub file: Option<Spanned<PathBuf>>,
+    /// A variant of the demo network trained by the train stage: a recipe of
+    /// `python/train_variants.py` and a seed, on `[train]`'s training set.
+    pub train: Option<Spanned<TrainRequest>>,
     pub layers: Spanned<Vec<String>>,
     #[serde(default)]
     pub preprocess: PreprocessSpec,
@@ -123,6 +130,31 @@ pub struct ModelSection {
     pub rotation_seed: Option<Spanned<u64>>,
 }
 
+/// `train = { recipe = "bn", seed = 2 }` in a `[[model]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainRequest {
+    pub recipe: String,
+    pub seed: u64,
+}
+
+/// `[train]`: the training set and settings of the models that name a `train` recipe.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSection {
+    /// A synthetic training set, generated into the cache once.
+    pub data: SynthSection,
+    /// Epochs (default: the training script's).
+    pub epochs: Option<u32>,
+    /// Torch's threads while training (in the key: float sums may follow them).
+    #[serde(default = "default_train_threads")]
+    pub threads: usize,
+}
+
+fn default_train_threads() -> usize {
+    nd_train::DEFAULT_THREADS
+}
+
 /// A dissection of rotated activations that a model's `rotations` asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RotatedVariant {
@@ -144,6 +176,16 @@ pub fn rotated_name(model: &str, power: f64) -> String {
 }
 
 impl ModelSection {
+    /// The model's file: given, or set once the model is trained.
+    pub fn file(&self) -> anyhow::Result<&Spanned<PathBuf>> {
+        self.file.as_ref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "model `{}` is trained by the pipeline and has no file yet",
+                self.name
+            )
+        })
+    }
+
     /// The rotated dissections `rotations` asks for, by increasing α; α = 0 is the model
     /// itself (always dissected), so it adds none.
     pub fn rotated(&self) -> Vec<RotatedVariant> {
@@ -433,11 +475,14 @@ impl ExplainSection {
             .clone()
             .or_else(|| model.layers.get_ref().last().cloned())
             .unwrap_or_default();
-        let mut config = nd_explain::Config::new(
-            l.resolve(model.file.get_ref()),
-            layer,
-            model.preprocess.resolve()?,
-        );
+        // A model still to be trained is checked with an empty path; `run` explains it
+        // once its file is set.
+        let file = model
+            .file
+            .as_ref()
+            .map(|f| l.resolve(f.get_ref()))
+            .unwrap_or_default();
+        let mut config = nd_explain::Config::new(file, layer, model.preprocess.resolve()?);
         config.output_names = model.output_names.clone();
         if let Some(logits) = &model.logits {
             config.logits = logits.clone();
@@ -754,6 +799,48 @@ fn check(l: &Loaded) -> anyhow::Result<()> {
             .with_context(|| format!("{}: model `{}`: preprocess", l.path.display(), m.name))?;
         m.fields(l)?;
         check_rotations(l, m)?;
+        match (&m.file, &m.train) {
+            (Some(_), None) => {}
+            (None, Some(train)) => {
+                if p.train.is_none() {
+                    bail!(
+                        "{}: model `{}` is trained (train = {{ recipe, seed }}) but the file has \
+                         no [train] section giving the training set, e.g.\n[train]\ndata = \
+                         {{ images = 6000, size = 112, seed = 2 }}",
+                        l.location(train.span()),
+                        m.name
+                    );
+                }
+            }
+            (Some(file), Some(_)) => bail!(
+                "{}: model `{}` gives both `file` and `train`: give one",
+                l.location(file.span()),
+                m.name
+            ),
+            (None, None) => bail!(
+                "{}: model `{}` needs `file` (a TorchScript file) or `train` (a recipe and seed \
+                 of python/train_variants.py)",
+                l.path.display(),
+                m.name
+            ),
+        }
+    }
+    if let Some(train) = &p.train {
+        let config = nd_train::Config {
+            epochs: train.epochs,
+            threads: train.threads,
+            ..nd_train::Config::new("-", 0)
+        };
+        config
+            .validate()
+            .with_context(|| format!("{}: [train]", l.path.display()))?;
+        if !["jpg", "png"].contains(&train.data.format.as_str()) {
+            bail!(
+                "{}: train.data.format must be jpg or png, got `{}`",
+                l.path.display(),
+                train.data.format
+            );
+        }
     }
     let top = *p.quantile.top.get_ref();
     if !(top > 0.0 && top < 1.0) {
@@ -864,7 +951,11 @@ pub fn describe(loaded: &Loaded) -> anyhow::Result<serde_json::Value> {
         };
         models.push(json!({
             "name": m.name,
-            "file": absolute(m.file.get_ref())?,
+            "file": m.file.as_ref().map(|f| absolute(f.get_ref())).transpose()?,
+            "train": m.train.as_ref().map(|t| json!({
+                "recipe": t.get_ref().recipe,
+                "seed": t.get_ref().seed,
+            })),
             "layers": m.layers.get_ref(),
             "output_names": m.output_names,
             "preprocess": m.preprocess.resolve()?,
@@ -898,6 +989,11 @@ pub fn describe(loaded: &Loaded) -> anyhow::Result<serde_json::Value> {
             "top_images": p.html.top_images.get_ref(),
             "thumbnail_height": p.html.thumbnail_height.get_ref(),
         },
+        "train": p.train.as_ref().map(|t| json!({
+            "data": { "images": t.data.images, "size": t.data.size, "seed": t.data.seed, "format": t.data.format },
+            "epochs": t.epochs,
+            "threads": t.threads,
+        })),
         "explain": p.explain.as_ref().map(|e| json!({
             "models": explained,
             "top_k": e.top_k,

@@ -109,14 +109,77 @@ pub struct RunResult {
     pub index: Option<PathBuf>,
 }
 
+/// Trains (or finds in the cache) every model that names a `train` recipe, and sets its
+/// `file` to the trained network; logs a `train` stage line per model.
+pub(crate) fn train_models(loaded: &mut Loaded, store: &Store) -> anyhow::Result<()> {
+    let Some(section) = &loaded.pipeline.train else {
+        return Ok(());
+    };
+    if !loaded.pipeline.models.iter().any(|m| m.train.is_some()) {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let config = nd_synth::Config {
+        seed: section.data.seed,
+        images: section.data.images,
+        image_size: section.data.size,
+        format: section.data.format.parse().map_err(anyhow::Error::msg)?,
+        ..Default::default()
+    };
+    let nd_store::Outcome { artifact, computed } = nd_synth::generate_cached(store, &config)
+        .with_context(|| format!("{}: [train] data", loaded.path.display()))?;
+    log("synth", "train", &artifact, computed, started);
+    let (epochs, threads) = (section.epochs, section.threads);
+    let mut trained = Vec::new();
+    for model in &loaded.pipeline.models {
+        let Some(request) = &model.train else {
+            continue;
+        };
+        let started = Instant::now();
+        let config = nd_train::Config {
+            epochs,
+            threads,
+            ..nd_train::Config::new(request.get_ref().recipe.clone(), request.get_ref().seed)
+        };
+        let outcome = nd_train::run(store, &artifact, &config).with_context(|| {
+            format!(
+                "{}: model `{}`: train",
+                loaded.location(request.span()),
+                model.name
+            )
+        })?;
+        log(
+            "train",
+            &model.name,
+            &outcome.artifact,
+            outcome.computed,
+            started,
+        );
+        trained.push((
+            model.name.clone(),
+            toml::Spanned::new(
+                request.span(),
+                outcome.artifact.dir.join(nd_train::MODEL_FILE),
+            ),
+        ));
+    }
+    for (name, file) in trained {
+        if let Some(model) = loaded.pipeline.models.iter_mut().find(|m| m.name == name) {
+            model.file = Some(file);
+        }
+    }
+    Ok(())
+}
+
 pub fn run(path: &Path, options: &Options) -> anyhow::Result<RunResult> {
-    let loaded = pipeline::load(path)?;
-    let p = &loaded.pipeline;
+    let mut loaded = pipeline::load(path)?;
     nd_extract::set_threads(options.threads)?;
-    let cache = loaded.resolve(&p.cache.dir);
+    let cache = loaded.resolve(&loaded.pipeline.cache.dir);
     let store = Store::open(&cache)
         .with_context(|| format!("cannot open the cache {}", cache.display()))?;
     let (_, dataset) = dataset(&loaded, &store)?;
+    train_models(&mut loaded, &store)?;
+    let p = &loaded.pipeline;
     // Every model that needs an extraction is asked for its layers before any extraction
     // starts, so a bad layer, file or device of a later model fails in seconds rather than
     // after the earlier models' hours.
@@ -241,12 +304,12 @@ fn extract_config(
     model: &ModelSection,
     options: &Options,
 ) -> anyhow::Result<Extraction> {
-    let file = loaded.resolve(model.file.get_ref());
+    let file = loaded.resolve(model.file()?.get_ref());
     if !file.is_file() {
         anyhow::bail!(
             "{}: model file {} does not exist (no such file); give the path of a TorchScript \
              file, relative to {}",
-            loaded.location(model.file.span()),
+            loaded.location(model.file()?.span()),
             file.display(),
             loaded.path.display()
         );
@@ -297,7 +360,7 @@ fn explain_config(
     }
     let mut config = section.config(loaded, model)?;
     config.progress = options.progress;
-    let file = loaded.location(model.file.span());
+    let file = loaded.location(model.file()?.span());
     if dataset.is_empty() {
         anyhow::bail!("the dataset has no images");
     }
@@ -357,7 +420,7 @@ fn check_fields(
     if loaded.pipeline.segment.upsample != nd_segment::Upsample::ReceptiveField {
         return Ok(fields);
     }
-    let file = loaded.location(model.file.span());
+    let file = loaded.location(model.file()?.span());
     let recorded =
         nd_extract::model_fields(&config.model).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
     let missing: Vec<&str> = model
@@ -684,7 +747,7 @@ fn check_model(
             config.device
         )
     })?;
-    let file = loaded.location(model.file.span());
+    let file = loaded.location(model.file()?.span());
     let net = nd_extract::Model::load(&config.model, device, config.output_names.clone())
         .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
     let returned = net.output_shapes(size).map_err(|e| match e {

@@ -12,5 +12,6 @@ mod html;
 mod oracle;
 mod rotate;
 mod run;
+mod train;
 mod verify;
 mod workflow;

@@ -44,7 +44,7 @@ pub(crate) fn bin_dir() -> PathBuf {
 
 /// `snakemake` in `dir` with the repository's workflow, `--cores 2`, and `config` values
 /// after the pipeline and binaries.
-fn snakemake(dir: &Path, pipeline: &Path, config: &[&str], extra: &[&str]) -> Command {
+pub(crate) fn snakemake(dir: &Path, pipeline: &Path, config: &[&str], extra: &[&str]) -> Command {
     let mut command = Command::new(repo().join(".venv/bin/snakemake"));
     command
         .arg("--snakefile")
@@ -61,7 +61,7 @@ fn snakemake(dir: &Path, pipeline: &Path, config: &[&str], extra: &[&str]) -> Co
     command
 }
 
-fn succeeded(output: &Output, what: &str) -> String {
+pub(crate) fn succeeded(output: &Output, what: &str) -> String {
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),

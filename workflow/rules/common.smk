@@ -117,6 +117,26 @@ def model_args(name):
     return ["--layers", ",".join(MODELS[name]["layers"]), *preprocess_args(name)]
 
 
+# The models trained by the pipeline (`train = { recipe, seed }`) on [train]'s training set.
+TRAIN = PIPELINE["train"]
+
+
+def model_input(name):
+    """A model's file as a rule input: the given file, or the record of its training."""
+    model = MODELS[name]
+    return f"records/{name}/train.json" if model["train"] else model["file"]
+
+
+def model_file(name, path):
+    """The TorchScript file behind model_input(name): a trained model's is in its train
+    artifact, which the record names by key."""
+    if not MODELS[name]["train"]:
+        return path
+    with open(path) as f:
+        key = json.load(f)["key"]
+    return os.path.join(CACHE, "train", key, "model.pt")
+
+
 # The models [explain] explains, and the arguments of nd-explain that change its result.
 EXPLAIN = PIPELINE["explain"]
 EXPLAINED = EXPLAIN["models"] if EXPLAIN else []

@@ -38,9 +38,54 @@ if SYNTH:
             )
 
 
+if TRAIN:
+
+    rule training_data:
+        output:
+            record="records/train-data.json",
+        params:
+            images=TRAIN["data"]["images"],
+            size=TRAIN["data"]["size"],
+            seed=TRAIN["data"]["seed"],
+            format=TRAIN["data"]["format"],
+        threads: THREADS
+        log:
+            "logs/train-data.log",
+        run:
+            stage(
+                "nd-synth",
+                ["--images", params.images, "--size", params.size, "--seed", params.seed,
+                 "--format", params.format, "--record", output.record],
+                log[0],
+                threads,
+            )
+
+    # A model of the pipeline trained from its recipe and seed (nd-train: once per cache).
+    rule train:
+        input:
+            data="records/train-data.json",
+        output:
+            record="records/{model}/train.json",
+        params:
+            recipe=lambda wc: MODELS[wc.model]["train"]["recipe"],
+            seed=lambda wc: MODELS[wc.model]["train"]["seed"],
+            epochs=["--epochs", TRAIN["epochs"]] if TRAIN["epochs"] else [],
+            threads=TRAIN["threads"],
+        threads: TRAIN["threads"]
+        log:
+            "logs/{model}/train.log",
+        run:
+            stage(
+                "nd-train",
+                ["--data", input.data, "--recipe", params.recipe, "--seed", params.seed,
+                 *params.epochs, "--threads", params.threads, "--record", output.record],
+                log[0],
+            )
+
+
 rule extract:
     input:
-        model=lambda wc: MODELS[wc.model]["file"],
+        model=lambda wc: model_input(wc.model),
         dataset=DATASET_INPUT,
     output:
         record="records/{model}/extract/{shard}.json",
@@ -57,8 +102,8 @@ rule extract:
     run:
         stage(
             "nd-extract",
-            ["--dataset", params.dataset, "--model", input.model, *params.model,
-             "--images", params.images, "--batch-size", resources.batch_size,
+            ["--dataset", params.dataset, "--model", model_file(wildcards.model, input.model),
+             *params.model, "--images", params.images, "--batch-size", resources.batch_size,
              "--device", resources.device, "--no-progress", "--record", output.record],
             log[0],
             threads,
@@ -261,7 +306,7 @@ rule report:
 rule explain_part:
     input:
         report="records/{model}/report.json",
-        model=lambda wc: MODELS[wc.model]["file"],
+        model=lambda wc: model_input(wc.model),
         dataset=DATASET_INPUT,
         classes=lambda wc: [MODELS[wc.model]["classes"]] if MODELS[wc.model]["classes"] else [],
     output:
@@ -281,7 +326,8 @@ rule explain_part:
     run:
         stage(
             "nd-explain",
-            ["--dataset", params.dataset, "--model", input.model, "--report", input.report,
+            ["--dataset", params.dataset, "--model", model_file(wildcards.model, input.model),
+             "--report", input.report,
              *params.args, "--images", params.images, "--batch-size", params.batch_size,
              "--device", resources.device, "--no-progress", "--record", output.record],
             log[0],
