@@ -327,6 +327,38 @@ def bench_pages(work, threads, images=300):
     return out
 
 
+def bench_train(work, recipes=("base", "resnet"), images=1000, epochs=(1, 3)):
+    """The train stage: each recipe trained cold (a scratch cache each time) for 1 and for 3
+    epochs on a synthetic training set of `images` images at 112×112. The difference of the
+    two is the cost of two epochs; the rest of a run is fixed (starting Python and torch,
+    reading the images, exporting the network), so a full training is projected as the
+    fixed cost plus 8 epochs on the experiments' 4,747 training images."""
+    rows = []
+    for recipe in recipes:
+        runs = []
+        for n in epochs:
+            cache = tempfile.mkdtemp(dir=work)
+            record = os.path.join(cache, "data.json")
+            subprocess.run([f"{BIN}/nd-synth", "--images", str(images), "--size", "112",
+                            "--seed", "2", "--cache", cache, "--record", record],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            out, _, wall, cpu, rss = measure([f"{BIN}/nd-train", "--data", record, "--recipe",
+                                              recipe, "--seed", "1", "--epochs", str(n),
+                                              "--cache", cache])
+            runs.append({"epochs": n, "wall": wall, "cpu": cpu, "rss": rss,
+                         "bytes": du(out.strip().splitlines()[-1])})
+            shutil.rmtree(cache)
+        (a, b) = runs
+        epoch = max(b["wall"] - a["wall"], 0.0) / (b["epochs"] - a["epochs"])
+        fixed = max(a["wall"] - a["epochs"] * epoch, 0.0)
+        rows.append({"recipe": recipe, "runs": runs, "epoch": epoch, "fixed": fixed,
+                     "rss": max(r["rss"] for r in runs), "bytes": b["bytes"],
+                     "projected": fixed + 8 * epoch * 4747 / images})
+        print(f"bench: train {recipe}: {a['wall']:.2f} s ({a['epochs']} epoch), "
+              f"{b['wall']:.2f} s ({b['epochs']} epochs)", file=sys.stderr)
+    return {"images": images, "rows": rows}
+
+
 def bench_flatness(small, factor):
     """bench/memory-flatness.sh: the peak RSS of quantile, segment and score (medians of
     five runs) at `small` and `small · factor` images."""
@@ -353,7 +385,7 @@ def fmt_bytes(n):
         n /= 1024
 
 
-def render(results, facts, images, threads, pages=None, flatness=None):
+def render(results, facts, images, threads, pages=None, flatness=None, train=None):
     lines = []
     add = lines.append
     add(f"Machine: {facts['cores']} cores ({facts['cpu']}), {facts['memory_gib']} GiB; "
@@ -508,6 +540,19 @@ def render(results, facts, images, threads, pages=None, flatness=None):
     for model, target, measured, met in targets:
         add(f"| {model} | {target} | {measured} | {'yes' if met else '**no**'} |")
     add("")
+    if train:
+        add("")
+        add(f"### Training a variant (`nd-train`, cold, on {train['images']:,} synthetic images "
+            "at 112×112, two torch threads)")
+        add("")
+        add("| recipe | 1 epoch: wall s | 3 epochs: wall s | CPU s (3 epochs) | peak RSS | "
+            "written | fixed s | s per epoch | projected: 8 epochs on 4,747 images |")
+        add("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in train["rows"]:
+            one, three = r["runs"]
+            add(f"| {r['recipe']} | {one['wall']:.2f} | {three['wall']:.2f} | "
+                f"{three['cpu']:.2f} | {fmt_bytes(r['rss'])} | {fmt_bytes(r['bytes'])} | "
+                f"{r['fixed']:.1f} | {r['epoch']:.2f} | {r['projected'] / 60:.1f} min |")
     if flatness:
         add("")
         add(f"### Peak memory as the dataset grows (`bench/memory-flatness.sh "
@@ -567,7 +612,8 @@ def main():
         results[model] = bench_model(model, files[model], data, args.work, args.threads)
     pages = None if args.no_pages else bench_pages(args.work, args.threads)
     flatness = None if args.no_flatness else bench_flatness(args.images, 4)
-    table = render(results, machine(), args.images, args.threads, pages, flatness)
+    train = bench_train(args.work)
+    table = render(results, machine(), args.images, args.threads, pages, flatness, train)
     print(table)
     with open(args.out, "w") as f:
         f.write("# Benchmarks\n\nWritten by `bench/run` (see README); the latest run.\n\n" + table)

@@ -109,3 +109,40 @@ fn every_recipe_exports_a_network_the_stages_can_use() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// `models/variants` holds one file per recipe (seed 1), with its log, and the files are
+/// the ones their checksums name.
+#[test]
+fn the_committed_variants_are_every_recipe_and_match_their_checksums() {
+    let dir = repo().join("models/variants");
+    let list = nd_train::recipes(&nd_train::python().unwrap()).unwrap();
+    let recipes: Vec<&String> = list["recipes"].as_object().unwrap().keys().collect();
+    let sums = std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap();
+    let mut named: Vec<String> = sums
+        .lines()
+        .map(|l| l.split_whitespace().nth(1).unwrap().to_owned())
+        .collect();
+    named.sort();
+    let mut want: Vec<String> = recipes.iter().map(|r| format!("{r}-seed1.pt")).collect();
+    want.sort();
+    assert_eq!(named, want);
+    for recipe in recipes {
+        let log: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.join(format!("{recipe}-seed1.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(&log["recipe"], recipe.as_str());
+        assert_eq!(log["seed"], 1);
+        assert_eq!(log["arch"], list["recipes"][recipe]["arch"]);
+    }
+    let output = Command::new("sha256sum")
+        .args(["--check", "--strict", "SHA256SUMS"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
