@@ -122,7 +122,8 @@ TRAIN = PIPELINE["train"]
 
 
 def model_input(name):
-    """A model's file as a rule input: the given file, or the record of its training."""
+    """What stands for a model's file among a job's inputs: the given file, or the record
+    of its training."""
     model = MODELS[name]
     return f"records/{name}/train.json" if model["train"] else model["file"]
 

@@ -91,6 +91,7 @@ rule extract:
         record="records/{model}/extract/{shard}.json",
     params:
         dataset=dataset_arg,
+        file=lambda wc, input: model_file(wc.model, input.model),
         model=lambda wc: model_args(wc.model),
         images=lambda wc: rows(wc.shard),
     resources:
@@ -102,8 +103,8 @@ rule extract:
     run:
         stage(
             "nd-extract",
-            ["--dataset", params.dataset, "--model", model_file(wildcards.model, input.model),
-             *params.model, "--images", params.images, "--batch-size", resources.batch_size,
+            ["--dataset", params.dataset, "--model", params.file, *params.model,
+             "--images", params.images, "--batch-size", resources.batch_size,
              "--device", resources.device, "--no-progress", "--record", output.record],
             log[0],
             threads,
@@ -313,6 +314,7 @@ rule explain_part:
         record="records/{model}/explain/{part}.json",
     params:
         dataset=dataset_arg,
+        file=lambda wc, input: model_file(wc.model, input.model),
         args=lambda wc: explain_args(wc.model),
         images=lambda wc: explain_rows(wc.model, wc.part),
         # Unlike extract's, the explain stage's result depends on the batch size (the class
@@ -326,8 +328,7 @@ rule explain_part:
     run:
         stage(
             "nd-explain",
-            ["--dataset", params.dataset, "--model", model_file(wildcards.model, input.model),
-             "--report", input.report,
+            ["--dataset", params.dataset, "--model", params.file, "--report", input.report,
              *params.args, "--images", params.images, "--batch-size", params.batch_size,
              "--device", resources.device, "--no-progress", "--record", output.record],
             log[0],
