@@ -224,27 +224,31 @@ def comparison(results, finding):
     return lines, {r: m[1][0] for r, m in measures.items()}
 
 
+def series_table(results, experiment, heading, rows):
+    """A table of one model's dissections in a series (rows: (label, model name)), each
+    layer and the total as "top-label (per-category)"; and the top-label totals."""
+    rows = [(label, [counts(summary(results, experiment, name), rule) for rule, _ in RULES])
+            for label, name in rows]
+    layer_names = list(rows[0][1][0][0])
+    lines = [f"| {heading} | " + " | ".join(layer_names) + " | total |",
+             "|---|" + "---|" * (len(layer_names) + 1)]
+    for label, ((top, top_total), (pc, pc_total)) in rows:
+        lines.append(f"| {label} | " + " | ".join(f"{top[n]} ({pc[n]})" for n in layer_names)
+                     + f" | {top_total} ({pc_total}) |")
+    return lines, [r[1][0][1] for r in rows]
+
+
 def rotation(results):
     lines = ["## Interpretability is axis-aligned (the rotation control)", "",
              "**Paper:** a random rotation of conv5's basis (AlexNet on Places365) took its "
              "unique detectors from 72 to 14 (α = 1), falling steadily with the fraction α of "
              "the rotation.", ""]
-    rows = []
-    for alpha, name in [(0.0, "demo-trained"), (0.25, "demo-trained-rot0.25"),
-                        (0.5, "demo-trained-rot0.5"), (0.75, "demo-trained-rot0.75"),
-                        (1.0, "demo-trained-rot1")]:
-        s = summary(results, "rotation", name)
-        rows.append((alpha, [counts(s, rule) for rule, _ in RULES]))
-    layer_names = list(rows[0][1][0][0])
-    lines.append("Unique detectors of demo-trained (one model, one rotation seed), "
-                 "top-label rule (per-category rule):")
-    lines.append("")
-    lines.append("| α | " + " | ".join(layer_names) + " | total |")
-    lines.append("|---|" + "---|" * (len(layer_names) + 1))
-    for alpha, ((top, top_total), (pc, pc_total)) in rows:
-        lines.append(f"| {alpha} | " + " | ".join(f"{top[n]} ({pc[n]})" for n in layer_names)
-                     + f" | {top_total} ({pc_total}) |")
-    totals = [r[1][0][1] for r in rows]
+    names = ["demo-trained", "demo-trained-rot0.25", "demo-trained-rot0.5",
+             "demo-trained-rot0.75", "demo-trained-rot1"]
+    lines += ["Unique detectors of demo-trained (one model, one rotation seed), "
+              "top-label rule (per-category rule):", ""]
+    table, totals = series_table(results, "rotation", "α", zip([0.0, 0.25, 0.5, 0.75, 1.0], names))
+    lines += table
     falls = all(b <= a for a, b in zip(totals, totals[1:])) and totals[-1] < totals[0]
     lines.append("")
     lines.append(f"- **top-label rule, total: {'falls as α grows' if falls else 'does not fall steadily'}** "
@@ -259,17 +263,10 @@ def iterations(results):
              "**Paper:** over the training of a network on Places205, unique detectors in "
              "conv5 grew with the iterations, most of them early.", ""]
     names = ["demo-random", "demo-step20", "demo-step75", "demo-step250", "demo-trained"]
-    rows = [(n, [counts(summary(results, None, n), rule) for rule, _ in RULES]) for n in names]
-    layer_names = list(rows[0][1][0][0])
-    lines.append("The demo model (224×224, one training seed) at five points of its training, "
-                 "top-label rule (per-category rule):")
-    lines.append("")
-    lines.append("| snapshot | " + " | ".join(layer_names) + " | total |")
-    lines.append("|---|" + "---|" * (len(layer_names) + 1))
-    for name, ((top, top_total), (pc, pc_total)) in rows:
-        lines.append(f"| {name} | " + " | ".join(f"{top[n]} ({pc[n]})" for n in layer_names)
-                     + f" | {top_total} ({pc_total}) |")
-    totals = [r[1][0][1] for r in rows]
+    lines += ["The demo model (224×224, one training seed) at five points of its training, "
+              "top-label rule (per-category rule):", ""]
+    table, totals = series_table(results, None, "snapshot", zip(names, names))
+    lines += table
     grows = totals[-1] > totals[0]
     lines.append("")
     steady = all(b >= a for a, b in zip(totals, totals[1:]))

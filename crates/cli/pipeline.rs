@@ -61,6 +61,19 @@ pub struct SynthSection {
     pub format: String,
 }
 
+impl SynthSection {
+    /// The generator's settings (the format checked when the pipeline was loaded).
+    pub fn config(&self) -> anyhow::Result<nd_synth::Config> {
+        Ok(nd_synth::Config {
+            seed: self.seed,
+            images: self.images,
+            image_size: self.size,
+            format: self.format.parse().map_err(anyhow::Error::msg)?,
+            ..Default::default()
+        })
+    }
+}
+
 fn default_synth_format() -> String {
     "jpg".into()
 }

@@ -57,13 +57,7 @@ pub(crate) fn dataset(
         (Some(path), _) => loaded.resolve(path),
         (None, Some(synth)) => {
             let started = Instant::now();
-            let config = nd_synth::Config {
-                seed: synth.seed,
-                images: synth.images,
-                image_size: synth.size,
-                format: synth.format.parse().map_err(anyhow::Error::msg)?,
-                ..Default::default()
-            };
+            let config = synth.config()?;
             let nd_store::Outcome { artifact, computed } =
                 nd_synth::generate_cached(store, &config)?;
             log("synth", "-", &artifact, computed, started);
@@ -119,13 +113,7 @@ pub(crate) fn train_models(loaded: &mut Loaded, store: &Store) -> anyhow::Result
         return Ok(());
     }
     let started = Instant::now();
-    let config = nd_synth::Config {
-        seed: section.data.seed,
-        images: section.data.images,
-        image_size: section.data.size,
-        format: section.data.format.parse().map_err(anyhow::Error::msg)?,
-        ..Default::default()
-    };
+    let config = section.data.config()?;
     let nd_store::Outcome { artifact, computed } = nd_synth::generate_cached(store, &config)
         .with_context(|| format!("{}: [train] data", loaded.path.display()))?;
     log("synth", "train", &artifact, computed, started);
