@@ -20,6 +20,11 @@ uses; the extra file ``netdissect-intervention.json`` names it), and the extra f
 the file with ``.json``) gets the recipe, the command, the losses and the validation
 scores per epoch. On the CPU with the same torch build and kind of CPU, the same command
 writes the same bytes.
+
+``--snapshots DIR`` also writes the network as it stood before training and after each
+epoch but the last, as ``DIR/epoch-<k>.pt`` (k = 0 is the initialisation; the last epoch's
+is ``--out``), for the paper's comparison over training iterations. Writing them draws no
+random number and changes nothing of the training: ``--out`` has the same bytes either way.
 """
 
 import os
@@ -351,13 +356,15 @@ def intervention_text(names):
                        "layers": list(names)}, sort_keys=True)
 
 
-def export(net, path, size):
+def export(net, path, size, fields=None):
     """Writes ``net`` as TorchScript with its fields and intervention records (in eval
-    mode: batch norm with its running statistics); ``net``'s mode is kept."""
+    mode: batch norm with its running statistics); ``net``'s mode is kept. ``fields``: the
+    layers' receptive fields when already known (they follow the architecture alone)."""
     training = net.training
     net.eval()
     scripted = torch.jit.script(net)
-    fields = fieldmap.output_fields(LayersOnly(net), size)
+    if fields is None:
+        fields = fieldmap.output_fields(LayersOnly(net), size)
     try:
         save(scripted, path, {fieldmap.EXTRA_FILE: fieldmap.extra_file_text(fields, size),
                               train_demo.INTERVENTION_FILE: intervention_text(net.names)})
@@ -383,6 +390,8 @@ def main():
     p.add_argument("--log", help="the training log (default: --out with .json)")
     p.add_argument("--epochs", type=int, default=TRAINING["epochs"])
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--snapshots", help="a folder for the network before training and after "
+                   "each epoch but the last (epoch-<k>.pt)")
     args = p.parse_args()
     if args.names:
         print("\n".join(RECIPES))
@@ -423,6 +432,22 @@ def main():
            "torch": torch.__version__, "parameters": parameters, "steps": total,
            "epochs": args.epochs, "batch_size": batch_size, "lr": lr, "image_size": size,
            "layers": net.names, "history": []}
+    fields = None
+    if args.snapshots:
+        try:
+            os.makedirs(args.snapshots, exist_ok=True)
+        except OSError as e:
+            fail(f"cannot create {args.snapshots}: {e}")
+        fields = fieldmap.output_fields(LayersOnly(net), size)
+        log["snapshots"] = {}
+
+    def snapshot(epoch):
+        if fields is not None and epoch < args.epochs:
+            name = f"epoch-{epoch}.pt"
+            export(net, os.path.join(args.snapshots, name), size, fields)
+            log["snapshots"][str(epoch)] = name
+
+    snapshot(0)
     for epoch in range(args.epochs):
         order = train[torch.randperm(len(train), generator=generator)]
         running = []
@@ -449,6 +474,7 @@ def main():
                   "seconds": round(time.time() - started)}
         log["history"].append(record)
         print(f"train_variants: {json.dumps(record)}", file=sys.stderr)
+        snapshot(epoch + 1)
     export(net, args.out, size)
     with open(args.log or os.path.splitext(args.out)[0] + ".json", "w") as f:
         json.dump(log, f, indent=1, sort_keys=True)

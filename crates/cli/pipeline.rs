@@ -143,12 +143,15 @@ pub struct ModelSection {
     pub rotation_seed: Option<Spanned<u64>>,
 }
 
-/// `train = { recipe = "bn", seed = 2 }` in a `[[model]]`.
+/// `train = { recipe = "bn", seed = 2 }` in a `[[model]]`, with `epoch = k` for the
+/// network after k epochs of that training (0: as initialised).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainRequest {
     pub recipe: String,
     pub seed: u64,
+    /// A snapshot of the training rather than its end: the training keeps them all.
+    pub epoch: Option<u32>,
 }
 
 /// `[train]`: the training set and settings of the models that name a `train` recipe.
@@ -815,6 +818,17 @@ fn check(l: &Loaded) -> anyhow::Result<()> {
         match (&m.file, &m.train) {
             (Some(_), None) => {}
             (None, Some(train)) => {
+                let epochs = p.train.as_ref().and_then(|t| t.epochs);
+                if let (Some(epoch), Some(epochs)) = (train.get_ref().epoch, epochs)
+                    && epoch > epochs
+                {
+                    bail!(
+                        "{}: model `{}`: epoch {epoch} is past the training's {epochs} epochs \
+                         ([train] epochs)",
+                        l.location(train.span()),
+                        m.name
+                    );
+                }
                 if p.train.is_none() {
                     bail!(
                         "{}: model `{}` is trained (train = {{ recipe, seed }}) but the file has \
@@ -968,6 +982,7 @@ pub fn describe(loaded: &Loaded) -> anyhow::Result<serde_json::Value> {
             "train": m.train.as_ref().map(|t| json!({
                 "recipe": t.get_ref().recipe,
                 "seed": t.get_ref().seed,
+                "epoch": t.get_ref().epoch,
             })),
             "layers": m.layers.get_ref(),
             "output_names": m.output_names,

@@ -127,15 +127,21 @@ pub(crate) fn train_models(loaded: &mut Loaded, store: &Store) -> anyhow::Result
         let config = nd_train::Config {
             epochs,
             threads,
+            snapshots: request.get_ref().epoch.is_some(),
             ..nd_train::Config::new(request.get_ref().recipe.clone(), request.get_ref().seed)
         };
-        let outcome = nd_train::run(store, &artifact, &config).with_context(|| {
+        let context = || {
             format!(
                 "{}: model `{}`: train",
                 loaded.location(request.span()),
                 model.name
             )
-        })?;
+        };
+        let outcome = nd_train::run(store, &artifact, &config).with_context(context)?;
+        let file = match request.get_ref().epoch {
+            Some(epoch) => nd_train::snapshot(&outcome.artifact, epoch).with_context(context)?,
+            None => outcome.artifact.dir.join(nd_train::MODEL_FILE),
+        };
         log(
             "train",
             &model.name,
@@ -143,13 +149,7 @@ pub(crate) fn train_models(loaded: &mut Loaded, store: &Store) -> anyhow::Result
             outcome.computed,
             started,
         );
-        trained.push((
-            model.name.clone(),
-            toml::Spanned::new(
-                request.span(),
-                outcome.artifact.dir.join(nd_train::MODEL_FILE),
-            ),
-        ));
+        trained.push((model.name.clone(), toml::Spanned::new(request.span(), file)));
     }
     for (name, file) in trained {
         if let Some(model) = loaded.pipeline.models.iter_mut().find(|m| m.name == name) {

@@ -1,14 +1,15 @@
 //! Models a pipeline trains (`train = { recipe, seed }` on `[train]`'s training set):
 //! `netdissect run` trains each once per cache through the train stage and dissects it
-//! like a model file; the Snakemake workflow trains it with its own rules and gives the
-//! same tables; mistakes name their line.
+//! like a model file, or a snapshot of the training (`epoch`); the Snakemake workflow
+//! trains them with its own rules and gives the same tables; mistakes name their line.
 
 use std::path::Path;
 
 use crate::common::netdissect;
 use crate::workflow::{compare, snakemake, succeeded};
 
-/// A dataset, a small training set (one epoch), and one trained model.
+/// A dataset, a small training set (one epoch), a trained model and the same training's
+/// initialisation.
 fn pipeline(dir: &Path, cache: &str, results: &str) -> String {
     format!(
         r#"
@@ -26,6 +27,12 @@ epochs = 1
 name = "bn-s3"
 train = {{ recipe = "bn", seed = 3 }}
 layers = ["conv4", "conv5"]
+device = "cpu"
+
+[[model]]
+name = "bn-s3-init"
+train = {{ recipe = "bn", seed = 3, epoch = 0 }}
+layers = ["conv5"]
 device = "cpu"
 
 [quantile]
@@ -67,13 +74,25 @@ fn a_pipeline_trains_its_models_once_and_the_workflow_agrees() {
     );
     assert!(lines.contains(&("report".into(), "bn-s3".into(), "computed".into())));
     assert!(d.join("results-run/bn-s3/summary.json").is_file());
-    // The extraction read the trained network in the cache.
+    // The extractions read the trained networks in the cache: the model, and the snapshot
+    // before training from the training that keeps them.
     let store = nd_store::Store::open(&d.join("cache-run")).unwrap();
     let trained = store.list(nd_train::STAGE).unwrap();
-    assert_eq!(trained.len(), 1);
-    assert_eq!(trained[0].manifest.params["recipe"], "bn");
-    assert_eq!(trained[0].manifest.params["seed"], 3);
-    assert_eq!(trained[0].manifest.params["epochs"], 1);
+    assert_eq!(trained.len(), 2);
+    for t in &trained {
+        assert_eq!(t.manifest.params["recipe"], "bn");
+        assert_eq!(t.manifest.params["seed"], 3);
+        assert_eq!(t.manifest.params["epochs"], 1);
+    }
+    let snapshots = trained
+        .iter()
+        .find(|t| t.manifest.params["snapshots"] == true)
+        .unwrap();
+    let summary = |name: &str| {
+        std::fs::read_to_string(d.join(format!("results-run/{name}/summary.json"))).unwrap()
+    };
+    assert!(summary("bn-s3-init") != summary("bn-s3"));
+    assert!(snapshots.dir.join("snapshots/epoch-0.pt").is_file());
 
     // Again: trained already, nothing computed.
     let again = netdissect(&path, &[]);
@@ -93,16 +112,22 @@ fn a_pipeline_trains_its_models_once_and_the_workflow_agrees() {
     let work = d.join("work");
     let output = snakemake(&work, &flow, &[], &[]).output().unwrap();
     succeeded(&output, "the workflow");
-    assert!(work.join("records/bn-s3/train.json").is_file());
-    assert!(work.join("logs/bn-s3/train.log").is_file());
+    for training in ["bn-seed3", "bn-seed3-snapshots"] {
+        assert!(
+            work.join(format!("records/train/{training}.json"))
+                .is_file()
+        );
+        assert!(work.join(format!("logs/train/{training}.log")).is_file());
+    }
     let compared = compare(
         d,
         ("cache", "results"),
         ("cache-run", "results-run"),
-        &["bn-s3"],
+        &["bn-s3", "bn-s3-init"],
     );
     assert!(!compared.contains("DIFFERENT"), "{compared}");
     assert!(compared.contains("bn-s3 units.parquet"), "{compared}");
+    assert!(compared.contains("bn-s3-init units.parquet"), "{compared}");
 }
 
 fn failure(text: &str) -> String {
@@ -145,6 +170,12 @@ fn training_mistakes_name_their_line() {
     let err = failure(&unknown);
     assert!(
         err.contains("model `bn-s3`: train") && err.contains("recipe `batchnorm` is not one of"),
+        "{err}"
+    );
+    let past = good.replace("epoch = 0", "epoch = 2");
+    let err = failure(&past);
+    assert!(
+        err.contains("model `bn-s3-init`: epoch 2 is past the training's 1 epochs"),
         "{err}"
     );
     let zero = good.replace("epochs = 1", "epochs = 0");

@@ -117,25 +117,44 @@ def model_args(name):
     return ["--layers", ",".join(MODELS[name]["layers"]), *preprocess_args(name)]
 
 
-# The models trained by the pipeline (`train = { recipe, seed }`) on [train]'s training set.
+# The models trained by the pipeline (`train = { recipe, seed }`, with `epoch` for a snapshot
+# of the training) on [train]'s training set.
 TRAIN = PIPELINE["train"]
+
+
+def training(name):
+    """The record of the training behind a trained model: one per recipe, seed and whether
+    it keeps snapshots, however many models use it."""
+    train = MODELS[name]["train"]
+    snapshots = "-snapshots" if train["epoch"] is not None else ""
+    return f"records/train/{train['recipe']}-seed{train['seed']}{snapshots}.json"
 
 
 def model_input(name):
     """What stands for a model's file among a job's inputs: the given file, or the record
     of its training."""
-    model = MODELS[name]
-    return f"records/{name}/train.json" if model["train"] else model["file"]
+    return training(name) if MODELS[name]["train"] else MODELS[name]["file"]
 
 
 def model_file(name, path):
     """The TorchScript file behind model_input(name): a trained model's is in its train
-    artifact, which the record names by key."""
-    if not MODELS[name]["train"]:
+    artifact (the record names it by key), the epoch's snapshot when it asks for one."""
+    train = MODELS[name]["train"]
+    if not train:
         return path
     with open(path) as f:
-        key = json.load(f)["key"]
-    return os.path.join(CACHE, "train", key, "model.pt")
+        record = json.load(f)
+    epoch = train["epoch"]
+    if epoch is None:
+        file = record["outputs"]["model"]
+    else:
+        file = (record["outputs"].get("snapshots") or {}).get(str(epoch))
+        if file is None:
+            raise WorkflowError(
+                f"model {name}: epoch {epoch}: the training {path} has epochs 0 to "
+                f"{record['params']['epochs']}"
+            )
+    return os.path.join(CACHE, "train", record["key"], file)
 
 
 # The models [explain] explains, and the arguments of nd-explain that change its result.

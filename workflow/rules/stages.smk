@@ -60,25 +60,30 @@ if TRAIN:
                 threads,
             )
 
-    # A model of the pipeline trained from its recipe and seed (nd-train: once per cache).
+    # A training of the pipeline's models (nd-train: once per cache), per recipe, seed and
+    # whether it keeps its snapshots (for models that ask for an epoch).
     rule train:
         input:
             data="records/train-data.json",
         output:
-            record="records/{model}/train.json",
+            record="records/train/{recipe}-seed{seed}{snapshots}.json",
+        wildcard_constraints:
+            recipe=r"[A-Za-z0-9_]+",
+            seed=r"\d+",
+            snapshots=r"(-snapshots)?",
         params:
-            recipe=lambda wc: MODELS[wc.model]["train"]["recipe"],
-            seed=lambda wc: MODELS[wc.model]["train"]["seed"],
+            snapshots=lambda wc: ["--snapshots"] if wc.snapshots else [],
             epochs=["--epochs", TRAIN["epochs"]] if TRAIN["epochs"] else [],
             threads=TRAIN["threads"],
         threads: TRAIN["threads"]
         log:
-            "logs/{model}/train.log",
+            "logs/train/{recipe}-seed{seed}{snapshots}.log",
         run:
             stage(
                 "nd-train",
-                ["--data", input.data, "--recipe", params.recipe, "--seed", params.seed,
-                 *params.epochs, "--threads", params.threads, "--record", output.record],
+                ["--data", input.data, "--recipe", wildcards.recipe, "--seed", wildcards.seed,
+                 *params.snapshots, *params.epochs, "--threads", params.threads,
+                 "--record", output.record],
                 log[0],
             )
 

@@ -9,6 +9,10 @@
 //! the training scripts' bytes, and the training set's artifact key: the same request is
 //! trained once per cache, and a changed script or torch trains again.
 //!
+//! With `snapshots`, the artifact also holds the network before training and after each
+//! epoch (`snapshots/epoch-<k>.pt`; the last epoch's is `model.pt`), for the paper's
+//! comparison over training iterations: [`snapshot`] finds one.
+//!
 //! The scripts are compiled into the stage (the key's digests are of what runs), written
 //! beside the pending artifact for the run, and run by the Python of the project's
 //! virtualenv (see [`python`]).
@@ -24,6 +28,8 @@ pub const SCHEMA: u32 = 1;
 pub const MODEL_FILE: &str = "model.pt";
 /// The recipe, the command, and the losses and validation scores per epoch.
 pub const LOG_FILE: &str = "training.json";
+/// The folder of the snapshots in the artifact (with [`Config::snapshots`]).
+pub const SNAPSHOTS_DIR: &str = "snapshots";
 /// The threads the committed variants were trained with.
 pub const DEFAULT_THREADS: usize = 2;
 
@@ -82,6 +88,9 @@ pub struct Config {
     pub threads: usize,
     /// The Python to run (default: [`python`]'s choice).
     pub python: Option<PathBuf>,
+    /// Also keep the network before training and after each epoch (in the key: another
+    /// artifact, whose `model.pt` has the same bytes).
+    pub snapshots: bool,
 }
 
 impl Config {
@@ -92,6 +101,7 @@ impl Config {
             epochs: None,
             threads: DEFAULT_THREADS,
             python: None,
+            snapshots: false,
         }
     }
 
@@ -155,7 +165,10 @@ fn write_scripts(dir: &Path) -> Result<PathBuf> {
 /// The recipes and the default training the scripts define, and the torch version of the
 /// Python that runs them (`train_variants.py --list`).
 pub fn recipes(python: &Path) -> Result<Value> {
-    let dir = std::env::temp_dir().join(format!("nd-train-list-{}", std::process::id()));
+    // Per call: threads of one process may ask at once.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("nd-train-list-{}-{call}", std::process::id()));
     let script = write_scripts(&dir)?;
     let output = Command::new(python).arg(&script).arg("--list").output();
     let _ = std::fs::remove_dir_all(&dir);
@@ -212,6 +225,7 @@ pub fn spec(data: &nd_store::Artifact, config: &Config) -> Result<nd_store::Spec
         "epochs": epochs,
         "threads": config.threads,
         "torch": list["torch"],
+        "snapshots": config.snapshots,
     });
     let mut spec = nd_store::Spec::new(STAGE, SCHEMA, params).input("data", data.key());
     for (name, text) in SCRIPTS {
@@ -241,8 +255,14 @@ pub fn run(
     let scripts = pending.dir().with_extension("scripts");
     let script = write_scripts(&scripts)?;
     let epochs = spec.params["epochs"].to_string();
-    let status = Command::new(&python)
-        .arg(&script)
+    let mut command = Command::new(&python);
+    command.arg(&script);
+    if config.snapshots {
+        command
+            .arg("--snapshots")
+            .arg(pending.dir().join(SNAPSHOTS_DIR));
+    }
+    let status = command
         .args(["--recipe", &config.recipe])
         .args(["--seed", &config.seed.to_string()])
         .arg("--data")
@@ -269,8 +289,21 @@ pub fn run(
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or(Value::Null);
+    // Epoch → file, the last epoch's being the model itself.
+    let snapshots = log["snapshots"].as_object().map(|taken| {
+        let mut files: serde_json::Map<String, Value> = taken
+            .iter()
+            .map(|(epoch, name)| {
+                let name = name.as_str().unwrap_or_default();
+                (epoch.clone(), json!(format!("{SNAPSHOTS_DIR}/{name}")))
+            })
+            .collect();
+        files.insert(spec.params["epochs"].to_string(), json!(MODEL_FILE));
+        files
+    });
     let outputs = json!({
         "model": MODEL_FILE,
+        "snapshots": snapshots,
         "log": LOG_FILE,
         "layers": log["layers"],
         "parameters": log["parameters"],
@@ -281,6 +314,29 @@ pub fn run(
         artifact,
         computed: true,
     })
+}
+
+/// The network of a training artifact after `epoch` epochs (0: as initialised); the last
+/// epoch's is the model. Other epochs need a training with [`Config::snapshots`].
+pub fn snapshot(artifact: &nd_store::Artifact, epoch: u32) -> Result<PathBuf> {
+    artifact.expect_stage(STAGE)?;
+    let outputs = &artifact.manifest.outputs;
+    let epochs = artifact.manifest.params["epochs"].as_u64().unwrap_or(0);
+    if u64::from(epoch) == epochs {
+        return Ok(artifact.dir.join(MODEL_FILE));
+    }
+    if u64::from(epoch) > epochs {
+        return Err(Error::Config(format!(
+            "epoch {epoch}: the training has {epochs} epochs (0 is the initialisation)"
+        )));
+    }
+    match outputs["snapshots"][epoch.to_string()].as_str() {
+        Some(file) => Ok(artifact.dir.join(file)),
+        None => Err(Error::Config(format!(
+            "epoch {epoch}: the training {} kept no snapshots (train it with snapshots)",
+            artifact.key().short()
+        ))),
+    }
 }
 
 #[cfg(test)]

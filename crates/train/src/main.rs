@@ -25,6 +25,10 @@ struct Args {
     /// Torch's threads (in the key: float sums may follow them).
     #[arg(long, default_value_t = nd_train::DEFAULT_THREADS)]
     threads: usize,
+    /// Also keep the network before training and after each epoch (snapshots/epoch-<k>.pt
+    /// in the artifact), for comparisons over training iterations.
+    #[arg(long)]
+    snapshots: bool,
     /// The Python to train with (default: NETDISSECT_PYTHON, else the project's .venv).
     #[arg(long)]
     python: Option<PathBuf>,
@@ -70,6 +74,7 @@ fn run() -> anyhow::Result<()> {
         epochs: args.epochs,
         threads: args.threads,
         python: Some(python),
+        snapshots: args.snapshots,
     };
     if args.explain {
         eprintln!("{}", store.explain(&nd_train::spec(&data, &config)?)?);

@@ -70,6 +70,46 @@ fn a_recipe_trains_once_per_cache_and_the_same_everywhere() {
     assert_ne!(seed.key(), artifact.key());
 }
 
+/// A training with snapshots keeps the network before training and after each epoch; its
+/// model is the same bytes as the same training's without them, under another key.
+#[test]
+fn snapshots_are_the_training_as_it_went() {
+    let (_dir, store, data) = setup();
+    let plain = nd_train::Config {
+        epochs: Some(2),
+        ..nd_train::Config::new("base", 5)
+    };
+    let with = nd_train::Config {
+        snapshots: true,
+        ..plain.clone()
+    };
+    let a = nd_train::run(&store, &data, &plain).unwrap().artifact;
+    let b = nd_train::run(&store, &data, &with).unwrap().artifact;
+    assert_ne!(a.key(), b.key());
+    let bytes = |p: PathBuf| std::fs::read(p).unwrap();
+    let model = bytes(a.dir.join(nd_train::MODEL_FILE));
+    assert!(bytes(b.dir.join(nd_train::MODEL_FILE)) == model);
+    let epochs: Vec<Vec<u8>> = (0..=2)
+        .map(|e| bytes(nd_train::snapshot(&b, e).unwrap()))
+        .collect();
+    assert!(epochs[2] == model);
+    assert!(epochs[0] != epochs[1] && epochs[1] != epochs[2]);
+    assert_eq!(
+        b.manifest.outputs["snapshots"],
+        serde_json::json!({"0": "snapshots/epoch-0.pt", "1": "snapshots/epoch-1.pt",
+                           "2": "model.pt"})
+    );
+    // The last epoch of a training without snapshots is its model; others are named.
+    assert_eq!(
+        nd_train::snapshot(&a, 2).unwrap(),
+        a.dir.join(nd_train::MODEL_FILE)
+    );
+    let err = nd_train::snapshot(&a, 1).unwrap_err().to_string();
+    assert!(err.contains("kept no snapshots"), "{err}");
+    let err = nd_train::snapshot(&b, 3).unwrap_err().to_string();
+    assert!(err.contains("epoch 3: the training has 2 epochs"), "{err}");
+}
+
 #[test]
 fn bad_requests_are_named_and_write_nothing() {
     let (dir, store, data) = setup();
