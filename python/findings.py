@@ -18,6 +18,8 @@ measure (the total, or the layer the paper compared), by each rule:
 
 Reads results/experiments/<experiment>/<model>/summary.json (and results/<model>/ for the
 demo's training snapshots); a missing result is an error naming the pipeline to run.
+Writes a figure per finding (``--figures``, SVG: means with ± one sd and each seed's
+value) and links it from the report.
 """
 
 import argparse
@@ -25,6 +27,8 @@ import json
 import os
 import statistics
 import sys
+
+import figures
 
 RULES = [("unique_top_label", "top-label rule"), ("unique_per_category", "per-category rule")]
 SEEDS = (1, 2, 3)
@@ -168,10 +172,27 @@ def by_category(results, finding):
     return lines + [""]
 
 
-def comparison(results, finding):
+class Figures:
+    """Where the figures go, and how the report links them."""
+
+    def __init__(self, folder, report):
+        self.folder = folder
+        self.report_dir = os.path.dirname(os.path.abspath(report))
+        os.makedirs(folder, exist_ok=True)
+
+    def write(self, name, panels, caption, alt):
+        path = os.path.join(self.folder, f"{name}.svg")
+        with open(path, "w") as f:
+            f.write(figures.figure(panels, caption))
+        link = os.path.relpath(os.path.abspath(path), self.report_dir)
+        return [f"![{alt}]({link})", ""]
+
+
+def comparison(results, finding, figs):
     lines = [f"## {finding['title']}", "", f"**Paper:** {finding['paper']}", ""]
     experiment = finding["experiment"]
     measures = {}
+    drawn = {}
     for rule, rule_name in RULES:
         per_variant = {}
         layer_names = []
@@ -211,6 +232,8 @@ def comparison(results, finding):
                                                                finding["measure"])
         stats = [(v, *spread(values(seeds, measure))) for v, seeds in per_variant.items()]
         measures[rule_name] = (measure, verdict(stats))
+        drawn[rule] = (columns, {v: {c: values(seeds, c) for c in columns}
+                                 for v, seeds in per_variant.items()})
     for rule_name, (measure, (result, why)) in measures.items():
         lines.append(f"- **{rule_name}, {measure}: {result}** ({why}).")
     lines.append("")
@@ -218,10 +241,31 @@ def comparison(results, finding):
     if any(m[1][0] != "reproduces" for m in measures.values()) and finding.get("why_not"):
         lines.append(f"**Why:** {finding['why_not']}")
         lines.append("")
-    lines.append(f"Plots: `results/experiments/{experiment}/index.html`; pipeline: "
-                 f"`experiments/{experiment}.toml`.")
+    lines += figs.write(experiment, comparison_panels(finding, drawn),
+                        "mean ± sd over training seeds 1–3; dots: each seed",
+                        f"{finding['title']}: unique detectors by variant")
+    lines.append(f"Each model's run page: `results/experiments/{experiment}/index.html`; "
+                 f"pipeline: `experiments/{experiment}.toml`.")
     lines.append("")
     return lines, {r: m[1][0] for r, m in measures.items()}
+
+
+def comparison_panels(finding, drawn):
+    """Per layer (or the last layer, by rule) and the total by rule, per variant."""
+    columns, top = drawn[RULES[0][0]]
+    variants = list(top)
+    if finding["measure"] == "last":
+        left = figures.panel("last layer", "bars", [name for _, name in RULES],
+                             [(v, [drawn[rule][1][v]["last layer"] for rule, _ in RULES])
+                              for v in variants])
+    else:
+        layers = [c for c in columns if c != "total"]
+        left = figures.panel("per layer, top-label rule", "bars", layers,
+                             [(v, [top[v][c] for c in layers]) for v in variants])
+    right = figures.panel("in total", "bars", [name for _, name in RULES],
+                          [(v, [drawn[rule][1][v]["total"] for rule, _ in RULES])
+                           for v in variants])
+    return [left, right]
 
 
 def series_table(results, experiment, heading, rows):
@@ -238,63 +282,164 @@ def series_table(results, experiment, heading, rows):
     return lines, [r[1][0][1] for r in rows]
 
 
-def rotation(results):
+def seed_series(results, experiment, rows, rule):
+    """rows: [(label, [model name per seed])] → (layer names, {label: {column: [per seed]}})
+    with the columns the layers and "total"."""
+    table, layer_names = {}, []
+    for label, names in rows:
+        per_seed = [counts(summary(results, experiment, name), rule) for name in names]
+        for layers, _ in per_seed:
+            for layer in layers:
+                if layer not in layer_names:
+                    layer_names.append(layer)
+        table[label] = {"total": [t for _, t in per_seed]}
+        for layer in layer_names:
+            table[label][layer] = [layers.get(layer, 0) for layers, _ in per_seed]
+    return layer_names, table
+
+
+def seed_table(heading, layer_names, table):
+    columns = layer_names + ["total"]
+    lines = [f"| {heading} | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for label, row in table.items():
+        lines.append(f"| {label} | " + " | ".join(cell(row[c]) for c in columns) + " |")
+    return lines + [""]
+
+
+def trend(table, rising):
+    """The verdict on a series' totals (in its order): it moves the paper's way from the
+    first to the last by more than both ends' seed sd (reproduces), less (within the
+    spread), or the other way; and whether every step goes that way."""
+    ends = list(table.values())
+    (m0, s0), (m1, s1) = spread(ends[0]["total"]), spread(ends[-1]["total"])
+    gain = (m1 - m0) if rising else (m0 - m1)
+    means = [spread(row["total"])[0] for row in ends]
+    steps = list(zip(means, means[1:]))
+    steady = all((b >= a) if rising else (b <= a) for a, b in steps)
+    chain = " → ".join(f"{m:.1f}" for m in means)
+    if gain <= 0:
+        return "does not reproduce", chain, steady
+    if gain <= max(s0, s1):
+        return "same direction, within the seed spread", chain, steady
+    return "reproduces", chain, steady
+
+
+def series_panels(layer_names, tables, x_title, labels):
+    """Per layer (top-label rule) and the total by rule, over a series (lines)."""
+    top = tables[RULES[0][0]]
+    left = figures.panel("per layer, top-label rule", "lines", labels,
+                         [(layer, [row[layer] for row in top.values()])
+                          for layer in layer_names], x_title=x_title)
+    right = figures.panel("in total", "lines", labels,
+                          [(name, [row["total"] for row in tables[rule].values()])
+                           for rule, name in RULES], x_title=x_title)
+    return [left, right]
+
+
+ALPHAS = [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+def rotated(model, alpha):
+    return model if alpha == 0 else f"{model}-rot{alpha:g}"
+
+
+def rotation(results, figs):
     lines = ["## Interpretability is axis-aligned (the rotation control)", "",
              "**Paper:** a random rotation of conv5's basis (AlexNet on Places365) took its "
              "unique detectors from 72 to 14 (α = 1), falling steadily with the fraction α of "
              "the rotation.", ""]
-    names = ["demo-trained", "demo-trained-rot0.25", "demo-trained-rot0.5",
-             "demo-trained-rot0.75", "demo-trained-rot1"]
-    lines += ["Unique detectors of demo-trained (one model, one rotation seed), "
-              "top-label rule (per-category rule):", ""]
-    table, totals = series_table(results, "rotation", "α", zip([0.0, 0.25, 0.5, 0.75, 1.0], names))
+    tables, verdicts = {}, {}
+    for rule, rule_name in RULES:
+        rows = [(f"{a:g}", [rotated(f"base-seed{s}", a) for s in SEEDS]) for a in ALPHAS]
+        layer_names, tables[rule] = seed_series(results, "rotation-seeds", rows, rule)
+        lines.append(f"Unique detectors of the base variant, {rule_name}: mean ± sd over "
+                     "training seeds 1–3, each turned by its own random rotation (rotation "
+                     "seed = training seed), against α:")
+        lines.append("")
+        lines += seed_table("α", layer_names, tables[rule])
+        verdicts[rule_name] = trend(tables[rule], rising=False)
+    for rule_name, (result, chain, steady) in verdicts.items():
+        lines.append(f"- **{rule_name}, total: {result}** (falls {chain}"
+                     + ("" if steady else "; not at every step") + ").")
+    lines.append("")
+    lines += figs.write("rotation", series_panels(layer_names, tables, "α",
+                                                  [f"{a:g}" for a in ALPHAS]),
+                        "mean ± sd over three networks and their rotations; dots: each one",
+                        "Unique detectors against the fraction α of a random rotation")
+    names = [rotated("demo-trained", a) for a in ALPHAS]
+    lines += ["The demo model (224×224; one model, one rotation seed), top-label rule "
+              "(per-category rule), as `netdissect run experiments/rotation.toml` prints:", ""]
+    table, totals = series_table(results, "rotation", "α", zip([f"{a:g}" for a in ALPHAS], names))
     lines += table
     falls = all(b <= a for a, b in zip(totals, totals[1:])) and totals[-1] < totals[0]
     lines.append("")
     lines.append(f"- **top-label rule, total: {'falls as α grows' if falls else 'does not fall steadily'}** "
-                 f"({' → '.join(map(str, totals))}); a single model and rotation: no spread.")
-    lines += ["", "Plots: `results/experiments/rotation/index.html`; pipeline: "
-              "`experiments/rotation.toml`.", ""]
-    return lines, "reproduces" if falls else "does not reproduce"
+                 f"({' → '.join(map(str, totals))}).")
+    lines += ["", "Run pages with the curve per layer: "
+              "`results/experiments/rotation-seeds/index.html`, "
+              "`results/experiments/rotation/index.html`; pipelines: "
+              "`experiments/rotation-seeds.toml`, `experiments/rotation.toml`.", ""]
+    return lines, {name: v[0] for name, v in verdicts.items()}
 
 
-def iterations(results):
+EPOCHS = [0, 1, 2, 4, 8]
+
+
+def iterations(results, figs):
     lines = ["## Unique detectors grow with training", "",
              "**Paper:** over the training of a network on Places205, unique detectors in "
              "conv5 grew with the iterations, most of them early.", ""]
+    tables, verdicts = {}, {}
+    for rule, rule_name in RULES:
+        rows = [(str(e), [f"base-seed{s}-epoch{e}" for s in SEEDS]) for e in EPOCHS]
+        layer_names, tables[rule] = seed_series(results, "training", rows, rule)
+        lines.append(f"Unique detectors of the base variant after each number of epochs (0: "
+                     f"as initialised; 8: the end), {rule_name}: mean ± sd over training "
+                     "seeds 1–3 (each seed):")
+        lines.append("")
+        lines += seed_table("epochs", layer_names, tables[rule])
+        result, chain, steady = trend(tables[rule], rising=True)
+        means = [spread(row["total"])[0] for row in tables[rule].values()]
+        early = ((means[2] - means[0]) / (means[-1] - means[0])
+                 if means[-1] != means[0] else float("nan"))
+        verdicts[rule_name] = (result, chain, steady, early)
+    for rule_name, (result, chain, steady, early) in verdicts.items():
+        lines.append(f"- **{rule_name}, total: {result}** (grows {chain}"
+                     + ("" if steady else "; not at every step")
+                     + f"); after 2 of the 8 epochs, {early:.0%} of the whole gain.")
+    lines.append("")
+    lines += figs.write("training", series_panels(layer_names, tables, "epochs",
+                                                  [str(e) for e in EPOCHS]),
+                        "mean ± sd over training seeds 1–3; dots: each seed",
+                        "Unique detectors against epochs of training")
     names = ["demo-random", "demo-step20", "demo-step75", "demo-step250", "demo-trained"]
-    lines += ["The demo model (224×224, one training seed) at five points of its training, "
+    lines += ["The demo model (224×224, one training run) at five points of its training, "
               "top-label rule (per-category rule):", ""]
     table, totals = series_table(results, None, "snapshot", zip(names, names))
     lines += table
-    grows = totals[-1] > totals[0]
-    lines.append("")
-    steady = all(b >= a for a, b in zip(totals, totals[1:]))
-    lines.append(f"- **top-label rule, total: {'grows' if grows else 'does not grow'} from the "
-                 f"random start to the end** ({' → '.join(map(str, totals))})"
-                 + ("" if steady else ", not at every snapshot") + ".")
-    lines += ["", "One training run: no seed spread. Pipeline: `pipeline.toml` (`make demo`).", ""]
-    return lines, "reproduces" if grows else "does not reproduce"
+    lines += ["", "Pipelines: `experiments/training.toml`; the demo's `pipeline.toml`.", ""]
+    return lines, {name: v[0] for name, v in verdicts.items()}
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--results", default="results", help="the pipelines' [output] dir")
     p.add_argument("--out", default="EXPERIMENTS.md")
+    p.add_argument("--figures", default="experiments/figures",
+                   help="the folder of the figures (SVG), linked from --out")
     args = p.parse_args()
+    figs = Figures(args.figures, args.out)
     body, table = [], []
     for finding in FINDINGS:
-        lines, verdicts = comparison(args.results, finding)
+        lines, verdicts = comparison(args.results, finding, figs)
         body += lines
         table.append((finding["title"], finding["experiment"], verdicts))
-    lines, rotated = rotation(args.results)
+    lines, verdicts = rotation(args.results, figs)
     body += lines
-    table.append(("Interpretability is axis-aligned (rotation)", "rotation",
-                  {"top-label rule": rotated, "per-category rule": "–"}))
-    lines, grown = iterations(args.results)
+    table.append(("Interpretability is axis-aligned (rotation)", "rotation-seeds", verdicts))
+    lines, verdicts = iterations(args.results, figs)
     body += lines
-    table.append(("Unique detectors grow with training", "pipeline.toml",
-                  {"top-label rule": grown, "per-category rule": "–"}))
+    table.append(("Unique detectors grow with training", "training", verdicts))
     out = ["# The paper's findings on the synthetic world", "",
            "Written by `scripts/experiments` (which runs every `experiments/*.toml` and the "
            "demo's `pipeline.toml`, then `python/findings.py`); do not edit by hand.",

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::common::netdissect;
+use crate::common::{netdissect, python};
 use crate::workflow::{compare, snakemake, succeeded};
 
 /// A dataset, a small training set (one epoch), a trained model and the same training's
@@ -184,4 +184,12 @@ fn training_mistakes_name_their_line() {
         err.contains("[train]") && err.contains("epochs must be at least 1"),
         "{err}"
     );
+}
+
+/// `python/findings.py` (EXPERIMENTS.md and its figures) on planted results says each
+/// verdict as the counts make it: `tests/python/test_findings.py`.
+#[test]
+fn the_findings_report_says_what_the_results_say() {
+    let out = python(&["tests/python/test_findings.py"]);
+    assert!(out.contains("test_findings: ok"), "{out}");
 }
