@@ -8,6 +8,7 @@ mod explain;
 mod explain_pages;
 mod explain_shards;
 mod fixture;
+mod formulas;
 mod html;
 mod oracle;
 mod rotate;

@@ -13,8 +13,9 @@ oracle for the Rust stages: it shares no code with them.
 - Dataset (§2): `index.csv` rows in file order; a category cell holds items joined by `;`
   (empty items dropped); an all-digit item is an image-level label number (0 included), any
   other item is a label PNG under `images/` whose pixel label is R + 256·G. A label's primary
-  category is the loaded category where its coverage in `c_<category>.csv` is largest, the
-  later category on a tie; a label in no loaded category, and label 0, fall to the last one.
+  category is the loaded category where its coverage in `c_<category>.csv` is largest (0
+  where a category does not list it), the later category on a tie (so a label of coverage 0
+  everywhere, and label 0, fall to the last one).
 - Thresholds (§3.2): per unit, `numpy.quantile(values, 1 - top)` with NumPy's default
   "linear" method over every position of every image, computed in float64.
 - Masks (§3.3, lite): bilinear upsampling with half-pixel centres and edge clamping, the
@@ -181,22 +182,26 @@ class Dataset:
         for r in labels:
             self.names[int(r["number"])] = r["name"]
 
-        # Primary category: largest coverage among the loaded categories that list the label,
-        # the later category on a tie (`>=` while walking in category order); otherwise the
-        # last category, which is also where label 0 goes.
+        # Primary category: the largest coverage among the loaded categories, a category that
+        # does not list the label counting 0 (as NetDissect's primary_categories_per_index),
+        # the later category on a tie (`>=` while walking in category order): a label listed
+        # nowhere, or with coverage 0 wherever listed, goes to the last category, as label 0.
         last = len(self.categories) - 1
-        self.primary = np.full(n_labels, last, dtype=np.int64)
-        best = np.full(n_labels, -np.inf)
+        coverage = np.zeros((len(self.categories), n_labels))
         for ci, c in enumerate(self.categories):
             path = os.path.join(root, f"c_{c}.csv")
             for r in read_csv(path):
                 number = int(r["number"])
                 if number == 0 or number >= n_labels:
                     continue
-                coverage = float(r["coverage"])
-                if coverage >= best[number]:
-                    best[number] = coverage
-                    self.primary[number] = ci
+                coverage[ci, number] = float(r["coverage"])
+        self.primary = np.full(n_labels, last, dtype=np.int64)
+        best = np.zeros(n_labels)
+        for ci in range(len(self.categories)):
+            later = coverage[ci] >= best
+            best[later] = coverage[ci][later]
+            self.primary[later] = ci
+        self.primary[0] = last
 
     def __len__(self):
         return len(self.rows)

@@ -21,6 +21,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod formulas;
 pub mod scores;
 pub mod thresholds;
 
