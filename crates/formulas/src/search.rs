@@ -62,6 +62,9 @@ pub fn iou(inter: u64, act: u64, truth: u64) -> f64 {
     }
 }
 
+/// The most memory the formulas' truths kept for reuse may take.
+const MEMO_BYTES: usize = 256 << 20;
+
 /// `|F|` and `|F ∧ c|` for every label `c`.
 struct Truth {
     total: u64,
@@ -128,7 +131,11 @@ impl<'a> Shared<'a> {
             }
         }
         let truth = Arc::new(truth);
-        self.memo.lock().expect("memo").insert(*f, truth.clone());
+        let mut memo = self.memo.lock().expect("memo");
+        // Bounded: past MEMO_BYTES, truths are computed again rather than kept.
+        if memo.len() * self.truth.len() * 8 < MEMO_BYTES {
+            memo.insert(*f, truth.clone());
+        }
         truth
     }
 }
