@@ -29,9 +29,9 @@ BRODEN_IMAGES = 63_305
 
 MODELS = {
     "resnet18": {"layers": ["layer2", "layer3", "layer4"], "preprocess": "torchvision",
-                 "explain": "layer4"},
+                 "explain": "layer4", "formulas": "layer4"},
     "demo": {"layers": ["conv1", "conv2", "conv3", "conv4", "conv5"], "preprocess": "torchvision",
-             "explain": "conv5"},
+             "explain": "conv5", "formulas": "conv5"},
 }
 
 
@@ -141,7 +141,7 @@ def bench_model(model, file, data, work, threads):
         artifact = out.strip().splitlines()[-1] if name != "report" else None
         rows.append({"stage": name, "wall": wall, "cpu": cpu, "rss": rss,
                      "bytes": du(artifact) if artifact else None,
-                     "walls": [t[0] for t in timings], "optional": optional})
+                     "walls": [t[0] for t in timings], "optional": optional, "stderr": err})
         walls = " ".join(f"{t[0]:.2f}" for t in timings)
         print(f"bench: {model} {name}: {wall:.2f} s wall ({walls}), {cpu:.2f} s CPU, "
               f"{rss / 2**20:.0f} MiB peak", file=sys.stderr)
@@ -180,6 +180,35 @@ def bench_model(model, file, data, work, threads):
                           spec["explain"], "--report", report, "--preprocess", spec["preprocess"],
                           "--batch-size", "32", "--device", "cpu", "--no-progress",
                           "--cache", cache] + common, optional=True)
+    # Compositional labels of one layer, with the settings (length 3, beam 10), and
+    # the NumPy reference's brute force (every candidate's mask materialised) on a few
+    # units of a few images, for its cost per unit and image.
+    formulas = None
+    if spec.get("formulas"):
+        layer = spec["formulas"]
+        stage(f"formulas ({layer}, length 3, beam 10)",
+              [f"{BIN}/nd-formulas", "--masks", masks, "--dataset", data, "--layers", layer,
+               "--max-length", "3", "--beam", "10", "--cache", cache] + common, optional=True)
+        m = re.search(r"counted (\d+) images in ([0-9.]+) s; searched (\d+) units over (\d+) "
+                      r"concepts in ([0-9.]+) s", rows[-1]["stderr"])
+        formulas = {"layer": layer, "images": int(m.group(1)), "count": float(m.group(2)),
+                    "units": int(m.group(3)), "concepts": int(m.group(4)),
+                    "search": float(m.group(5)), "wall": rows[-1]["wall"]}
+        ref_rows, ref_units = 20, 2
+        reference = os.path.join(ROOT, "tests", "python", "formulas_ref.py")
+        walls = []
+        for units in (0, ref_units):
+            out_json = os.path.join(work, "formulas-ref.json")
+            _, _, w, _, _ = measure([PYTHON, reference, "--dataset", data, "--masks", masks,
+                                     "--rows", "0", str(ref_rows), "--layers", layer,
+                                     "--units", str(units), "--max-length", "3", "--beam", "10",
+                                     "--out", out_json])
+            walls.append(w)
+        per = (walls[1] - walls[0]) / (ref_units * ref_rows)
+        formulas.update({"ref_rows": ref_rows, "ref_units": ref_units, "ref_walls": walls,
+                         "ref_per_unit_image": per})
+        print(f"bench: {model} formulas reference: {walls} s, {per:.3f} s per unit and image",
+              file=sys.stderr)
     # The rotation control: every layer's activations turned by Q^0.5 (a fractional power,
     # so the real Schur step runs too), into a new activation artifact.
     stage("rotate (power 0.5)", [f"{BIN}/nd-rotate", "--activations", extract, "--seed", "1",
@@ -248,7 +277,7 @@ def bench_model(model, file, data, work, threads):
             computed = [l.split()[1] for l in err.splitlines()
                         if l.startswith("stage ") and " computed " in l]
             reruns[label] = {"wall": wall, "computed": computed}
-    return {"stages": rows, "floor": floor, "floors": [f[0] for f in floors],
+    return {"stages": rows, "formulas": formulas, "floor": floor, "floors": [f[0] for f in floors],
             "floor_cpu": floor_cpu, "read_floor": read_floor,
             "labels_floor": labels_floor, "values": values,
             "checksums": checksums, "verify": verify, "cache_bytes": du(cache),
@@ -430,6 +459,24 @@ def render(results, facts, images, threads, pages=None, flatness=None, train=Non
                 if label != "unchanged" else "| `netdissect run`, nothing changed")
             lines[-1] += f" (recomputed: {what}) | {rerun['wall']:.2f} | | | | |"
         add("")
+        f = r.get("formulas")
+        if f:
+            scale = BRODEN_IMAGES / f["images"]
+            ref_same = f["ref_per_unit_image"] * f["units"] * f["images"]
+            add(f"Formulas of {f['layer']} ({f['units']} units, {f['concepts']} concepts, length "
+                f"≤ 3, beam 10): {f['wall']:.2f} s, of which the pass over the masks and label "
+                f"maps {f['count']:.2f} s and the search {f['search']:.2f} s. On the full Broden "
+                f"(63,305 images, 1,197 labels) the pass grows with the images "
+                f"({f['count'] * scale / 60:.1f} min) and the search at most with the images "
+                f"times the concepts (the label sets a unit touches, and the candidates): "
+                f"{f['search'] * scale * 1197 / f['concepts'] / 60:.1f} min, "
+                f"{(f['count'] * scale + f['search'] * scale * 1197 / f['concepts']) / 60:.1f} "
+                f"min in all at most (target: 10). The NumPy reference (`tests/python/"
+                f"formulas_ref.py`: the same search, each candidate's mask materialised) took "
+                f"{f['ref_per_unit_image']:.3f} s per unit and image ({f['ref_units']} units on "
+                f"{f['ref_rows']} images, less its start-up): {ref_same / 3600:.1f} h for this "
+                f"layer, {ref_same / max(f['wall'], 1e-9):.0f} × the stage.")
+            add("")
         bpv = r["activation_bytes"] / r["values"]
         add(f"Activations: {r['values']:,} values in {fmt_bytes(r['activation_bytes'])}, "
             f"{bpv:.2f} bytes per value (float32 is 4; the published tool stores 8).")

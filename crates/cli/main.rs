@@ -161,6 +161,7 @@ fn run() -> anyhow::Result<()> {
                 progress: !no_progress,
             };
             let result = run::run(&pipeline, &options)?;
+            let loaded_formulas = &result.formulas;
             let mut all = Vec::new();
             for m in &result.models {
                 let (model, report, copy) = (&m.name, &m.report, &m.copy);
@@ -185,6 +186,22 @@ fn run() -> anyhow::Result<()> {
                 if let Some((pages, copy)) = &m.html {
                     let at = copy.as_ref().unwrap_or(&pages.dir);
                     println!("pages:  {}", at.join("index.html").display());
+                }
+                if let (Some((artifact, copy)), Some(section)) = (&m.formulas, &loaded_formulas) {
+                    let rows = nd_tables::formulas::read_rows(
+                        &artifact.dir.join(nd_tables::formulas::FILE),
+                    )?;
+                    let gain = section.1;
+                    let summary = nd_formulas::summarise(&rows, gain);
+                    println!();
+                    print!(
+                        "{}",
+                        nd_formulas::format_summary(&m.name, &section.0, gain, &summary)
+                    );
+                    let at = copy
+                        .clone()
+                        .unwrap_or_else(|| artifact.dir.join(nd_tables::formulas::FILE));
+                    println!("formulas: {}", shown(&at).display());
                 }
                 if let Some((explained, copy)) = &m.explain {
                     let layer = explained.manifest.params["layer"].as_str().unwrap_or("?");

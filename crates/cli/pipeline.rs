@@ -33,6 +33,8 @@ pub struct Pipeline {
     pub explain: Option<ExplainSection>,
     /// Where the models with `train = { recipe, seed }` are trained (the train stage).
     pub train: Option<TrainSection>,
+    /// Compositional labels: each unit's best formula of concepts (run when given).
+    pub formulas: Option<FormulasSection>,
     #[serde(default)]
     pub output: OutputSection,
 }
@@ -411,6 +413,72 @@ impl ScoreSection {
             denominator: self.denominator,
             tally_depth: self.tally_depth.as_ref().map(|d| *d.get_ref()),
         }
+    }
+}
+
+/// `[formulas]`: each unit's best logical formula of concepts (AND, OR, AND NOT), found by
+/// beam search and scored by the score stage's IoU (the formulas stage).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormulasSection {
+    /// The longest formula, in concepts.
+    #[serde(default = "default_max_length")]
+    pub max_length: Spanned<usize>,
+    /// Formulas kept from one step to the next.
+    #[serde(default = "default_beam")]
+    pub beam: Spanned<usize>,
+    /// The operators: `and`, `or`, `and_not` (default all three).
+    pub ops: Option<Spanned<Vec<String>>>,
+    /// Only concepts of these categories in formulas (default: every loaded category).
+    pub categories: Option<Spanned<Vec<String>>>,
+    /// Leave out concepts present in fewer images (default 0: none left out).
+    #[serde(default)]
+    pub min_images: u64,
+    /// A unit counts as better explained by a formula when its best formula's IoU beats
+    /// its best single concept's by at least this much.
+    #[serde(default = "default_gain")]
+    pub gain: Spanned<f64>,
+}
+
+fn default_max_length() -> Spanned<usize> {
+    Spanned::new(0..0, 3)
+}
+
+fn default_beam() -> Spanned<usize> {
+    Spanned::new(0..0, 10)
+}
+
+fn default_gain() -> Spanned<f64> {
+    Spanned::new(0..0, 0.01)
+}
+
+impl FormulasSection {
+    /// The stage's settings, the denominator being the score stage's.
+    pub fn config(&self, score: &ScoreSection) -> anyhow::Result<nd_formulas::Config> {
+        let ops = match &self.ops {
+            None => nd_formulas::Op::ALL.to_vec(),
+            Some(ops) => ops
+                .get_ref()
+                .iter()
+                .map(|o| {
+                    nd_formulas::Op::parse(o).ok_or_else(|| {
+                        anyhow::anyhow!("unknown operator `{o}` (use and, or, and_not)")
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?,
+        };
+        Ok(nd_formulas::Config {
+            max_length: *self.max_length.get_ref(),
+            beam: *self.beam.get_ref(),
+            ops,
+            categories: self.categories.as_ref().map(|c| c.get_ref().clone()),
+            min_images: self.min_images,
+            denominator: match score.denominator {
+                Denominator::Lite => nd_formulas::Denominator::Lite,
+                Denominator::Original => nd_formulas::Denominator::Original,
+            },
+            layers: None,
+        })
     }
 }
 
@@ -869,6 +937,41 @@ fn check(l: &Loaded) -> anyhow::Result<()> {
             );
         }
     }
+    if let Some(f) = &p.formulas {
+        let at = |span: std::ops::Range<usize>| {
+            if span.is_empty() {
+                format!("{}: [formulas]", l.path.display())
+            } else {
+                l.location(span)
+            }
+        };
+        let config = f.config(&p.score).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: formulas.ops: {e}",
+                at(f.ops.as_ref().map_or(0..0, |o| o.span()))
+            )
+        })?;
+        if let Err(e) = config.validate() {
+            let e = e.to_string();
+            let span = if e.starts_with("max_length") {
+                f.max_length.span()
+            } else if e.starts_with("beam") {
+                f.beam.span()
+            } else if e.starts_with("ops") {
+                f.ops.as_ref().map_or(0..0, |o| o.span())
+            } else {
+                f.categories.as_ref().map_or(0..0, |c| c.span())
+            };
+            bail!("{}: formulas.{e}", at(span));
+        }
+        let gain = *f.gain.get_ref();
+        if !(0.0..=1.0).contains(&gain) {
+            bail!(
+                "{}: formulas.gain must be between 0 and 1 (an IoU difference), got {gain}",
+                at(f.gain.span())
+            );
+        }
+    }
     let top = *p.quantile.top.get_ref();
     if !(top > 0.0 && top < 1.0) {
         bail!(
@@ -1012,6 +1115,17 @@ pub fn describe(loaded: &Loaded) -> anyhow::Result<serde_json::Value> {
             "tally_depth": p.score.tally_depth.as_ref().map(|d| *d.get_ref()),
         },
         "report": { "iou_threshold": p.report.iou_threshold.get_ref() },
+        "formulas": p.formulas.as_ref().map(|f| -> anyhow::Result<serde_json::Value> {
+            let config = f.config(&p.score)?;
+            Ok(json!({
+                "max_length": config.max_length,
+                "beam": config.beam,
+                "ops": config.ops.iter().map(|o| o.name()).collect::<Vec<_>>(),
+                "categories": config.categories,
+                "min_images": config.min_images,
+                "gain": f.gain.get_ref(),
+            }))
+        }).transpose()?,
         "html": {
             "pages": p.html.pages,
             "top_images": p.html.top_images.get_ref(),

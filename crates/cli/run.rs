@@ -87,6 +87,8 @@ pub struct ModelResult {
     pub explain: Option<(Artifact, Option<PathBuf>)>,
     /// For the dissection of a model's rotated activations (`rotations`): which.
     pub rotation: Option<pipeline::RotatedVariant>,
+    /// Its units' formulas (`[formulas]`), and the table's copy.
+    pub formulas: Option<(Artifact, Option<PathBuf>)>,
 }
 
 /// What one dissection (of a model, or of its rotated activations) produced.
@@ -94,6 +96,7 @@ struct Dissected {
     report: Artifact,
     html: Option<Artifact>,
     explained: Option<Artifact>,
+    formulas: Option<Artifact>,
 }
 
 /// The reports of every model, in pipeline order.
@@ -101,6 +104,8 @@ pub struct RunResult {
     pub models: Vec<ModelResult>,
     /// The page comparing the models (`[output] dir/index.html`).
     pub index: Option<PathBuf>,
+    /// `[formulas]`'s settings and gain, when given.
+    pub formulas: Option<(nd_formulas::Config, f64)>,
 }
 
 /// Trains (or finds in the cache) every model that names a `train` recipe, and sets its
@@ -210,6 +215,7 @@ pub fn run(path: &Path, options: &Options) -> anyhow::Result<RunResult> {
             report,
             html,
             explained,
+            formulas,
         } = own;
         let out = p
             .output
@@ -247,6 +253,21 @@ pub fn run(path: &Path, options: &Options) -> anyhow::Result<RunResult> {
             }
             None => None,
         };
+        let formulas = match formulas {
+            Some(artifact) => {
+                let copy = match &out {
+                    Some(to) => {
+                        let to = to.join(nd_tables::formulas::FILE);
+                        std::fs::copy(artifact.dir.join(nd_tables::formulas::FILE), &to)
+                            .with_context(|| format!("cannot write {}", to.display()))?;
+                        Some(to)
+                    }
+                    None => None,
+                };
+                Some((artifact, copy))
+            }
+            None => None,
+        };
         models.push(ModelResult {
             name,
             report,
@@ -254,6 +275,7 @@ pub fn run(path: &Path, options: &Options) -> anyhow::Result<RunResult> {
             html,
             explain,
             rotation,
+            formulas,
         });
     }
     let index = match &p.output.dir {
@@ -279,7 +301,15 @@ pub fn run(path: &Path, options: &Options) -> anyhow::Result<RunResult> {
         }
         None => None,
     };
-    Ok(RunResult { models, index })
+    let formulas = match &p.formulas {
+        Some(f) => Some((f.config(&p.score)?, *f.gain.get_ref())),
+        None => None,
+    };
+    Ok(RunResult {
+        models,
+        index,
+        formulas,
+    })
 }
 
 /// A model's extraction settings and the key they give, checked against the model itself
@@ -620,6 +650,33 @@ fn dissect(
     log("score", name, &outcome.artifact, outcome.computed, started);
     let scores = outcome.artifact;
 
+    let formulas = match &p.formulas {
+        Some(section) => {
+            let started = Instant::now();
+            let config = section.config(&p.score)?;
+            let masks = std::slice::from_ref(&masks);
+            explain(
+                options,
+                store,
+                name,
+                last.as_ref(),
+                nd_formulas::spec(store, dataset, masks, &config).map_err(Into::into),
+            )?;
+            let outcome = nd_formulas::run(store, dataset, masks, &config)
+                .with_context(|| format!("{}: [formulas]", loaded.path.display()))?;
+            log(
+                "formulas",
+                name,
+                &outcome.artifact,
+                outcome.computed,
+                started,
+            );
+            keys.insert("formulas".to_owned(), outcome.artifact.key());
+            Some(outcome.artifact)
+        }
+        None => None,
+    };
+
     let started = Instant::now();
     let report = nd_report::Config {
         iou_threshold: *p.report.iou_threshold.get_ref(),
@@ -674,6 +731,7 @@ fn dissect(
             report,
             html: None,
             explained,
+            formulas,
         });
     }
 
@@ -710,6 +768,7 @@ fn dissect(
         report,
         html: Some(outcome.artifact),
         explained,
+        formulas,
     })
 }
 

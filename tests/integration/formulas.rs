@@ -164,7 +164,8 @@ fn planted_units_get_exactly_their_formulas() {
             denominator,
             ..Config::default()
         };
-        let outcome = nd_formulas::run(&store, &dataset, &masks, &config).unwrap();
+        let outcome =
+            nd_formulas::run(&store, &dataset, std::slice::from_ref(&masks), &config).unwrap();
         assert!(outcome.computed);
         let rows =
             nd_tables::formulas::read_rows(&outcome.artifact.dir.join(nd_tables::formulas::FILE))
@@ -199,7 +200,8 @@ fn planted_units_get_exactly_their_formulas() {
                 .all(|r| r.formula.is_none() && r.iou == 0.0)
         );
         // Again: fresh.
-        let again = nd_formulas::run(&store, &dataset, &masks, &config).unwrap();
+        let again =
+            nd_formulas::run(&store, &dataset, std::slice::from_ref(&masks), &config).unwrap();
         assert!(!again.computed);
     }
     // Without OR, "dog OR cat" cannot be said; with only OR, "dog AND NOT red-c" cannot.
@@ -207,7 +209,7 @@ fn planted_units_get_exactly_their_formulas() {
         ops: vec![Op::And, Op::AndNot],
         ..Config::default()
     };
-    let found = nd_formulas::find(&dataset, &masks, &config).unwrap();
+    let found = nd_formulas::find(&dataset, std::slice::from_ref(&masks), &config).unwrap();
     let unit0 = &found.layers[0].1[0];
     let best = unit0.by_length[unit0.best.unwrap() - 1].unwrap();
     assert!(best.iou < 1.0);
@@ -223,7 +225,7 @@ fn bad_settings_are_named() {
     let store = nd_store::Store::open(&dir.path().join("cache")).unwrap();
     let masks = write_masks(&store, &maps, &[&|_, o| o == DOG]);
     let err = |config: Config| {
-        nd_formulas::run(&store, &dataset, &masks, &config)
+        nd_formulas::run(&store, &dataset, std::slice::from_ref(&masks), &config)
             .unwrap_err()
             .to_string()
     };
@@ -458,7 +460,7 @@ fn the_search_agrees_with_a_brute_force_reference() {
         "3",
         "--ops",
         "or,and_not",
-        "--categories",
+        "--only-categories",
         "object,color",
         "--min-images",
         "2",
@@ -524,4 +526,42 @@ fn the_search_agrees_with_a_brute_force_reference() {
 fn the_reference_passes_its_own_test() {
     let out = crate::common::python(&["tests/python/test_formulas_ref.py"]);
     assert!(out.contains("test_formulas_ref: ok"), "{out}");
+}
+
+/// `[formulas]` mistakes fail before any work, naming their line.
+#[test]
+fn pipeline_mistakes_name_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = "[dataset]\nsynth = { images = 4, size = 32, seed = 1 }\n\n[cache]\ndir = \"cache\"\n\n\
+                [[model]]\nname = \"m\"\nfile = \"m.pt\"\nlayers = [\"conv1\"]\n\n[formulas]\n";
+    for (line, want) in [
+        (
+            "max_length = 0",
+            "pipeline.toml:13:14: formulas.max_length must be 1 to 10, got 0",
+        ),
+        (
+            "beam = 0",
+            "pipeline.toml:13:8: formulas.beam must be at least 1",
+        ),
+        (
+            "ops = [\"and\", \"xor\"]",
+            "pipeline.toml:13:7: formulas.ops: unknown operator `xor`",
+        ),
+        (
+            "gain = 2.0",
+            "pipeline.toml:13:8: formulas.gain must be between 0 and 1",
+        ),
+        (
+            "categories = []",
+            "pipeline.toml:13:14: formulas.categories: give at least one",
+        ),
+        ("depth = 3", "unknown field `depth`"),
+    ] {
+        let path = dir.path().join("pipeline.toml");
+        std::fs::write(&path, format!("{base}{line}\n")).unwrap();
+        let run = crate::common::netdissect(&path, &[]);
+        assert!(!run.ok, "{line}");
+        assert!(run.stderr.contains(want), "{line}: {}", run.stderr);
+        assert!(!dir.path().join("cache").exists(), "{line}");
+    }
 }

@@ -146,6 +146,7 @@ fn sharded_workflow_gives_the_tables_and_pages_of_netdissect_run() {
                 repo().join("models/demo/scenes.txt").display()
             ),
         ) + "\n[explain]\nablate = [1, 2, 4]\nrandom_draws = 2\n"
+            + "\n[formulas]\nmax_length = 2\nbeam = 5\n"
     };
     let single = d.join("run.toml");
     std::fs::write(
@@ -235,7 +236,16 @@ fn sharded_workflow_gives_the_tables_and_pages_of_netdissect_run() {
         ("cache-run", "results-run"),
         &["step75", "step75-rot1", "trained"],
     );
-    assert_eq!(compared.matches(", same").count(), 24 + 5, "{compared}");
+    assert_eq!(compared.matches(", same").count(), 24 + 5 + 3, "{compared}");
+    // The formulas of every image shard's masks at once: the table of one run.
+    assert!(compared.contains("trained formulas.parquet"), "{compared}");
+    let formulas = manifest(work.join("records/trained/formulas.json"));
+    let inputs: Vec<&String> = formulas["inputs"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        inputs,
+        ["masks.0000", "masks.0001", "masks.0002"],
+        "{formulas}"
+    );
     assert!(
         compared.contains("trained explanations.parquet"),
         "{compared}"

@@ -367,6 +367,8 @@ def main(argv=None):
     ap.add_argument("--categories")
     ap.add_argument("--min-images", type=int, default=0)
     ap.add_argument("--exhaustive", action="store_true")
+    ap.add_argument("--layers", help="only these layers (comma-separated; default: all)")
+    ap.add_argument("--units", type=int, help="only each layer's first N units (timing)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
@@ -381,6 +383,12 @@ def main(argv=None):
 
     ds = oracle.Dataset(args.dataset)  # every category, every row (rows are absolute)
     layers, art_rows = read_manifest(args.masks)
+    if args.layers:
+        wanted = [name for name in args.layers.split(",") if name]
+        unknown = [name for name in wanted if name not in dict(layers)]
+        if unknown:
+            fail(f"layers {unknown} are not in the artifact ({[n for n, _ in layers]})")
+        layers = [(name, n) for name, n in layers if name in wanted]
     rows = tuple(args.rows) if args.rows else art_rows
     if not (art_rows[0] <= rows[0] <= rows[1] <= art_rows[1]):
         fail(f"--rows {rows[0]} {rows[1]} is not inside the artifact's rows {art_rows}")
@@ -408,7 +416,7 @@ def main(argv=None):
     for layer, n_units in layers:
         per_unit = unit_runs(group, layer, n_units, images, pixels)
         units = []
-        for k in range(n_units):
+        for k in range(min(n_units, args.units) if args.units else n_units):
             unit = Unit(unit_mask(per_unit[k], total), pixels, ds, args.denominator)
             search = Search(unit, pixels.lab, ds.primary)
             if args.exhaustive:

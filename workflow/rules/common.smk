@@ -240,6 +240,19 @@ def tally_depth_args():
     return [] if depth is None else ["--tally-depth", depth]
 
 
+# Compositional labels ([formulas]): nd-formulas' arguments, the denominator the score's.
+FORMULAS = PIPELINE["formulas"]
+
+
+def formulas_args():
+    f = FORMULAS
+    args = ["--max-length", f["max_length"], "--beam", f["beam"], "--ops", ",".join(f["ops"]),
+            "--min-images", f["min_images"], "--denominator", PIPELINE["score"]["denominator"]]
+    if f["categories"]:
+        args += ["--only-categories", ",".join(f["categories"])]
+    return args
+
+
 def stage(binary, args, log, threads=None):
     """Runs a stage binary with an argument list (no shell, so no quoting of paths), its
     stdout and stderr in the job's log; on failure, the error names the log and repeats

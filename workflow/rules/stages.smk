@@ -290,6 +290,37 @@ if IMAGE_SHARDS > 1:
             )
 
 
+if FORMULAS:
+
+    # Each unit's best formula of concepts, from every image shard's masks at once. After
+    # the report, whose copy in the results replaces the model's folder there.
+    rule formulas:
+        input:
+            masks=lambda wc: expand(
+                "records/{model}/segment/{shard}.json", model=wc.model, shard=SHARDS
+            ),
+            dataset=DATASET_INPUT,
+            report="records/{model}/report.json",
+        output:
+            record="records/{model}/formulas.json",
+        params:
+            dataset=dataset_arg,
+            categories=category_args(),
+            args=formulas_args(),
+            out=lambda wc: ["--out", os.path.join(RESULTS, wc.model)] if RESULTS else [],
+        threads: THREADS
+        log:
+            "logs/{model}/formulas.log",
+        run:
+            stage(
+                "nd-formulas",
+                ["--masks", *input.masks, "--dataset", params.dataset, *params.categories,
+                 *params.args, *params.out, "--record", output.record],
+                log[0],
+                threads,
+            )
+
+
 rule report:
     input:
         scores="records/{model}/score.json",

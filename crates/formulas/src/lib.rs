@@ -108,6 +108,8 @@ pub struct Config {
     /// Concepts present in fewer images are left out of formulas (0: none is).
     pub min_images: u64,
     pub denominator: Denominator,
+    /// Only these layers of the masks (`None`: every layer).
+    pub layers: Option<Vec<String>>,
 }
 
 impl Default for Config {
@@ -119,6 +121,7 @@ impl Default for Config {
             categories: None,
             min_images: 0,
             denominator: Denominator::Lite,
+            layers: None,
         }
     }
 }
@@ -206,29 +209,84 @@ fn allowed_categories(dataset: &nd_broden::Dataset, config: &Config) -> Result<V
     }
 }
 
-/// The store spec: the masks, the search settings, the loaded categories, and the content
-/// of the label maps and tables of the rows searched.
-pub fn spec(
-    store: &nd_store::Store,
+/// The segment artifacts in row order (image shards of one dissection, or one), checked:
+/// contiguous rows inside the dataset, the same layers.
+fn shards<'a>(
     dataset: &nd_broden::Dataset,
-    masks: &nd_store::Artifact,
-    config: &Config,
-) -> Result<nd_store::Spec> {
-    config.validate()?;
-    masks.expect_stage("segment")?;
-    allowed_categories(dataset, config)?;
-    let rows = masks.rows()?;
-    if rows.end > dataset.len() {
+    masks: &'a [nd_store::Artifact],
+) -> Result<Vec<(std::ops::Range<usize>, &'a nd_store::Artifact)>> {
+    if masks.is_empty() {
+        return Err(Error::Input("no segment artifact given".into()));
+    }
+    for m in masks {
+        m.expect_stage("segment")?;
+    }
+    let ordered = nd_store::in_row_order(masks)?;
+    let end = ordered.last().map_or(0, |(r, _)| r.end);
+    if end > dataset.len() {
         return Err(Error::Input(format!(
-            "the masks cover rows {}..{} but the dataset has {} rows: is it the same dataset?",
-            rows.start,
-            rows.end,
+            "the masks cover rows up to {end} but the dataset has {} rows: is it the same dataset?",
             dataset.len()
         )));
     }
+    let layers = masks_layers(ordered[0].1)?;
+    for (_, m) in &ordered[1..] {
+        if masks_layers(m)? != layers {
+            return Err(Error::Input(format!(
+                "{} and {} have different layers: shards of one dissection have the same",
+                ordered[0].1.dir.display(),
+                m.dir.display()
+            )));
+        }
+    }
+    Ok(ordered)
+}
+
+/// The masks' layers the search covers, with their units.
+fn chosen_layers(masks: &nd_store::Artifact, config: &Config) -> Result<Vec<(String, usize)>> {
+    let all = masks_layers(masks)?;
+    let Some(wanted) = &config.layers else {
+        return Ok(all);
+    };
+    if wanted.is_empty() {
+        return Err(Error::Config(
+            "layers: give at least one (or leave it out for all)".into(),
+        ));
+    }
+    for name in wanted {
+        if !all.iter().any(|(n, _)| n == name) {
+            return Err(Error::Config(format!(
+                "layers: `{name}` is not a layer of the masks ({})",
+                all.iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    Ok(all
+        .into_iter()
+        .filter(|(n, _)| wanted.contains(n))
+        .collect())
+}
+
+/// The store spec: the masks (one segment artifact, or the image shards of one
+/// dissection), the search settings, the loaded categories, and the content of the label
+/// maps and tables of the rows searched.
+pub fn spec(
+    store: &nd_store::Store,
+    dataset: &nd_broden::Dataset,
+    masks: &[nd_store::Artifact],
+    config: &Config,
+) -> Result<nd_store::Spec> {
+    config.validate()?;
+    allowed_categories(dataset, config)?;
+    let ordered = shards(dataset, masks)?;
     let mut files: Vec<String> = dataset.metadata_files().to_vec();
-    for row in rows {
-        files.extend(dataset.label_map_files(row));
+    for (rows, _) in &ordered {
+        for row in rows.clone() {
+            files.extend(dataset.label_map_files(row));
+        }
     }
     let digest = store.digest_files(dataset.root(), &files)?;
     let loaded: Vec<&str> = dataset
@@ -244,43 +302,65 @@ pub fn spec(
         "min_images": config.min_images,
         "denominator": config.denominator,
         "loaded": loaded,
+        "layers": config.layers,
     });
-    Ok(nd_store::Spec::new(STAGE, SCHEMA, params)
-        .input("masks", masks.key())
-        .digest("labels", digest))
+    chosen_layers(ordered[0].1, config)?;
+    let mut spec = nd_store::Spec::new(STAGE, SCHEMA, params).digest("labels", digest);
+    if let [(_, one)] = ordered.as_slice() {
+        spec = spec.input("masks", one.key());
+    } else {
+        for (i, (_, shard)) in ordered.iter().enumerate() {
+            spec = spec.input(&format!("masks.{i:04}"), shard.key());
+        }
+    }
+    Ok(spec)
 }
 
 /// The search's result for every layer, best formulas by length.
 pub struct Found {
     pub layers: Vec<(String, Vec<search::UnitFormulas>)>,
+    /// What it took: images counted, concepts allowed, and the seconds of the pass over
+    /// the dataset and of the search.
+    pub images: usize,
+    pub concepts: usize,
+    pub count_seconds: f64,
+    pub search_seconds: f64,
 }
 
 /// Counts the dataset and searches every unit (no store).
 pub fn find(
     dataset: &nd_broden::Dataset,
-    masks: &nd_store::Artifact,
+    masks: &[nd_store::Artifact],
     config: &Config,
 ) -> Result<Found> {
     config.validate()?;
-    let rows = masks.rows()?;
-    let layers = masks_layers(masks)?;
-    let group = MaskGroup::open(&masks.dir.join(MASKS_DIR))?;
-    let readers: Vec<MaskReader> = layers
-        .iter()
-        .map(|(n, _)| group.open_layer(n))
-        .collect::<nd_arrays::Result<_>>()?;
-    for (reader, (name, _)) in readers.iter().zip(&layers) {
-        if reader.images() != rows.len() as u64 {
-            return Err(Error::Input(format!(
-                "{}: layer `{name}` has masks of {} images, the artifact covers {} rows",
-                masks.dir.display(),
-                reader.images(),
-                rows.len()
-            )));
-        }
-    }
+    let ordered = shards(dataset, masks)?;
+    let layers = chosen_layers(ordered[0].1, config)?;
     let labels = tally::Labels::new(dataset, config.denominator)?;
-    let counted = tally::tally(&labels, rows, &readers, &layers)?;
+    let started = std::time::Instant::now();
+    let images: usize = ordered.iter().map(|(r, _)| r.len()).sum();
+    let mut tallier = tally::Tallier::new(&labels, &layers);
+    for (rows, masks) in ordered {
+        let group = MaskGroup::open(&masks.dir.join(MASKS_DIR))?;
+        let readers: Vec<MaskReader> = layers
+            .iter()
+            .map(|(n, _)| group.open_layer(n))
+            .collect::<nd_arrays::Result<_>>()?;
+        for (reader, (name, _)) in readers.iter().zip(&layers) {
+            if reader.images() != rows.len() as u64 {
+                return Err(Error::Input(format!(
+                    "{}: layer `{name}` has masks of {} images, the artifact covers {} rows",
+                    masks.dir.display(),
+                    reader.images(),
+                    rows.len()
+                )));
+            }
+        }
+        tallier.add(rows, &readers)?;
+    }
+    let counted = tallier.finish();
+    let count_seconds = started.elapsed().as_secs_f64();
+    let started = std::time::Instant::now();
     let allowed = allowed_categories(dataset, config)?;
     let concepts: Vec<u32> = (1..dataset.n_labels() as u32)
         .filter(|&l| {
@@ -289,6 +369,7 @@ pub fn find(
                 && counted.images_with[l as usize] >= config.min_images
         })
         .collect();
+    let n_concepts = concepts.len();
     let search = search::Search {
         max_length: config.max_length,
         beam: config.beam,
@@ -304,7 +385,13 @@ pub fn find(
             search::layer_formulas(&shared, &layer.units, &search),
         ));
     }
-    Ok(Found { layers: out })
+    Ok(Found {
+        layers: out,
+        images,
+        concepts: n_concepts,
+        count_seconds,
+        search_seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// The table's rows: a row per layer, unit and length.
@@ -366,7 +453,7 @@ pub use nd_store::Outcome;
 pub fn run(
     store: &nd_store::Store,
     dataset: &nd_broden::Dataset,
-    masks: &nd_store::Artifact,
+    masks: &[nd_store::Artifact],
     config: &Config,
 ) -> Result<Outcome> {
     let spec = spec(store, dataset, masks, config)?;
@@ -377,6 +464,11 @@ pub fn run(
         });
     }
     let found = find(dataset, masks, config)?;
+    let units: usize = found.layers.iter().map(|(_, u)| u.len()).sum();
+    eprintln!(
+        "formulas: counted {} images in {:.2} s; searched {units} units over {} concepts in {:.2} s",
+        found.images, found.count_seconds, found.concepts, found.search_seconds
+    );
     let rows = rows(dataset, &found);
     let pending = store.begin(&spec)?;
     table::write_rows(
@@ -384,10 +476,11 @@ pub fn run(
         &rows,
         &pending.table_metadata(),
     )?;
-    let range = masks.rows()?;
+    let ordered = shards(dataset, masks)?;
+    let (start, end) = (ordered[0].0.start, ordered[ordered.len() - 1].0.end);
     let outputs = json!({
         "formulas": table::FILE,
-        "rows": [range.start, range.end],
+        "rows": [start, end],
         "layers": found.layers.iter().map(|(name, units)| json!({
             "name": name,
             "units": units.len(),
@@ -398,4 +491,84 @@ pub fn run(
         artifact,
         computed: true,
     })
+}
+
+/// What formulas add in one layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerSummary {
+    pub layer: String,
+    pub units: usize,
+    /// Units whose best formula's IoU beats their best single concept's by at least the
+    /// gain.
+    pub better: usize,
+    /// Mean over units of the best single concept's IoU, and of the best formula's.
+    pub mean_concept: f64,
+    pub mean_formula: f64,
+}
+
+/// Per layer, in table order: how many units a formula explains better than one concept,
+/// by at least `gain` in IoU.
+pub fn summarise(rows: &[table::Row], gain: f64) -> Vec<LayerSummary> {
+    let mut out: Vec<LayerSummary> = Vec::new();
+    // Rows come per layer, then unit, then length.
+    let mut i = 0;
+    while i < rows.len() {
+        let (layer, unit) = (&rows[i].layer, rows[i].unit);
+        let mut j = i;
+        while j < rows.len() && rows[j].layer == *layer && rows[j].unit == unit {
+            j += 1;
+        }
+        let unit_rows = &rows[i..j];
+        let concept = unit_rows
+            .iter()
+            .find(|r| r.length == 1)
+            .map_or(0.0, |r| r.iou);
+        let best = unit_rows.iter().map(|r| r.iou).fold(0.0f64, f64::max);
+        if out.last().is_none_or(|s| s.layer != *layer) {
+            out.push(LayerSummary {
+                layer: layer.clone(),
+                units: 0,
+                better: 0,
+                mean_concept: 0.0,
+                mean_formula: 0.0,
+            });
+        }
+        let s = out.last_mut().expect("pushed");
+        s.units += 1;
+        s.better += usize::from(best > concept && best - concept >= gain);
+        s.mean_concept += concept;
+        s.mean_formula += best;
+        i = j;
+    }
+    for s in &mut out {
+        s.mean_concept /= s.units.max(1) as f64;
+        s.mean_formula /= s.units.max(1) as f64;
+    }
+    out
+}
+
+/// The summary as `netdissect run` prints it.
+pub fn format_summary(name: &str, config: &Config, gain: f64, layers: &[LayerSummary]) -> String {
+    let mut out = format!(
+        "formulas of {name} (length ≤ {}, beam {}): units whose best formula beats their best \
+         single concept by ≥ {gain} IoU\n",
+        config.max_length, config.beam
+    );
+    let width = layers
+        .iter()
+        .map(|s| s.layer.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    out.push_str(&format!(
+        "{:<width$}  units  better  mean IoU: concept  formula\n",
+        "layer"
+    ));
+    for s in layers {
+        out.push_str(&format!(
+            "{:<width$}  {:>5}  {:>6}  {:>17.3}  {:>7.3}\n",
+            s.layer, s.units, s.better, s.mean_concept, s.mean_formula
+        ));
+    }
+    out
 }

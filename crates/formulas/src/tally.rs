@@ -289,109 +289,131 @@ fn compact<K: Ord + Copy>(entries: &mut Vec<(K, u64)>) {
     *entries = out;
 }
 
-/// Counts every image of `rows` (the masks' images `0..rows.len()`).
-pub fn tally(
-    labels: &Labels,
-    rows: Range<usize>,
-    readers: &[MaskReader],
-    layers: &[(String, usize)],
-) -> Result<Tally> {
-    let names: Vec<String> = layers.iter().map(|(n, _)| n.clone()).collect();
-    let mut tally = Tally {
-        sets: Vec::new(),
-        set_pixels: Vec::new(),
-        images_with: vec![0; labels.dataset.n_labels()],
-        single_truth: vec![0; labels.dataset.n_labels()],
-        layers: layers
-            .iter()
-            .map(|(name, units)| LayerTally {
-                name: name.clone(),
-                units: vec![UnitTally::default(); *units],
-            })
-            .collect(),
-    };
-    // A unit's set entries are compacted when they double, so they stay within twice the
-    // distinct sets it touches.
-    let mut compacted: Vec<Vec<usize>> = layers.iter().map(|(_, u)| vec![64; *u]).collect();
-    let mut interned: HashMap<Box<[u32]>, u32> = HashMap::new();
-    let n = rows.len() as u64;
-    for start in (0..n).step_by(BLOCK) {
-        let images = start..(start + BLOCK as u64).min(n);
-        let blocks: Vec<MaskBlock> = readers
-            .iter()
-            .map(|r| r.read_block(images.clone()))
-            .collect::<nd_arrays::Result<_>>()?;
-        let counted: Vec<Result<ImageTally>> = (0..images.end - images.start)
-            .into_par_iter()
-            .map(|i| {
-                let masks: Vec<_> = blocks.iter().map(|b| b.image(i as usize)).collect();
-                image_tally(labels, rows.start + (start + i) as usize, &masks, &names)
-            })
-            .collect();
-        for image in counted {
-            let image = image?;
-            let mut global = Vec::with_capacity(image.sets.len());
-            let mut seen: Vec<u32> = Vec::new();
-            for (set, pixels) in image.sets {
-                seen.extend(&set);
-                let next = tally.sets.len() as u32;
-                let id = *interned
-                    .entry(set.clone().into_boxed_slice())
-                    .or_insert_with(|| {
-                        tally.sets.push(set.into_boxed_slice());
-                        tally.set_pixels.push(0);
-                        next
-                    });
-                tally.set_pixels[id as usize] += pixels;
-                global.push(id);
-            }
-            seen.sort_unstable();
-            seen.dedup();
-            for l in seen {
-                tally.images_with[l as usize] += 1;
-            }
-            for (l, n) in image.single {
-                tally.single_truth[l as usize] += n;
-            }
-            for ((layer, units), limits) in tally
-                .layers
-                .iter_mut()
-                .zip(image.layers)
-                .zip(&mut compacted)
-            {
-                for UnitImage {
-                    unit,
-                    sets,
-                    single,
-                    present,
-                } in units
+/// Counts images shard after shard into one [`Tally`].
+pub struct Tallier<'a> {
+    labels: &'a Labels<'a>,
+    names: Vec<String>,
+    tally: Tally,
+    /// A unit's entries are compacted when they pass its limit, then the limit doubles, so
+    /// they stay within about twice the distinct sets and labels it touches.
+    limits: Vec<Vec<usize>>,
+    interned: HashMap<Box<[u32]>, u32>,
+}
+
+impl<'a> Tallier<'a> {
+    pub fn new(labels: &'a Labels<'a>, layers: &[(String, usize)]) -> Tallier<'a> {
+        let n_labels = labels.dataset.n_labels();
+        Tallier {
+            labels,
+            names: layers.iter().map(|(n, _)| n.clone()).collect(),
+            tally: Tally {
+                sets: Vec::new(),
+                set_pixels: Vec::new(),
+                images_with: vec![0; n_labels],
+                single_truth: vec![0; n_labels],
+                layers: layers
+                    .iter()
+                    .map(|(name, units)| LayerTally {
+                        name: name.clone(),
+                        units: vec![UnitTally::default(); *units],
+                    })
+                    .collect(),
+            },
+            limits: layers.iter().map(|(_, u)| vec![64; *u]).collect(),
+            interned: HashMap::new(),
+        }
+    }
+
+    /// Counts the dataset's `rows`, whose masks are the readers' images `0..rows.len()`
+    /// (one reader per layer, in the layers' order).
+    pub fn add(&mut self, rows: Range<usize>, readers: &[MaskReader]) -> Result<()> {
+        let (labels, names) = (self.labels, &self.names);
+        let tally = &mut self.tally;
+        let interned = &mut self.interned;
+        let limits = &mut self.limits;
+        let n = rows.len() as u64;
+        for start in (0..n).step_by(BLOCK) {
+            let images = start..(start + BLOCK as u64).min(n);
+            let blocks: Vec<MaskBlock> = readers
+                .iter()
+                .map(|r| r.read_block(images.clone()))
+                .collect::<nd_arrays::Result<_>>()?;
+            let counted: Vec<Result<ImageTally>> = (0..images.end - images.start)
+                .into_par_iter()
+                .map(|i| {
+                    let masks: Vec<_> = blocks.iter().map(|b| b.image(i as usize)).collect();
+                    image_tally(labels, rows.start + (start + i) as usize, &masks, names)
+                })
+                .collect();
+            for image in counted {
+                let image = image?;
+                let mut global = Vec::with_capacity(image.sets.len());
+                let mut seen: Vec<u32> = Vec::new();
+                for (set, pixels) in image.sets {
+                    seen.extend(&set);
+                    let next = tally.sets.len() as u32;
+                    let id = *interned
+                        .entry(set.clone().into_boxed_slice())
+                        .or_insert_with(|| {
+                            tally.sets.push(set.into_boxed_slice());
+                            tally.set_pixels.push(0);
+                            next
+                        });
+                    tally.set_pixels[id as usize] += pixels;
+                    global.push(id);
+                }
+                seen.sort_unstable();
+                seen.dedup();
+                for l in seen {
+                    tally.images_with[l as usize] += 1;
+                }
+                for (l, n) in image.single {
+                    tally.single_truth[l as usize] += n;
+                }
+                for ((layer, units), limits) in tally
+                    .layers
+                    .iter_mut()
+                    .zip(image.layers)
+                    .zip(limits.iter_mut())
                 {
-                    let u = &mut layer.units[unit as usize];
-                    let size: u64 = sets.iter().map(|&(_, n)| n).sum();
-                    u.pixels += size;
-                    u.sets
-                        .extend(sets.iter().map(|&(s, n)| (global[s as usize], n)));
-                    u.single.extend(single);
-                    match u.presence.iter_mut().find(|(bits, _)| *bits == present) {
-                        Some(entry) => entry.1 += size,
-                        None => u.presence.push((present, size)),
-                    }
-                    let limit = &mut limits[unit as usize];
-                    if u.sets.len() + u.single.len() > *limit {
-                        compact(&mut u.sets);
-                        compact(&mut u.single);
-                        *limit = (2 * (u.sets.len() + u.single.len())).max(64);
+                    for UnitImage {
+                        unit,
+                        sets,
+                        single,
+                        present,
+                    } in units
+                    {
+                        let u = &mut layer.units[unit as usize];
+                        let size: u64 = sets.iter().map(|&(_, n)| n).sum();
+                        u.pixels += size;
+                        u.sets
+                            .extend(sets.iter().map(|&(s, n)| (global[s as usize], n)));
+                        u.single.extend(single);
+                        match u.presence.iter_mut().find(|(bits, _)| *bits == present) {
+                            Some(entry) => entry.1 += size,
+                            None => u.presence.push((present, size)),
+                        }
+                        let limit = &mut limits[unit as usize];
+                        if u.sets.len() + u.single.len() > *limit {
+                            compact(&mut u.sets);
+                            compact(&mut u.single);
+                            *limit = (2 * (u.sets.len() + u.single.len())).max(64);
+                        }
                     }
                 }
             }
         }
+        Ok(())
     }
-    for layer in &mut tally.layers {
-        for unit in &mut layer.units {
-            compact(&mut unit.sets);
-            compact(&mut unit.single);
-            compact(&mut unit.presence);
+
+    pub fn finish(mut self) -> Tally {
+        for layer in &mut self.tally.layers {
+            for unit in &mut layer.units {
+                compact(&mut unit.sets);
+                compact(&mut unit.single);
+                compact(&mut unit.presence);
+            }
         }
+        self.tally
     }
-    Ok(tally)
 }
