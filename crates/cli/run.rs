@@ -752,6 +752,7 @@ fn dissect(
         scores: &scores,
         report: &report,
         explain: explained.as_ref(),
+        formulas: formulas.as_ref(),
     };
     explain(
         options,

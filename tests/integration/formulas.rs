@@ -277,14 +277,18 @@ fn bad_settings_are_named() {
 
 /// A small dissection of the demo model's first two layers (96 units) on a synthetic
 /// dataset; returns (cache, dataset dir, segment artifact dir, score artifact dir).
-fn dissected(
-    dir: &Path,
-) -> (
+type Dissection = (
     std::path::PathBuf,
     std::path::PathBuf,
     std::path::PathBuf,
     std::path::PathBuf,
-) {
+);
+
+fn dissected(dir: &Path) -> Dissection {
+    dissected_with(dir, "[html]\npages = false\n")
+}
+
+fn dissected_with(dir: &Path, extra: &str) -> Dissection {
     let demo = crate::common::repo().join("models/demo/demo-trained.pt");
     let pipeline = dir.join("pipeline.toml");
     std::fs::write(
@@ -306,8 +310,7 @@ preprocess = "torchvision"
 [quantile]
 top = 0.02
 
-[html]
-pages = false
+{extra}
 
 [output]
 dir = "results"
@@ -564,4 +567,95 @@ fn pipeline_mistakes_name_their_line() {
         assert!(run.stderr.contains(want), "{line}: {}", run.stderr);
         assert!(!dir.path().join("cache").exists(), "{line}");
     }
+}
+
+/// With `[formulas]` and pages, `netdissect run` prints the per-layer summary, copies the
+/// table, and the pages show each unit's best formula: on its card, in a table on its page,
+/// and drawn beside its mask on the top images.
+#[test]
+fn pipelines_print_and_pages_show_the_formulas() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    dissected_with(
+        d,
+        "[formulas]\nmax_length = 2\nbeam = 5\n\n[html]\npages = true\ntop_images = 3\n",
+    );
+    let run = crate::common::netdissect(&d.join("pipeline.toml"), &[]);
+    assert!(run.ok, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("formulas of demo (length ≤ 2, beam 5): units whose best formula beats their best single concept by ≥ 0.01 IoU"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("layer  units  better  mean IoU: concept  formula\nconv1     32"),
+        "{}",
+        run.stdout
+    );
+    let rows = nd_tables::formulas::read_rows(&d.join("results/demo/formulas.parquet")).unwrap();
+    assert_eq!(rows.len(), 96 * 2);
+    // A unit whose best formula is two concepts long: its card and page show it.
+    let row = rows
+        .iter()
+        .find(|r| r.best && r.length == 2 && r.layer == "conv2")
+        .expect("some conv2 unit is best explained by a formula");
+    let text = row.formula.as_ref().unwrap().text.replace('&', "&amp;");
+    let html = d.join("results/demo/html");
+    let files: Vec<std::path::PathBuf> = walk(&html);
+    let layer_page = files
+        .iter()
+        .find(|p| {
+            p.extension().is_some_and(|e| e == "html")
+                && p.parent() == Some(html.as_path())
+                && std::fs::read_to_string(p)
+                    .unwrap()
+                    .contains("<section id=\"cards\"")
+                && p.to_string_lossy().contains("conv2")
+        })
+        .unwrap();
+    let layer_page = std::fs::read_to_string(layer_page).unwrap();
+    let card = layer_page
+        .split("<article")
+        .find(|c| c.contains(&format!("data-unit=\"{}\"", row.unit)))
+        .unwrap();
+    assert!(
+        card.contains("class=\"formula\"") && card.contains(&text),
+        "{card}"
+    );
+    let unit_page = files
+        .iter()
+        .find(|p| {
+            p.to_string_lossy().contains("conv2")
+                && p.file_name().unwrap().to_string_lossy() == format!("unit-{:04}.html", row.unit)
+        })
+        .unwrap();
+    let page = std::fs::read_to_string(unit_page).unwrap();
+    assert!(
+        page.contains("<h2>Formulas</h2>") && page.contains(&text),
+        "{page}"
+    );
+    assert!(page.contains(&format!(
+        "right: where its best formula, <b>{text}</b>, holds"
+    )));
+    // Three panels per top image: the unit's mask, the label, the formula.
+    let figure = page.split("<figure class=\"pair\">").nth(1).unwrap();
+    assert_eq!(figure.matches("class=\"panel\"").count(), 3, "{figure}");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
 }

@@ -45,6 +45,9 @@ pub(crate) struct UnitDrawn {
     pub shown: Vec<Shown>,
     pub strip_width: u32,
     pub overlays: Vec<(String, String)>,
+    /// With formulas: per image, the overlay of the unit's best formula and its pixels
+    /// (empty when the unit has no formula longer than one concept).
+    pub formula: Vec<(String, u64)>,
 }
 
 /// What was drawn for a layer: `<stem>/units.json` in the images artifact.
@@ -64,11 +67,17 @@ impl Drawn {
                     .shown
                     .iter()
                     .zip(&u.overlays)
-                    .map(|(s, (mask, concept))| {
-                        json!({
+                    .enumerate()
+                    .map(|(i, (s, (mask, concept)))| {
+                        let mut entry = json!({
                             "row": s.row, "max": s.max, "mask": s.mask, "concept": s.concept,
                             "both": s.both, "mask_png": mask, "concept_png": concept,
-                        })
+                        });
+                        if let Some((png, pixels)) = u.formula.get(i) {
+                            entry["formula_png"] = json!(png);
+                            entry["formula"] = json!(pixels);
+                        }
+                        entry
                     })
                     .collect();
                 json!({ "strip_width": u.strip_width, "shown": shown })
@@ -84,7 +93,12 @@ impl Drawn {
             .map(|u| {
                 let mut shown = Vec::new();
                 let mut overlays = Vec::new();
+                let mut formula = Vec::new();
                 for s in u["shown"].as_array()? {
+                    if let (Some(png), Some(n)) = (s["formula_png"].as_str(), s["formula"].as_u64())
+                    {
+                        formula.push((png.to_owned(), n));
+                    }
                     shown.push(Shown {
                         row: s["row"].as_u64()? as usize,
                         max: s["max"].as_f64()? as f32,
@@ -101,6 +115,7 @@ impl Drawn {
                     shown,
                     strip_width: u["strip_width"].as_u64()? as u32,
                     overlays,
+                    formula,
                 })
             })
             .collect::<Option<Vec<_>>>()?;
@@ -259,6 +274,8 @@ fn draw_unit(
     let unit = &layer.units[u];
     let mut shown = Vec::new();
     let mut overlays = Vec::new();
+    let mut formula_overlays = Vec::new();
+    let formula = crate::formulas::best_formula(ctx.formulas.of(&layer.name, unit.unit));
     let mut thumbs = Vec::new();
     for &(row, max) in &layer.top[u] {
         let d = &decoded[&row];
@@ -309,6 +326,11 @@ fn draw_unit(
             base64(&what(&mask, UNIT_COLOUR)?),
             base64(&what(&concept, CONCEPT_COLOUR)?),
         ));
+        if let Some(f) = formula {
+            let m = crate::formulas::mask(f, &d.labels);
+            let pixels = m.iter().filter(|x| **x).count() as u64;
+            formula_overlays.push((base64(&what(&m, CONCEPT_COLOUR)?), pixels));
+        }
     }
     let width = thumbs
         .iter()
@@ -329,6 +351,7 @@ fn draw_unit(
         shown,
         strip_width: width,
         overlays,
+        formula: formula_overlays,
     })
 }
 
@@ -585,11 +608,20 @@ mod tests {
                 }],
                 strip_width: 86,
                 overlays: vec![("AAA=".into(), "BBB=".into())],
+                formula: vec![],
             }],
         };
         let text = drawn.to_json().to_string();
         let back = Drawn::from_json(&serde_json::from_str(&text).unwrap()).unwrap();
         assert_eq!(back, drawn);
+        // With a formula's overlay too.
+        let mut with = drawn.clone();
+        with.units[0].formula = vec![("CCC=".into(), 5)];
+        let text = with.to_json().to_string();
+        assert_eq!(
+            Drawn::from_json(&serde_json::from_str(&text).unwrap()).unwrap(),
+            with
+        );
         assert!(Drawn::from_json(&json!({ "units": [{}] })).is_none());
     }
 

@@ -28,6 +28,7 @@
 mod draw;
 mod explain;
 mod explain_single;
+mod formulas;
 mod page;
 mod rotation;
 mod svg;
@@ -135,6 +136,9 @@ pub struct Inputs<'a> {
     /// The explanations of the model's predictions by a layer of this report (the explain
     /// stage's artifact), for the pages under `explain/`; `None`: no such pages.
     pub explain: Option<&'a nd_store::Artifact>,
+    /// The units' formulas of concepts (the formulas stage's artifact, of these masks), for
+    /// the cards and unit pages; `None`: none shown.
+    pub formulas: Option<&'a nd_store::Artifact>,
 }
 
 impl Inputs<'_> {
@@ -161,6 +165,18 @@ impl Inputs<'_> {
         }
         if self.shards.is_empty() {
             return Err(Error::Input("no image shard given".into()));
+        }
+        if let Some(formulas) = self.formulas {
+            formulas.expect_stage("formulas")?;
+            let of_masks =
+                |m: &nd_store::Artifact| formulas.manifest.inputs.values().any(|k| *k == m.key());
+            if !self.shards.iter().all(|s| of_masks(s.masks)) {
+                return Err(Error::Input(format!(
+                    "{} is not the formulas of these masks ({})",
+                    formulas.dir.display(),
+                    self.shards[0].masks.dir.display()
+                )));
+            }
         }
         for (i, shard) in self.shards.iter().enumerate() {
             shard.activations.expect_activations()?;
@@ -263,6 +279,7 @@ impl Chain {
             scores: &self.scores,
             report,
             explain: None,
+            formulas: None,
         }
     }
 }
@@ -289,6 +306,12 @@ pub fn images_spec(inputs: &Inputs, config: &Config) -> Result<nd_store::Spec> {
         format!("report schema {}", inputs.report.manifest.schema),
     )
     .digest("drawings", sources_digest(&DRAWING_SOURCES));
+    // The formulas' masks are drawn beside the unit's.
+    if let Some(formulas) = inputs.formulas {
+        spec = spec
+            .input("formulas", formulas.key())
+            .digest("formula_drawings", sources_digest(&formulas::SOURCES));
+    }
     // One shard keeps the roles it had before sharding existed (and so its keys).
     for (i, shard) in inputs.shards.iter().enumerate() {
         let suffix = if inputs.shards.len() == 1 {
@@ -316,6 +339,11 @@ pub fn spec(inputs: &Inputs, config: &Config) -> Result<nd_store::Spec> {
         spec = spec
             .input("explain", explain.key())
             .digest("explain_pages", sources_digest(&explain::SOURCES));
+    }
+    if let Some(formulas) = inputs.formulas {
+        spec = spec
+            .input("formulas", formulas.key())
+            .digest("formula_pages", sources_digest(&formulas::SOURCES));
     }
     Ok(spec)
 }
@@ -435,6 +463,8 @@ pub(crate) struct Context<'a> {
     pub config: &'a Config,
     /// Advanced by one per unit drawn and per unit page written.
     pub progress: indicatif::ProgressBar,
+    /// The units' formulas, when given (empty otherwise).
+    pub formulas: formulas::Formulas,
 }
 
 impl<'a> Context<'a> {
@@ -445,15 +475,19 @@ impl<'a> Context<'a> {
         iou_threshold: f64,
         config: &'a Config,
         progress: indicatif::ProgressBar,
-    ) -> Context<'a> {
-        Context {
+    ) -> Result<Context<'a>> {
+        Ok(Context {
             dir,
             dataset: inputs.dataset,
             categories,
             iou_threshold,
             config,
             progress,
-        }
+            formulas: match inputs.formulas {
+                Some(artifact) => formulas::Formulas::read(artifact)?,
+                None => formulas::Formulas::default(),
+            },
+        })
     }
 }
 
@@ -754,7 +788,7 @@ fn write_images(
         report.iou_threshold,
         config,
         progress.clone(),
-    );
+    )?;
     for layer in &mut report.layers {
         // The shards' spatial maxima, image after image, are those of all the rows.
         let mut maxima = Vec::new();
@@ -804,7 +838,7 @@ fn write_pages(
         report.iou_threshold,
         config,
         progress.clone(),
-    );
+    )?;
     let mut outputs = Vec::new();
     for layer in &report.layers {
         let path = images.dir.join(&layer.stem).join(DRAWN_FILE);

@@ -42,6 +42,10 @@ struct Args {
     /// `explain/` (`--explain` says why the stage computes).
     #[arg(long, value_name = "DIR")]
     explanations: Option<PathBuf>,
+    /// The units' formulas of concepts (a formulas artifact of the same masks, or a record
+    /// of one): shown on the cards and unit pages.
+    #[arg(long, value_name = "DIR")]
+    formulas: Option<PathBuf>,
     /// Copy the pages to this directory (replacing an earlier copy there).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -200,8 +204,18 @@ fn run() -> anyhow::Result<()> {
             Ok::<_, anyhow::Error>(artifact)
         })
         .transpose()?;
+    let formulas = args
+        .formulas
+        .as_deref()
+        .map(|path| {
+            let artifact = nd_store::locate(path, Some(store.root()))?;
+            artifact.expect_stage("formulas")?;
+            Ok::<_, anyhow::Error>(artifact)
+        })
+        .transpose()?;
     let mut inputs = chain.inputs(&dataset, &report);
     inputs.explain = explanations.as_ref();
+    inputs.formulas = formulas.as_ref();
     if args.explain {
         eprintln!("{}", store.explain(&nd_html::spec(&inputs, &config)?)?);
     }

@@ -333,6 +333,8 @@ pub(crate) fn write_layer(ctx: &Context, layer: &Layer, drawn: &Drawn) -> Result
         for n in &unit.next {
             let _ = write!(search, " {} {}", n.name, n.category);
         }
+        let formulas = ctx.formulas.of(&layer.name, unit.unit);
+        search.push_str(&crate::formulas::search_text(formulas));
         let _ = write!(
             out,
             r#"<article class="card{det}" id="unit-{n}" data-unit="{n}" data-iou="{iou}" data-label="{l}" data-category="{c}" data-search="{search}" style="--c:{colour}">
@@ -354,6 +356,7 @@ pub(crate) fn write_layer(ctx: &Context, layer: &Layer, drawn: &Drawn) -> Result
         if !unit.next.is_empty() {
             let _ = writeln!(out, "<p class=\"next\">next: {}</p>", labels(&unit.next));
         }
+        out.push_str(&crate::formulas::card(formulas));
         let _ = write!(
             out,
             r#"<a class="strip" href="{page}"><img src="{src}" width="{w}" height="{h}" loading="lazy" alt="top {k} images of unit {n}"></a>
@@ -461,17 +464,44 @@ pub(crate) fn write_unit(ctx: &Context, layer: &Layer, u: usize, drawn: &UnitDra
     if !unit.next.is_empty() {
         let _ = writeln!(out, "<p>Next-best labels: {}</p>", labels(&unit.next));
     }
+    out.push_str(&crate::formulas::section(
+        ctx.formulas.of(&layer.name, unit.unit),
+    ));
     let concept = unit
         .top
         .as_ref()
         .map_or("the label".to_owned(), |t| t.name.clone());
+    let formula_text = crate::formulas::best_formula(ctx.formulas.of(&layer.name, unit.unit))
+        .map(|f| f.text.clone());
     let _ = write!(
         out,
-        "<h2>Top images</h2>\n<p>By the unit's highest activation in the image. Left: the unit's mask (above its threshold, as scored); right: where the label map names <b>{}</b>.</p>\n<div class=\"pairs\">\n",
-        escape(&concept)
+        "<h2>Top images</h2>\n<p>By the unit's highest activation in the image. Left: the unit's mask (above its threshold, as scored); {}: where the label map names <b>{}</b>{}.</p>\n<div class=\"pairs\">\n",
+        if formula_text.is_some() {
+            "middle"
+        } else {
+            "right"
+        },
+        escape(&concept),
+        formula_text.as_ref().map_or(String::new(), |t| format!(
+            "; right: where its best formula, <b>{}</b>, holds",
+            escape(t)
+        ))
     );
     for (rank, (shown, (mask, concept_png))) in drawn.shown.iter().zip(&drawn.overlays).enumerate()
     {
+        // With a formula: its mask beside the unit's and the label's.
+        let (formula_panel, formula_caption) = match (&formula_text, drawn.formula.get(rank)) {
+            (Some(text), Some((png, pixels))) => (
+                format!(
+                    r#"<div class="panel"><img src="{image}" alt=""><img class="over" src="{src}" alt="{t}"></div>"#,
+                    image = escape(&format!("../{}", draw::image_file(shown.row))),
+                    src = png_uri(png),
+                    t = escape(text)
+                ),
+                format!(" · {} {pixels} px", escape(text)),
+            ),
+            _ => (String::new(), String::new()),
+        };
         let image = format!("../{}", draw::image_file(shown.row));
         let file = dataset.image(shown.row);
         let union = shown.mask + shown.concept - shown.both;
@@ -482,8 +512,8 @@ pub(crate) fn write_unit(ctx: &Context, layer: &Layer, u: usize, drawn: &UnitDra
         };
         let _ = write!(
             out,
-            r#"<figure class="pair"><div class="panels"><div class="panel"><img src="{image}" alt=""><img class="over" src="{mask}" alt="mask of unit {n}"></div><div class="panel"><img src="{image}" alt=""><img class="over" src="{concept_file}" alt="{c}"></div></div>
-<figcaption>#{r} · <code>{file}</code> · max activation {max:.4} · mask {m} px · {c} {cp} px · IoU in this image {here:.3}</figcaption></figure>
+            r#"<figure class="pair"><div class="panels"><div class="panel"><img src="{image}" alt=""><img class="over" src="{mask}" alt="mask of unit {n}"></div><div class="panel"><img src="{image}" alt=""><img class="over" src="{concept_file}" alt="{c}"></div>{formula_panel}</div>
+<figcaption>#{r} · <code>{file}</code> · max activation {max:.4} · mask {m} px · {c} {cp} px · IoU in this image {here:.3}{formula_caption}</figcaption></figure>
 "#,
             image = escape(&image),
             mask = png_uri(mask),
