@@ -400,6 +400,8 @@ rule pages:
         dataset=DATASET_INPUT,
         # An explained model's pages include its explanations.
         explain=lambda wc: ["records/{model}/explain.json"] if wc.model in EXPLAINED else [],
+        # With [formulas], the units' formulas are on the pages.
+        formulas=lambda wc: ["records/{model}/formulas.json"] if FORMULAS else [],
     output:
         record="records/{model}/pages.json",
     params:
@@ -408,6 +410,7 @@ rule pages:
         thumbnail_height=PIPELINE["html"]["thumbnail_height"],
         title=lambda wc: wc.model,
         explanations=lambda wc, input: ["--explanations", input.explain[0]] if input.explain else [],
+        formulas=lambda wc, input: ["--formulas", input.formulas[0]] if input.formulas else [],
         out=lambda wc: (
             ["--out", os.path.join(RESULTS, wc.model, "html")] if RESULTS else []
         ),
@@ -418,7 +421,7 @@ rule pages:
         stage(
             "nd-html",
             ["--dataset", params.dataset, "--report", input.report, *params.explanations,
-             "--top-images", params.top_images,
+             *params.formulas, "--top-images", params.top_images,
              "--thumbnail-height", params.thumbnail_height, "--title", params.title,
              *params.out, "--record", output.record],
             log[0],
