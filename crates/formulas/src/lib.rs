@@ -377,9 +377,10 @@ pub fn find(
         concepts,
     };
     let mut out = Vec::new();
+    let shared = search::Shared::new(&counted, &labels);
     for layer in &counted.layers {
         // The formulas' truths are kept for the units of one layer at a time.
-        let shared = search::Shared::new(&counted, &labels);
+        shared.forget();
         out.push((
             layer.name.clone(),
             search::layer_formulas(&shared, &layer.units, &search),

@@ -102,6 +102,11 @@ impl<'a> Shared<'a> {
         }
     }
 
+    /// Drops the formulas' truths kept so far (between layers, to bound the memory).
+    pub fn forget(&self) {
+        self.memo.lock().expect("memo").clear();
+    }
+
     /// Pixels of the dataset with label `c`.
     pub fn concept_truth(&self, c: u32) -> u64 {
         self.truth[c as usize]
