@@ -223,7 +223,7 @@ pub fn run(path: &Path, options: &Options) -> anyhow::Result<RunResult> {
             .as_ref()
             .map(|dir| loaded.resolve(dir).join(&name));
         if let Some(to) = &out {
-            nd_report::export(&report, to)?;
+            nd_report::export(&report, formulas.as_ref(), to)?;
         }
         let html = match html {
             Some(pages) => {
@@ -255,15 +255,8 @@ pub fn run(path: &Path, options: &Options) -> anyhow::Result<RunResult> {
         };
         let formulas = match formulas {
             Some(artifact) => {
-                let copy = match &out {
-                    Some(to) => {
-                        let to = to.join(nd_tables::formulas::FILE);
-                        std::fs::copy(artifact.dir.join(nd_tables::formulas::FILE), &to)
-                            .with_context(|| format!("cannot write {}", to.display()))?;
-                        Some(to)
-                    }
-                    None => None,
-                };
+                // nd_report::export copied their table beside the report's.
+                let copy = out.as_ref().map(|to| to.join(nd_tables::formulas::FILE));
                 Some((artifact, copy))
             }
             None => None,
@@ -680,15 +673,16 @@ fn dissect(
     let started = Instant::now();
     let report = nd_report::Config {
         iou_threshold: *p.report.iou_threshold.get_ref(),
+        formula_gain: p.formulas.as_ref().map_or(0.01, |f| *f.gain.get_ref()),
     };
     explain(
         options,
         store,
         name,
         last.as_ref(),
-        nd_report::spec(&scores, &report).map_err(Into::into),
+        nd_report::spec(&scores, formulas.as_ref(), &report).map_err(Into::into),
     )?;
-    let outcome = nd_report::run(store, &scores, &report)?;
+    let outcome = nd_report::run(store, &scores, formulas.as_ref(), &report)?;
     log("report", name, &outcome.artifact, outcome.computed, started);
     let report = outcome.artifact;
     keys.extend(

@@ -563,8 +563,11 @@ fn bilinear_report(p: &Pipeline, denominator: Denominator) -> nd_store::Artifact
         .artifact;
     let config = nd_report::Config {
         iou_threshold: 0.45,
+        ..Default::default()
     };
-    nd_report::run(&p.store, &scores, &config).unwrap().artifact
+    nd_report::run(&p.store, &scores, None, &config)
+        .unwrap()
+        .artifact
 }
 
 #[test]

@@ -595,6 +595,50 @@ fn pipelines_print_and_pages_show_the_formulas() {
     );
     let rows = nd_tables::formulas::read_rows(&d.join("results/demo/formulas.parquet")).unwrap();
     assert_eq!(rows.len(), 96 * 2);
+
+    // The report's per-layer figures count the units whose best formula beats the report's
+    // own label (the score stage's best single concept) by the gain, 0.01.
+    let units = nd_tables::read(&d.join("results/demo/units.parquet")).unwrap();
+    let layers = nd_tables::strings(&units, "layer").unwrap();
+    let unit_numbers = nd_tables::values::<arrow::datatypes::UInt32Type>(&units, "unit").unwrap();
+    let label_iou = nd_tables::values::<arrow::datatypes::Float64Type>(&units, "iou").unwrap();
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(d.join("results/demo/summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["formula_gain"], 0.01);
+    let mut total = 0;
+    for layer in summary["layers"].as_array().unwrap() {
+        let name = layer["layer"].as_str().unwrap();
+        let better = (0..layers.len())
+            .filter(|&i| layers[i] == name)
+            .filter(|&i| {
+                let best = rows
+                    .iter()
+                    .filter(|r| r.layer == name && r.unit == unit_numbers[i])
+                    .map(|r| r.iou)
+                    .fold(0.0, f64::max);
+                best - label_iou[i] >= 0.01
+            })
+            .count();
+        assert_eq!(layer["formulas"]["better"], better, "{name}");
+        total += better;
+    }
+    assert!(total > 0, "some unit is better explained by a formula");
+    let table = nd_tables::read(&d.join("results/demo/layers.parquet")).unwrap();
+    assert_eq!(
+        nd_tables::values::<arrow::datatypes::UInt32Type>(&table, "formula_better")
+            .unwrap()
+            .iter()
+            .sum::<u32>() as usize,
+        total
+    );
+    assert!(
+        run.stdout
+            .contains("by formula: units whose best formula of concepts beats"),
+        "{}",
+        run.stdout
+    );
     // A unit whose best formula is two concepts long: its card and page show it.
     let row = rows
         .iter()
@@ -603,6 +647,11 @@ fn pipelines_print_and_pages_show_the_formulas() {
     let text = row.formula.as_ref().unwrap().text.replace('&', "&amp;");
     let html = d.join("results/demo/html");
     let files: Vec<std::path::PathBuf> = walk(&html);
+    let index = std::fs::read_to_string(html.join("index.html")).unwrap();
+    assert!(
+        index.contains("better by formula</th>"),
+        "the layer table counts the units a formula explains better"
+    );
     let layer_page = files
         .iter()
         .find(|p| {

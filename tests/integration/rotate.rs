@@ -194,7 +194,7 @@ fn a_random_rotation_lowers_the_unique_detectors_and_numpy_agrees() {
     );
 
     // The pages find the rotated activations from the report alone.
-    let report = nd_report::run(&s.store, &rotated_scores, &Default::default())
+    let report = nd_report::run(&s.store, &rotated_scores, None, &Default::default())
         .unwrap()
         .artifact;
     let chain = nd_html::Chain::find(&s.store, &report).unwrap();
@@ -356,7 +356,7 @@ fn the_stage_binaries_take_a_rotate_artifact() {
         &[os("--dataset"), data.as_os_str(), os("--masks"), os(&m)],
     )))
     .unwrap();
-    let report = nd_report::run(&s.store, &scores, &Default::default())
+    let report = nd_report::run(&s.store, &scores, None, &Default::default())
         .unwrap()
         .artifact;
     let pages = step(

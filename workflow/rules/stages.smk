@@ -300,14 +300,12 @@ if FORMULAS:
                 "records/{model}/segment/{shard}.json", model=wc.model, shard=SHARDS
             ),
             dataset=DATASET_INPUT,
-            report="records/{model}/report.json",
         output:
             record="records/{model}/formulas.json",
         params:
             dataset=dataset_arg,
             categories=category_args(),
             args=formulas_args(),
-            out=lambda wc: ["--out", os.path.join(RESULTS, wc.model)] if RESULTS else [],
         threads: THREADS
         log:
             "logs/{model}/formulas.log",
@@ -315,7 +313,7 @@ if FORMULAS:
             stage(
                 "nd-formulas",
                 ["--masks", *input.masks, "--dataset", params.dataset, *params.categories,
-                 *params.args, *params.out, "--record", output.record],
+                 *params.args, "--record", output.record],
                 log[0],
                 threads,
             )
@@ -324,10 +322,17 @@ if FORMULAS:
 rule report:
     input:
         scores="records/{model}/score.json",
+        # With [formulas], the report counts the units a formula explains better (and its
+        # copy in the results holds the formulas table).
+        formulas=lambda wc: ["records/{model}/formulas.json"] if FORMULAS else [],
     output:
         record="records/{model}/report.json",
     params:
         iou_threshold=PIPELINE["report"]["iou_threshold"],
+        formulas=lambda wc, input: (
+            ["--formulas", input.formulas[0], "--formula-gain", FORMULAS["gain"]]
+            if input.formulas else []
+        ),
         out=lambda wc: ["--out", os.path.join(RESULTS, wc.model)] if RESULTS else [],
     log:
         "logs/{model}/report.log",
@@ -335,7 +340,7 @@ rule report:
         stage(
             "nd-report",
             ["--scores", input.scores, "--iou-threshold", params.iou_threshold,
-             *params.out, "--record", output.record],
+             *params.formulas, *params.out, "--record", output.record],
             log[0],
         )
 

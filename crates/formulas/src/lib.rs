@@ -494,59 +494,7 @@ pub fn run(
     })
 }
 
-/// What formulas add in one layer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LayerSummary {
-    pub layer: String,
-    pub units: usize,
-    /// Units whose best formula's IoU beats their best single concept's by at least the
-    /// gain.
-    pub better: usize,
-    /// Mean over units of the best single concept's IoU, and of the best formula's.
-    pub mean_concept: f64,
-    pub mean_formula: f64,
-}
-
-/// Per layer, in table order: how many units a formula explains better than one concept,
-/// by at least `gain` in IoU.
-pub fn summarise(rows: &[table::Row], gain: f64) -> Vec<LayerSummary> {
-    let mut out: Vec<LayerSummary> = Vec::new();
-    // Rows come per layer, then unit, then length.
-    let mut i = 0;
-    while i < rows.len() {
-        let (layer, unit) = (&rows[i].layer, rows[i].unit);
-        let mut j = i;
-        while j < rows.len() && rows[j].layer == *layer && rows[j].unit == unit {
-            j += 1;
-        }
-        let unit_rows = &rows[i..j];
-        let concept = unit_rows
-            .iter()
-            .find(|r| r.length == 1)
-            .map_or(0.0, |r| r.iou);
-        let best = unit_rows.iter().map(|r| r.iou).fold(0.0f64, f64::max);
-        if out.last().is_none_or(|s| s.layer != *layer) {
-            out.push(LayerSummary {
-                layer: layer.clone(),
-                units: 0,
-                better: 0,
-                mean_concept: 0.0,
-                mean_formula: 0.0,
-            });
-        }
-        let s = out.last_mut().expect("pushed");
-        s.units += 1;
-        s.better += usize::from(best > concept && best - concept >= gain);
-        s.mean_concept += concept;
-        s.mean_formula += best;
-        i = j;
-    }
-    for s in &mut out {
-        s.mean_concept /= s.units.max(1) as f64;
-        s.mean_formula /= s.units.max(1) as f64;
-    }
-    out
-}
+pub use table::{LayerSummary, summarise};
 
 /// The summary as `netdissect run` prints it.
 pub fn format_summary(name: &str, config: &Config, gain: f64, layers: &[LayerSummary]) -> String {

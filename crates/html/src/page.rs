@@ -132,7 +132,12 @@ pub(crate) fn count(v: &Value) -> usize {
 }
 
 /// The per-layer statistics table (one row per layer).
+/// With formulas (the report's `formulas` figures), a last column counts the units a formula
+/// explains better than one concept.
 fn layer_table(out: &mut String, categories: &[String], layers: &[(&Value, Option<String>)]) {
+    let gain = layers
+        .iter()
+        .find_map(|(l, _)| l["formulas"]["gain"].as_f64());
     out.push_str(
         "<div class=\"scroll\"><table class=\"stats\"><thead><tr><th rowspan=\"2\">layer</th><th rowspan=\"2\">units</th><th rowspan=\"2\">detectors</th><th colspan=\"2\">unique detectors</th>",
     );
@@ -142,6 +147,13 @@ fn layer_table(out: &mut String, categories: &[String], layers: &[(&Value, Optio
             r#"<th colspan="2" class="cat" style="--c:{}">{}</th>"#,
             svg::colour(i),
             escape(c)
+        );
+    }
+    if let Some(gain) = gain {
+        let _ = write!(
+            out,
+            "<th rowspan=\"2\" title=\"units whose best formula of concepts beats their best \
+             single concept by at least {gain} IoU\">better by formula</th>"
         );
     }
     out.push_str("</tr><tr><th title=\"distinct labels among detectors (top-label rule)\">top label</th><th title=\"distinct best labels per category, summed (per-category rule)\">per category</th>");
@@ -171,6 +183,14 @@ fn layer_table(out: &mut String, categories: &[String], layers: &[(&Value, Optio
                 count(&s["detectors"]),
                 count(&s["unique_per_category"])
             );
+        }
+        if gain.is_some() {
+            match layer["formulas"]["better"].as_u64() {
+                Some(n) => {
+                    let _ = write!(out, "<td>{n}</td>");
+                }
+                None => out.push_str("<td>–</td>"),
+            }
         }
         out.push_str("</tr>");
     }

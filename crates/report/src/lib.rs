@@ -35,7 +35,7 @@ use nd_tables::dictionary;
 use serde_json::json;
 
 use labels::{Choice, Choices, UnitChoices};
-pub use summary::{Best, CategorySummary, LayerSummary, UnitLabels, summarize};
+pub use summary::{Best, CategorySummary, FormulaSummary, LayerSummary, UnitLabels, summarize};
 use tally::{TallyCategory, TallyRow};
 
 pub const STAGE: &str = "report";
@@ -78,12 +78,16 @@ impl From<arrow::error::ArrowError> for Error {
 pub struct Config {
     /// A unit is a detector when its best IoU reaches this.
     pub iou_threshold: f64,
+    /// With a formulas artifact: a unit counts as better explained by a formula when its
+    /// best formula's IoU beats its best single concept's by at least this.
+    pub formula_gain: f64,
 }
 
 impl Default for Config {
     fn default() -> Config {
         Config {
             iou_threshold: 0.04,
+            formula_gain: 0.01,
         }
     }
 }
@@ -94,6 +98,12 @@ impl Config {
             return Err(Error::Input(format!(
                 "the IoU threshold must be between 0 and 1 (an IoU is at most 1), got {}",
                 self.iou_threshold
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.formula_gain) {
+            return Err(Error::Input(format!(
+                "the formula gain is a difference of IoUs, between 0 and 1, got {}",
+                self.formula_gain
             )));
         }
         Ok(())
@@ -190,25 +200,106 @@ pub fn file_stem(layer: &str) -> String {
     layer.replace(['/', '\\'], "_")
 }
 
-pub fn spec(scores: &nd_store::Artifact, config: &Config) -> Result<nd_store::Spec> {
+/// The report's spec. Without formulas, neither they nor the gain are in it, so reports
+/// without formulas keep their keys.
+pub fn spec(
+    scores: &nd_store::Artifact,
+    formulas: Option<&nd_store::Artifact>,
+    config: &Config,
+) -> Result<nd_store::Spec> {
     config.validate()?;
-    Ok(nd_store::Spec::new(
-        STAGE,
-        SCHEMA,
-        json!({ "iou_threshold": config.iou_threshold }),
-    )
-    .input("scores", scores.key()))
+    let spec = match formulas {
+        None => nd_store::Spec::new(
+            STAGE,
+            SCHEMA,
+            json!({ "iou_threshold": config.iou_threshold }),
+        ),
+        Some(formulas) => {
+            formulas.expect_stage("formulas")?;
+            nd_store::Spec::new(
+                STAGE,
+                SCHEMA,
+                json!({
+                    "iou_threshold": config.iou_threshold,
+                    "formula_gain": config.formula_gain,
+                }),
+            )
+            .input("formulas", formulas.key())
+        }
+    };
+    Ok(spec.input("scores", scores.key()))
+}
+
+/// Each layer's formula figures (`None` for layers the formulas do not cover), after
+/// checking that the formulas are of the same layers and units as the scores.
+fn formula_summaries(
+    formulas: &nd_store::Artifact,
+    layers: &[(&str, usize)],
+    gain: f64,
+) -> Result<Vec<Option<FormulaSummary>>> {
+    let path = formulas.dir.join(nd_tables::formulas::FILE);
+    let rows = nd_tables::formulas::read_rows(&path)?;
+    let found = nd_tables::formulas::summarise(&rows, gain);
+    for f in &found {
+        let Some(&(_, units)) = layers.iter().find(|(l, _)| *l == f.layer) else {
+            return Err(Error::Input(format!(
+                "{}: the formulas are of layer {:?}, which the scores do not have (layers: {}); \
+                 give the formulas of the same dissection",
+                path.display(),
+                f.layer,
+                layers
+                    .iter()
+                    .map(|(l, _)| *l)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        let last = rows
+            .iter()
+            .filter(|r| r.layer == f.layer)
+            .map(|r| r.unit)
+            .max();
+        if f.units != units || last.is_some_and(|u| u as usize >= units) {
+            return Err(Error::Input(format!(
+                "{}: layer {:?} has {} units in the formulas but {} in the scores; give the \
+                 formulas of the same dissection",
+                path.display(),
+                f.layer,
+                f.units,
+                units
+            )));
+        }
+    }
+    Ok(layers
+        .iter()
+        .map(|(layer, _)| {
+            found
+                .iter()
+                .find(|f| f.layer == *layer)
+                .map(|f| FormulaSummary {
+                    gain,
+                    better: f.better,
+                    mean_concept_iou: f.mean_concept,
+                    mean_formula_iou: f.mean_formula,
+                })
+        })
+        .collect())
 }
 
 pub use nd_store::Outcome;
 
 /// Writes the report of a score artifact through the store.
+///
+/// With `formulas` (the formulas stage's artifact of the same masks), each layer's figures
+/// also count the units whose best formula beats their best single concept by at least
+/// [`Config::formula_gain`] in IoU.
 pub fn run(
     store: &nd_store::Store,
     scores: &nd_store::Artifact,
+    formulas: Option<&nd_store::Artifact>,
     config: &Config,
 ) -> Result<Outcome> {
-    let spec = spec(scores, config)?;
+    let spec = spec(scores, formulas, config)?;
     if let Some(artifact) = store.get(&spec)? {
         return Ok(Outcome {
             artifact,
@@ -217,6 +308,17 @@ pub fn run(
     }
     let choices = labels::choose(scores)?;
     let categories = &choices.categories;
+    let formula_figures = match formulas {
+        Some(f) => {
+            let layers: Vec<(&str, usize)> = choices
+                .layers
+                .iter()
+                .map(|(l, units)| (l.as_str(), units.len()))
+                .collect();
+            Some(formula_summaries(f, &layers, config.formula_gain)?)
+        }
+        None => None,
+    };
     let pending = store.begin(&spec)?;
     let dir = pending.dir().to_owned();
     let metadata = pending.table_metadata();
@@ -229,7 +331,11 @@ pub fn run(
             .enumerate()
             .map(|(u, unit)| unit_labels(categories, u as u32, unit))
             .collect();
-        summaries.push(summarize(layer, &labels, categories, config.iou_threshold));
+        let mut summary = summarize(layer, &labels, categories, config.iou_threshold);
+        summary.formulas = formula_figures
+            .as_ref()
+            .and_then(|f| f[summaries.len()].clone());
+        summaries.push(summary);
         for (u, unit) in units.iter().enumerate() {
             let top = unit.top();
             let choice = top.and_then(|c| unit.categories[c].as_ref());
@@ -359,9 +465,20 @@ pub fn run(
         &summaries,
         categories,
         config.iou_threshold,
+        formulas.is_some(),
         &metadata,
     )?;
-    let summary = json!({ "iou_threshold": config.iou_threshold, "categories": categories, "layers": summaries });
+    let summary = match formulas {
+        None => {
+            json!({ "iou_threshold": config.iou_threshold, "categories": categories, "layers": summaries })
+        }
+        Some(_) => json!({
+            "iou_threshold": config.iou_threshold,
+            "formula_gain": config.formula_gain,
+            "categories": categories,
+            "layers": summaries,
+        }),
+    };
     let path = dir.join(SUMMARY_FILE);
     std::fs::write(&path, nd_store::canonical::to_pretty(&summary))
         .map_err(|source| Error::Io { path, source })?;
@@ -386,9 +503,10 @@ fn write_layer_tables(
     summaries: &[LayerSummary],
     categories: &[String],
     threshold: f64,
+    with_formulas: bool,
     metadata: &[(String, String)],
 ) -> Result<()> {
-    let batch = RecordBatch::try_from_iter([
+    let mut columns: Vec<(&str, ArrayRef)> = vec![
         (
             "layer",
             dictionary(summaries.iter().map(|s| s.layer.as_str())),
@@ -403,7 +521,7 @@ fn write_layer_tables(
             "detectors",
             Arc::new(UInt32Array::from_iter_values(
                 summaries.iter().map(|s| s.detectors as u32),
-            )),
+            )) as ArrayRef,
         ),
         (
             "unique_top_label",
@@ -423,7 +541,29 @@ fn write_layer_tables(
                 summaries.iter().map(|_| threshold),
             )),
         ),
-    ])?;
+    ];
+    // With formulas: their figures, null for layers they do not cover.
+    if with_formulas {
+        let f = |get: fn(&FormulaSummary) -> f64| -> ArrayRef {
+            Arc::new(Float64Array::from_iter(
+                summaries.iter().map(|s| s.formulas.as_ref().map(get)),
+            ))
+        };
+        columns.extend([
+            ("formula_gain", f(|f| f.gain)),
+            (
+                "formula_better",
+                Arc::new(UInt32Array::from_iter(
+                    summaries
+                        .iter()
+                        .map(|s| s.formulas.as_ref().map(|f| f.better as u32)),
+                )) as ArrayRef,
+            ),
+            ("mean_concept_iou", f(|f| f.mean_concept_iou)),
+            ("mean_formula_iou", f(|f| f.mean_formula_iou)),
+        ]);
+    }
+    let batch = RecordBatch::try_from_iter(columns)?;
     nd_tables::write(&dir.join("layers.parquet"), &batch, metadata)?;
     let pairs: Vec<(&LayerSummary, &String)> = summaries
         .iter()
@@ -479,10 +619,28 @@ fn write_layer_tables(
 
 /// Copies a report artifact's files to a directory of the user's (Make and Snakemake
 /// targets, notebooks), replacing what was there. The copy is written next to it and
-/// renamed into place, so the directory is never half-written.
-pub fn export(report: &nd_store::Artifact, to: &std::path::Path) -> Result<()> {
+/// renamed into place, so the directory is never half-written. With the formulas the report
+/// was given, their table (`formulas.parquet`) goes beside the report's, written under
+/// another name and renamed in too.
+pub fn export(
+    report: &nd_store::Artifact,
+    formulas: Option<&nd_store::Artifact>,
+    to: &std::path::Path,
+) -> Result<()> {
     // Copies, not links: these tables get opened, and sometimes rewritten, in notebooks.
-    Ok(report.export(to, nd_store::Transfer::Copy)?)
+    report.export(to, nd_store::Transfer::Copy)?;
+    if let Some(formulas) = formulas {
+        let from = formulas.dir.join(nd_tables::formulas::FILE);
+        let into = to.join(nd_tables::formulas::FILE);
+        let tmp = to.join(format!(".{}.tmp", nd_tables::formulas::FILE));
+        std::fs::copy(&from, &tmp)
+            .and_then(|_| std::fs::rename(&tmp, &into))
+            .map_err(|source| {
+                let _ = std::fs::remove_file(&tmp);
+                Error::Io { path: into, source }
+            })?;
+    }
+    Ok(())
 }
 
 /// The per-layer summaries a report artifact holds.
@@ -523,13 +681,23 @@ pub fn read_summaries(report: &nd_store::Artifact) -> Result<(Vec<String>, Vec<L
                     )
                 })
                 .collect(),
+            formulas: l.get("formulas").filter(|f| f.is_object()).map(|f| {
+                let x = |n: &str| f[n].as_f64().unwrap_or(0.0);
+                FormulaSummary {
+                    gain: x("gain"),
+                    better: f["better"].as_u64().unwrap_or(0) as usize,
+                    mean_concept_iou: x("mean_concept_iou"),
+                    mean_formula_iou: x("mean_formula_iou"),
+                }
+            }),
         })
         .collect();
     Ok((categories, layers))
 }
 
 /// A readable table: one line per layer, with the unique detectors per category by the
-/// per-category rule.
+/// per-category rule, and, where the report has formulas, the units a formula explains
+/// better than one concept.
 pub fn format_table(summaries: &[LayerSummary], categories: &[String], threshold: f64) -> String {
     let width = summaries
         .iter()
@@ -537,6 +705,9 @@ pub fn format_table(summaries: &[LayerSummary], categories: &[String], threshold
         .max()
         .unwrap_or(5)
         .max(5);
+    let gain = summaries
+        .iter()
+        .find_map(|s| s.formulas.as_ref().map(|f| f.gain));
     let mut out = String::new();
     let _ = write!(
         out,
@@ -545,6 +716,9 @@ pub fn format_table(summaries: &[LayerSummary], categories: &[String], threshold
     );
     for c in categories {
         let _ = write!(out, "  {:>8}", c);
+    }
+    if gain.is_some() {
+        let _ = write!(out, "  {:>10}", "by formula");
     }
     out.push('\n');
     for s in summaries {
@@ -560,6 +734,13 @@ pub fn format_table(summaries: &[LayerSummary], categories: &[String], threshold
                 s.categories.get(c).map_or(0, |x| x.unique_per_category)
             );
         }
+        if gain.is_some() {
+            let cell = s
+                .formulas
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |f| f.better.to_string());
+            let _ = write!(out, "  {cell:>10}");
+        }
         out.push('\n');
     }
     let _ = writeln!(
@@ -567,6 +748,13 @@ pub fn format_table(summaries: &[LayerSummary], categories: &[String], threshold
         "detectors: units with best IoU ≥ {threshold}; unique top: distinct labels of detectors; \
          unique p.c.: distinct best labels with IoU > {threshold}, per category (columns), summed"
     );
+    if let Some(gain) = gain {
+        let _ = writeln!(
+            out,
+            "by formula: units whose best formula of concepts beats their best single concept \
+             by ≥ {gain} IoU"
+        );
+    }
     out
 }
 
@@ -733,20 +921,113 @@ mod tests {
             unique_top_label: top,
             unique_per_category: pc,
             categories: BTreeMap::new(),
+            formulas: None,
         }
     }
 
     #[test]
     fn the_iou_threshold_is_an_iou() {
         for ok in [0.0, 0.04, 1.0] {
-            let config = Config { iou_threshold: ok };
+            let config = Config {
+                iou_threshold: ok,
+                ..Config::default()
+            };
             assert!(config.validate().is_ok(), "{ok}");
         }
         for bad in [-0.1, 1.5, 2.0, f64::NAN, f64::INFINITY] {
-            let config = Config { iou_threshold: bad };
+            let config = Config {
+                iou_threshold: bad,
+                ..Config::default()
+            };
             let err = config.validate().unwrap_err().to_string();
             assert!(err.contains("between 0 and 1"), "{bad}: {err}");
         }
+    }
+
+    /// A formulas artifact holding a table of `(layer, unit, length, iou)` rows.
+    fn formulas(store: &nd_store::Store, rows: &[(&str, u32, u32, f64)]) -> nd_store::Artifact {
+        let spec = nd_store::Spec::new("formulas", 1, json!({ "rows": rows.len() }));
+        let pending = store.begin(&spec).unwrap();
+        let rows: Vec<nd_tables::formulas::Row> = rows
+            .iter()
+            .map(|&(layer, unit, length, iou)| nd_tables::formulas::Row {
+                layer: layer.into(),
+                unit,
+                length,
+                formula: None,
+                iou,
+                intersect: 0,
+                activation: 0,
+                truth: 0,
+                best: false,
+            })
+            .collect();
+        nd_tables::formulas::write_rows(&pending.dir().join(nd_tables::formulas::FILE), &rows, &[])
+            .unwrap();
+        pending.commit(Default::default(), json!({})).unwrap()
+    }
+
+    #[test]
+    fn formula_figures_count_units_a_formula_explains_better() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = nd_store::Store::open(dir.path()).unwrap();
+        let f = formulas(
+            &store,
+            &[
+                // Unit 0 gains 0.02 at length 2; unit 1 gains 0.005; unit 2 gains 0.01
+                // at length 3 after nothing at length 2.
+                ("conv5", 0, 1, 0.10),
+                ("conv5", 0, 2, 0.12),
+                ("conv5", 1, 1, 0.20),
+                ("conv5", 1, 2, 0.205),
+                ("conv5", 2, 1, 0.0),
+                ("conv5", 2, 2, 0.0),
+                ("conv5", 2, 3, 0.25),
+            ],
+        );
+        let layers = [("conv4", 2), ("conv5", 3)];
+        let got = formula_summaries(&f, &layers, 0.01).unwrap();
+        assert_eq!(got[0], None, "conv4 has no formulas");
+        let conv5 = got[1].as_ref().unwrap();
+        assert_eq!((conv5.better, conv5.gain), (2, 0.01));
+        assert!((conv5.mean_concept_iou - 0.1).abs() < 1e-12);
+        assert!((conv5.mean_formula_iou - (0.12 + 0.205 + 0.25) / 3.0).abs() < 1e-12);
+        let strict = formula_summaries(&f, &layers, 0.05).unwrap();
+        assert_eq!(strict[1].as_ref().unwrap().better, 1);
+
+        // Formulas of another dissection are refused, naming the table.
+        let err = formula_summaries(&f, &[("conv4", 3)], 0.01)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("formulas.parquet") && err.contains("\"conv5\"") && err.contains("conv4"),
+            "{err}"
+        );
+        let err = formula_summaries(&f, &[("conv5", 4)], 0.01)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("3 units in the formulas but 4"), "{err}");
+    }
+
+    #[test]
+    fn the_table_shows_formulas_only_when_there_are_some() {
+        let mut with = layer("conv5", 3, 4);
+        with.formulas = Some(FormulaSummary {
+            gain: 0.02,
+            better: 7,
+            mean_concept_iou: 0.1,
+            mean_formula_iou: 0.15,
+        });
+        let text = format_table(&[layer("conv4", 1, 1), with], &[], 0.04);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].ends_with("by formula"), "{text}");
+        assert!(
+            lines[1].ends_with(" -") && lines[2].ends_with(" 7"),
+            "{text}"
+        );
+        assert!(text.contains("by ≥ 0.02 IoU"), "{text}");
+        let text = format_table(&[layer("conv4", 1, 1)], &[], 0.04);
+        assert!(!text.contains("formula"), "{text}");
     }
 
     #[test]

@@ -20,6 +20,15 @@ struct Args {
     /// A unit is a detector when its best IoU reaches this.
     #[arg(long, default_value_t = 0.04)]
     iou_threshold: f64,
+    /// The formulas artifact of the same masks (a directory `<cache>/formulas/<key>`, or a
+    /// record of one): each layer's figures then count the units a formula of concepts
+    /// explains better than one concept.
+    #[arg(long)]
+    formulas: Option<PathBuf>,
+    /// With --formulas: the IoU a unit's best formula must gain over its best single
+    /// concept to count.
+    #[arg(long, default_value_t = 0.01, requires = "formulas")]
+    formula_gain: f64,
     /// The cache directory (default: the one holding the input artifact).
     #[arg(long, env = "NETDISSECT_CACHE")]
     cache: Option<PathBuf>,
@@ -71,13 +80,25 @@ fn run() -> anyhow::Result<()> {
     let scores = nd_store::locate(&scores, args.cache.as_deref())?;
     scores.expect_stage("score")?;
     let store = nd_store::Store::open_for(args.cache.as_deref(), &scores)?;
+    let formulas = match &args.formulas {
+        Some(path) => {
+            let artifact = nd_store::locate(path, args.cache.as_deref())?;
+            artifact.expect_stage("formulas")?;
+            Some(artifact)
+        }
+        None => None,
+    };
     let config = nd_report::Config {
         iou_threshold: args.iou_threshold,
+        formula_gain: args.formula_gain,
     };
     if args.explain {
-        eprintln!("{}", store.explain(&nd_report::spec(&scores, &config)?)?);
+        eprintln!(
+            "{}",
+            store.explain(&nd_report::spec(&scores, formulas.as_ref(), &config)?)?
+        );
     }
-    let outcome = nd_report::run(&store, &scores, &config)?;
+    let outcome = nd_report::run(&store, &scores, formulas.as_ref(), &config)?;
     let (categories, summaries) = nd_report::read_summaries(&outcome.artifact)?;
     eprintln!(
         "report: {} {} in {}",
@@ -93,7 +114,7 @@ fn run() -> anyhow::Result<()> {
         outcome.artifact.write_record(record)?;
     }
     if let Some(out) = &args.out {
-        nd_report::export(&outcome.artifact, out)?;
+        nd_report::export(&outcome.artifact, formulas.as_ref(), out)?;
         eprintln!("report: copied to {}", out.display());
     }
     print!(
@@ -106,6 +127,7 @@ fn run() -> anyhow::Result<()> {
 fn summarize(files: &[PathBuf], threshold: f64, json: bool) -> anyhow::Result<()> {
     nd_report::Config {
         iou_threshold: threshold,
+        ..Default::default()
     }
     .validate()?;
     let mut summaries = Vec::new();

@@ -38,6 +38,20 @@ pub struct CategorySummary {
     pub unique_per_category: usize,
 }
 
+/// What formulas of concepts add in a layer (with the formulas stage's artifact).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FormulaSummary {
+    /// The IoU a formula must gain over the best single concept to count.
+    pub gain: f64,
+    /// Units whose best formula's IoU beats their best single concept's by at least the
+    /// gain.
+    pub better: usize,
+    /// Mean over the layer's units of the best single concept's IoU (among the concepts
+    /// the formulas may use), and of the best formula's.
+    pub mean_concept_iou: f64,
+    pub mean_formula_iou: f64,
+}
+
 /// The interpretability figures of one layer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LayerSummary {
@@ -51,6 +65,9 @@ pub struct LayerSummary {
     /// exceeds the threshold, summed over categories (the paper's released statistics).
     pub unique_per_category: usize,
     pub categories: BTreeMap<String, CategorySummary>,
+    /// With formulas: what they add (absent from summary.json without).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub formulas: Option<FormulaSummary>,
 }
 
 /// Summarises a layer's units at an IoU threshold.
@@ -113,6 +130,7 @@ pub fn summarize(
         unique_top_label: top_labels.len(),
         unique_per_category: categories.values().map(|c| c.unique_per_category).sum(),
         categories,
+        formulas: None,
     }
 }
 
