@@ -14,11 +14,16 @@ use toml::Spanned;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pipeline {
-    pub dataset: DatasetSection,
+    /// The dataset the models are dissected on (a generator's is its own samples).
+    pub dataset: Option<DatasetSection>,
     #[serde(default)]
     pub cache: CacheSection,
-    #[serde(rename = "model")]
+    #[serde(rename = "model", default)]
     pub models: Vec<ModelSection>,
+    /// Generators (GAN dissection): each dissected on its own samples, labelled by a
+    /// segmenter (the generate stage).
+    #[serde(rename = "generator", default)]
+    pub generators: Vec<GeneratorSection>,
     #[serde(default)]
     pub quantile: QuantileSection,
     #[serde(default)]
@@ -143,6 +148,60 @@ pub struct ModelSection {
     pub rotations: Option<Spanned<Vec<f64>>>,
     /// The seed of the random rotation `Q` (the same seed, the same rotation).
     pub rotation_seed: Option<Spanned<u64>>,
+}
+
+/// A `[[generator]]`: a generator dissected on its own samples, which a segmenter labels.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorSection {
+    pub name: String,
+    /// TorchScript with a generator record (`nd_torch::Generator`).
+    pub file: Spanned<PathBuf>,
+    /// TorchScript: images to class scores `(N, K, h, w)`.
+    pub segmenter: Spanned<PathBuf>,
+    /// `class,name,category`, one row per output channel of the segmenter.
+    pub segmenter_labels: Spanned<PathBuf>,
+    /// How the segmenter's input is normalised from the samples' pixels.
+    #[serde(default)]
+    pub segmenter_preprocess: PreprocessSpec,
+    pub layers: Spanned<Vec<String>>,
+    #[serde(default = "default_samples")]
+    pub samples: Spanned<usize>,
+    /// The seed of the latent vectors.
+    #[serde(default = "default_generator_seed")]
+    pub seed: u64,
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    #[serde(default = "default_device")]
+    pub device: Spanned<DeviceChoice>,
+}
+
+fn default_samples() -> Spanned<usize> {
+    Spanned::new(0..0, 1000)
+}
+
+fn default_generator_seed() -> u64 {
+    1
+}
+
+impl GeneratorSection {
+    /// The generate stage's settings, paths resolved against the pipeline file.
+    pub fn config(&self, l: &Loaded) -> anyhow::Result<nd_generate::Config> {
+        Ok(nd_generate::Config {
+            generator: l.resolve(self.file.get_ref()),
+            segmenter: nd_generate::Segmenter {
+                model: l.resolve(self.segmenter.get_ref()),
+                labels: l.resolve(self.segmenter_labels.get_ref()),
+                preprocess: self.segmenter_preprocess.resolve()?,
+            },
+            layers: self.layers.get_ref().clone(),
+            samples: *self.samples.get_ref(),
+            seed: self.seed,
+            batch_size: self.batch_size,
+            device: *self.device.get_ref(),
+            threads: 0,
+        })
+    }
 }
 
 /// `train = { recipe = "bn", seed = 2 }` in a `[[model]]`, with `epoch = k` for the
@@ -832,27 +891,116 @@ fn check_rotations(l: &Loaded, m: &ModelSection) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The `[[generator]]`s: names free (of models and rotations too), files present, layers
+/// and samples given; receptive-field upsampling needs fields that generators do not have.
+fn check_generators(l: &Loaded) -> anyhow::Result<()> {
+    let p = &l.pipeline;
+    let taken = |name: &str| {
+        p.models
+            .iter()
+            .any(|m| m.name == name || m.rotated().iter().any(|v| v.name == name))
+    };
+    for (i, g) in p.generators.iter().enumerate() {
+        if g.name.is_empty() || g.name.contains(['/', '\\']) {
+            bail!(
+                "{}: generator[{i}].name `{}` must be a non-empty name without slashes",
+                l.path.display(),
+                g.name
+            );
+        }
+        if taken(&g.name) || p.generators[..i].iter().any(|o| o.name == g.name) {
+            bail!(
+                "{}: two dissections are named `{}`",
+                l.path.display(),
+                g.name
+            );
+        }
+        for (what, path) in [
+            ("file", &g.file),
+            ("segmenter", &g.segmenter),
+            ("segmenter_labels", &g.segmenter_labels),
+        ] {
+            let resolved = l.resolve(path.get_ref());
+            if !resolved.is_file() {
+                bail!(
+                    "{}: generator `{}`: {what} {} does not exist (no such file); paths are \
+                     relative to {}",
+                    l.location(path.span()),
+                    g.name,
+                    resolved.display(),
+                    l.path.display()
+                );
+            }
+        }
+        if g.layers.get_ref().is_empty() {
+            bail!(
+                "{}: generator `{}`: layers is empty",
+                l.location(g.layers.span()),
+                g.name
+            );
+        }
+        if *g.samples.get_ref() == 0 || g.batch_size == 0 {
+            bail!(
+                "{}: generator `{}`: samples and batch_size must be at least 1",
+                l.location(g.samples.span()),
+                g.name
+            );
+        }
+        g.segmenter_preprocess.resolve().with_context(|| {
+            format!(
+                "{}: generator `{}`: segmenter_preprocess",
+                l.path.display(),
+                g.name
+            )
+        })?;
+        if p.segment.upsample == Upsample::ReceptiveField {
+            bail!(
+                "{}: generator `{}`: segment.upsample = \"receptive-field\" needs receptive \
+                 fields, which a generator's layers do not have (they map onto the image by \
+                 upsampling); use bilinear",
+                l.path.display(),
+                g.name
+            );
+        }
+    }
+    Ok(())
+}
+
 fn check(l: &Loaded) -> anyhow::Result<()> {
     let p = &l.pipeline;
-    if let Some(synth) = &p.dataset.synth
-        && !["jpg", "png"].contains(&synth.format.as_str())
-    {
+    if p.models.is_empty() && p.generators.is_empty() {
         bail!(
-            "{}: dataset.synth.format must be jpg or png, got `{}`",
-            l.path.display(),
-            synth.format
+            "{}: no [[model]] or [[generator]] to dissect",
+            l.path.display()
         );
     }
-    match (&p.dataset.path, &p.dataset.synth) {
-        (Some(_), None) | (None, Some(_)) => {}
-        _ => bail!(
-            "{}: [dataset] needs exactly one of `path` and `synth`",
+    match &p.dataset {
+        Some(dataset) => {
+            if let Some(synth) = &dataset.synth
+                && !["jpg", "png"].contains(&synth.format.as_str())
+            {
+                bail!(
+                    "{}: dataset.synth.format must be jpg or png, got `{}`",
+                    l.path.display(),
+                    synth.format
+                );
+            }
+            match (&dataset.path, &dataset.synth) {
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => bail!(
+                    "{}: [dataset] needs exactly one of `path` and `synth`",
+                    l.path.display()
+                ),
+            }
+        }
+        None if !p.models.is_empty() => bail!(
+            "{}: no [dataset] to dissect the [[model]]s on; add one, e.g.\n[dataset]\nsynth = \
+             {{ images = 1000 }}",
             l.path.display()
         ),
+        None => {}
     }
-    if p.models.is_empty() {
-        bail!("{}: no [[model]] to dissect", l.path.display());
-    }
+    check_generators(l)?;
     for (i, m) in p.models.iter().enumerate() {
         if m.name.is_empty() || m.name.contains(['/', '\\']) {
             bail!(
@@ -1032,11 +1180,23 @@ pub fn describe(loaded: &Loaded) -> anyhow::Result<serde_json::Value> {
         };
         Ok(path.to_string_lossy().into_owned())
     };
-    let dataset = match (&p.dataset.path, &p.dataset.synth) {
+    if !p.generators.is_empty() {
+        bail!(
+            "{}: the workflow does not run [[generator]]s yet; dissect them with `netdissect \
+             run {}`",
+            loaded.path.display(),
+            loaded.path.display()
+        );
+    }
+    let section = p
+        .dataset
+        .as_ref()
+        .expect("checked when loading: models need a dataset");
+    let dataset = match (&section.path, &section.synth) {
         (Some(path), _) => {
             let dir = loaded.resolve(path);
             let config = nd_broden::Config {
-                categories: p.dataset.categories.clone(),
+                categories: section.categories.clone(),
             };
             let rows = nd_broden::Dataset::open(&dir, &config)
                 .with_context(|| {
@@ -1057,7 +1217,7 @@ pub fn describe(loaded: &Loaded) -> anyhow::Result<serde_json::Value> {
         (None, None) => unreachable!("checked when loading"),
     };
     let mut dataset = dataset;
-    dataset["categories"] = json!(p.dataset.categories);
+    dataset["categories"] = json!(section.categories);
     let explained: Vec<&str> = p
         .explain
         .as_ref()

@@ -49,7 +49,9 @@ pub(crate) fn dataset(
     loaded: &Loaded,
     store: &Store,
 ) -> anyhow::Result<(PathBuf, nd_broden::Dataset)> {
-    let section = &loaded.pipeline.dataset;
+    let Some(section) = &loaded.pipeline.dataset else {
+        anyhow::bail!("{}: no [dataset]", loaded.path.display());
+    };
     let config = nd_broden::Config {
         categories: section.categories.clone(),
     };
@@ -170,7 +172,10 @@ pub fn run(path: &Path, options: &Options) -> anyhow::Result<RunResult> {
     let cache = loaded.resolve(&loaded.pipeline.cache.dir);
     let store = Store::open(&cache)
         .with_context(|| format!("cannot open the cache {}", cache.display()))?;
-    let (_, dataset) = dataset(&loaded, &store)?;
+    let dataset = match &loaded.pipeline.dataset {
+        Some(_) => Some(dataset(&loaded, &store)?.1),
+        None => None,
+    };
     train_models(&mut loaded, &store)?;
     let p = &loaded.pipeline;
     // Every model that needs an extraction is asked for its layers before any extraction
@@ -178,23 +183,29 @@ pub fn run(path: &Path, options: &Options) -> anyhow::Result<RunResult> {
     // after the earlier models' hours.
     let mut extractions = Vec::new();
     for model in &p.models {
-        let mut extraction = extract_config(&loaded, &store, &dataset, model, options)
+        let dataset = dataset
+            .as_ref()
+            .expect("checked when loading: models need a dataset");
+        let mut extraction = extract_config(&loaded, &store, dataset, model, options)
             .with_context(|| format!("model `{}`", model.name))?;
-        extraction.explain = explain_config(&loaded, &dataset, model, options)
+        extraction.explain = explain_config(&loaded, dataset, model, options)
             .with_context(|| format!("model `{}`", model.name))?;
         extractions.push(extraction);
     }
     let mut dissected = Vec::new();
     for (model, extraction) in p.models.iter().zip(extractions) {
+        let dataset = dataset
+            .as_ref()
+            .expect("checked when loading: models need a dataset");
         let fields = extraction.fields.clone();
-        let (activations, own) = run_model(&loaded, &store, &dataset, model, extraction, options)
+        let (activations, own) = run_model(&loaded, &store, dataset, model, extraction, options)
             .with_context(|| format!("model `{}`", model.name))?;
         dissected.push((model.name.clone(), None, own));
         for variant in model.rotated() {
             let own = run_rotated(
                 &loaded,
                 &store,
-                &dataset,
+                dataset,
                 &variant,
                 &activations,
                 fields.clone(),
@@ -208,6 +219,11 @@ pub fn run(path: &Path, options: &Options) -> anyhow::Result<RunResult> {
             })?;
             dissected.push((variant.name.clone(), Some(variant), own));
         }
+    }
+    for generator in &p.generators {
+        let own = run_generator(&loaded, &store, generator, options)
+            .with_context(|| format!("generator `{}`", generator.name))?;
+        dissected.push((generator.name.clone(), None, own));
     }
     let mut models = Vec::new();
     for (name, rotation, own) in dissected {
@@ -522,6 +538,53 @@ fn run_model(
         options,
     )?;
     Ok((activations, dissected))
+}
+
+/// A generator's dissection: the generate stage (its samples, labelled by its segmenter,
+/// and its activations), then the stages after extract on those, with the samples as the
+/// dataset.
+fn run_generator(
+    loaded: &Loaded,
+    store: &Store,
+    generator: &pipeline::GeneratorSection,
+    options: &Options,
+) -> anyhow::Result<Dissected> {
+    let name = generator.name.as_str();
+    let last = store.last_run(name);
+    let started = Instant::now();
+    let mut config = generator.config(loaded)?;
+    config.threads = options.threads;
+    explain(
+        options,
+        store,
+        name,
+        last.as_ref(),
+        nd_generate::spec(store, &config).map_err(Into::into),
+    )?;
+    let outcome =
+        nd_generate::run(store, &config).with_context(|| loaded.location(generator.file.span()))?;
+    log(
+        nd_generate::STAGE,
+        name,
+        &outcome.artifact,
+        outcome.computed,
+        started,
+    );
+    let generated = outcome.artifact;
+    let dir = nd_generate::dataset_dir(&generated);
+    let dataset = nd_broden::Dataset::open(&dir, &Default::default())?;
+    let keys = BTreeMap::from([(nd_generate::STAGE.to_owned(), generated.key())]);
+    dissect(
+        loaded,
+        store,
+        &dataset,
+        name,
+        &generated,
+        Fields::default(),
+        None,
+        keys,
+        options,
+    )
 }
 
 /// The dissection of a model's activations in the fraction `variant.power` of a random

@@ -9,6 +9,7 @@ mod explain_pages;
 mod explain_shards;
 mod fixture;
 mod formulas;
+mod generate;
 mod html;
 mod oracle;
 mod rotate;

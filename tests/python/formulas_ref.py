@@ -416,7 +416,8 @@ def main(argv=None):
     for layer, n_units in layers:
         per_unit = unit_runs(group, layer, n_units, images, pixels)
         units = []
-        for k in range(min(n_units, args.units) if args.units else n_units):
+        # --units 0 searches no unit: the cost of reading alone, which timing subtracts.
+        for k in range(n_units if args.units is None else min(n_units, args.units)):
             unit = Unit(unit_mask(per_unit[k], total), pixels, ds, args.denominator)
             search = Search(unit, pixels.lab, ds.primary)
             if args.exhaustive:

@@ -13,6 +13,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A file of a dataset being written could not be written.
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An image or a label map could not be encoded.
+    #[error("cannot encode {}: {message}", path.display())]
+    Encode { path: PathBuf, message: String },
     /// A CSV file is malformed at a given line.
     #[error("{}: line {line}: {message}", file.display())]
     Table {

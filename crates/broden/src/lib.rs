@@ -1,4 +1,4 @@
-//! Reads datasets in the Broden layout of Network Dissection.
+//! Reads datasets in the Broden layout of Network Dissection, and writes them ([`write`]).
 //!
 //! A Broden directory holds `index.csv` (one row per image, one column per category),
 //! `label.csv` (global label numbers), `category.csv`, one `c_<category>.csv` per
@@ -33,6 +33,7 @@ mod error;
 mod jpeg;
 mod maps;
 mod table;
+pub mod write;
 
 pub use dataset::{Category, CategoryCode, Config, Dataset, Item, Label, Row};
 pub use error::{Error, Result};

@@ -245,13 +245,14 @@ impl Chain {
         let mut shards = Vec::new();
         for shard in shard_scores {
             let masks = input(&shard, "masks", "segment")?;
-            // Activations of the extract stage, or of the rotate stage (a turned basis).
-            let rotated = masks
-                .manifest
-                .inputs
-                .get("activations")
-                .and_then(|key| store.get_key("rotate", *key).transpose());
-            let activations = match rotated {
+            // Activations of the extract stage, of the rotate stage (a turned basis) or of
+            // the generate stage (a generator's, beside the dataset of its samples).
+            let other = masks.manifest.inputs.get("activations").and_then(|key| {
+                ["rotate", "generate"]
+                    .into_iter()
+                    .find_map(|stage| store.get_key(stage, *key).transpose())
+            });
+            let activations = match other {
                 Some(artifact) => artifact?,
                 None => input(&masks, "activations", "extract")?,
             };

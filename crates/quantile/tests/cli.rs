@@ -37,7 +37,7 @@ fn inputs_that_are_not_extract_artifacts() {
     let (ok, err) = quantile(&["--activations".as_ref(), score.as_os_str()]);
     assert!(!ok);
     assert!(
-        err.contains("is a score artifact, expected an extract (or rotate) artifact"),
+        err.contains("is a score artifact, expected an extract (or rotate, or generate) artifact"),
         "{err}"
     );
 }

@@ -187,8 +187,9 @@ pub fn versions() -> BTreeMap<String, String> {
 /// The stages whose artifacts hold activations: an `activations.zarr` group and the extract
 /// stage's manifest outputs (`layers`, `input_size`, `fields`, and the `rows` of the dataset
 /// as a parameter or an output). The rotate stage's artifacts are extract artifacts in a
-/// turned basis of units, and every stage that reads activations takes either.
-pub const ACTIVATION_STAGES: [&str; 2] = ["extract", "rotate"];
+/// turned basis of units, the generate stage's a generator's on its own samples (beside
+/// them, in its `dataset/`), and every stage that reads activations takes any of them.
+pub const ACTIVATION_STAGES: [&str; 3] = ["extract", "rotate", "generate"];
 
 /// A complete artifact in the store.
 #[derive(Debug, Clone)]
@@ -239,7 +240,7 @@ impl Artifact {
             Ok(())
         } else {
             Err(Error::Invalid(format!(
-                "{} is a {} artifact, expected an extract (or rotate) artifact",
+                "{} is a {} artifact, expected an extract (or rotate, or generate) artifact",
                 self.dir.display(),
                 self.manifest.stage
             )))

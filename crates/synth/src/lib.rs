@@ -23,11 +23,11 @@
 mod render;
 pub mod vocab;
 
-use std::fmt::Write as _;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
-use image::ImageEncoder;
+use nd_broden::write::{
+    IndexRow, Occurrence, Vocabulary, occurrences, write_image, write_label_png, write_tables,
+};
 use rayon::prelude::*;
 
 use render::{Composition, Rng, nearest_color};
@@ -48,6 +48,8 @@ pub enum Error {
     Config(String),
     #[error(transparent)]
     Store(#[from] nd_store::Error),
+    #[error(transparent)]
+    Broden(#[from] nd_broden::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -59,34 +61,7 @@ pub const GENERATOR_VERSION: u32 = 2;
 
 /// How images are stored. Broden uses JPEG; PNG gives lossless images, for tests that
 /// compare decoded pixels across decoders.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ImageFormat {
-    #[default]
-    Jpeg,
-    Png,
-}
-
-impl std::str::FromStr for ImageFormat {
-    type Err = String;
-
-    /// `jpg` or `png`, as the image files' extension.
-    fn from_str(text: &str) -> Result<ImageFormat, String> {
-        match text {
-            "jpg" => Ok(ImageFormat::Jpeg),
-            "png" => Ok(ImageFormat::Png),
-            other => Err(format!("unknown image format `{other}` (use jpg or png)")),
-        }
-    }
-}
-
-impl ImageFormat {
-    pub fn extension(self) -> &'static str {
-        match self {
-            ImageFormat::Jpeg => "jpg",
-            ImageFormat::Png => "png",
-        }
-    }
-}
+pub use nd_broden::write::ImageFormat;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -231,69 +206,11 @@ fn render(config: &Config, index: usize) -> Rendered {
     out
 }
 
-/// Per-image label statistics: (category, label, covered fraction of the label map).
-type Occurrences = Vec<(usize, u16, f64)>;
-
-fn occurrences(category: usize, pixels: &[u16], into: &mut Occurrences) {
-    let mut counts = vec![0u32; N_LABELS];
-    for &p in pixels {
-        counts[p as usize] += 1;
-    }
-    for (label, &count) in counts.iter().enumerate().skip(1) {
-        if count > 0 {
-            into.push((category, label as u16, count as f64 / pixels.len() as f64));
-        }
-    }
-}
-
-fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    std::fs::write(path, bytes).map_err(|source| Error::Io {
-        path: path.to_owned(),
-        source,
-    })
-}
-
-fn write_label_png(path: &Path, size: u32, pixels: &[u16]) -> Result<()> {
-    let raw: Vec<u8> = pixels
-        .iter()
-        .flat_map(|&p| [(p & 0xff) as u8, (p >> 8) as u8, 0])
-        .collect();
-    let file = std::fs::File::create(path).map_err(|source| Error::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    image::codecs::png::PngEncoder::new(BufWriter::new(file))
-        .write_image(&raw, size, size, image::ExtendedColorType::Rgb8)
-        .map_err(|e| Error::Encode {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
-}
-
-fn write_image(path: &Path, format: ImageFormat, rgb: &image::RgbImage) -> Result<()> {
-    let encode_error = |e: image::ImageError| Error::Encode {
-        path: path.to_owned(),
-        message: e.to_string(),
-    };
-    let mut bytes = Vec::new();
-    match format {
-        ImageFormat::Jpeg => image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 92)
-            .encode_image(rgb)
-            .map_err(encode_error)?,
-        ImageFormat::Png => image::codecs::png::PngEncoder::new(&mut bytes)
-            .write_image(
-                rgb.as_raw(),
-                rgb.width(),
-                rgb.height(),
-                image::ExtendedColorType::Rgb8,
-            )
-            .map_err(encode_error)?,
-    }
-    write_file(path, &bytes)
-}
+/// Per-image label statistics.
+type Occurrences = Vec<Occurrence>;
 
 /// Writes one image and its label maps; returns its `index.csv` row and its occurrences.
-fn write_one(root: &Path, config: &Config, index: usize) -> Result<(String, Occurrences)> {
+fn write_one(root: &Path, config: &Config, index: usize) -> Result<(IndexRow, Occurrences)> {
     let r = render(config, index);
     let size = config.image_size;
     let label_size = size / 2;
@@ -319,7 +236,7 @@ fn write_one(root: &Path, config: &Config, index: usize) -> Result<(String, Occu
             continue;
         }
         let name = format!("{stem}_{suffix}.png");
-        write_label_png(&images.join(&name), label_size, pixels)?;
+        write_label_png(&images.join(&name), [label_size, label_size], pixels)?;
         occurrences(category, pixels, &mut occ);
         if !cells[category].is_empty() {
             cells[category].push(';');
@@ -330,7 +247,7 @@ fn write_one(root: &Path, config: &Config, index: usize) -> Result<(String, Occu
     // concepts its frequency filter dropped.
     cells[SCENE] = match r.scene {
         Some(scene) => {
-            occ.push((SCENE, scene_label(scene), 1.0));
+            occ.push(image_level(SCENE, scene_label(scene)));
             scene_label(scene).to_string()
         }
         None => "0".to_owned(),
@@ -342,19 +259,28 @@ fn write_one(root: &Path, config: &Config, index: usize) -> Result<(String, Occu
             .textures
             .iter()
             .map(|&t| {
-                occ.push((TEXTURE, texture_label(t), 1.0));
+                occ.push(image_level(TEXTURE, texture_label(t)));
                 texture_label(t).to_string()
             })
             .collect();
         numbers.join(";")
     };
-    let split = if r.val { "val" } else { "train" };
-    let row = format!(
-        "{stem}.{},{split},{size},{size},{label_size},{label_size},{}\n",
-        config.format.extension(),
-        cells.join(",")
-    );
+    let row = IndexRow {
+        image: format!("{stem}.{}", config.format.extension()),
+        split: if r.val { "val" } else { "train" }.to_owned(),
+        image_size: [size, size],
+        label_size: [label_size, label_size],
+        cells,
+    };
     Ok((row, occ))
+}
+
+fn image_level(category: usize, label: u16) -> Occurrence {
+    Occurrence {
+        category,
+        label: u32::from(label),
+        fraction: 1.0,
+    }
 }
 
 /// Writes a dataset into `out`, which must not exist yet. The dataset appears there
@@ -403,87 +329,18 @@ fn write_all(root: &Path, config: &Config) -> Result<Summary> {
         path: synth.clone(),
         source,
     })?;
-    let rows: Vec<(String, Occurrences)> = (0..config.images)
+    let rows: Vec<(IndexRow, Occurrences)> = (0..config.images)
         .into_par_iter()
         .map(|i| write_one(root, config, i))
         .collect::<Result<_>>()?;
-
-    let mut index = String::from("image,split,ih,iw,sh,sw,");
-    index.push_str(&CATEGORIES.join(","));
-    index.push('\n');
+    let vocabulary = Vocabulary {
+        categories: CATEGORIES.iter().map(|c| c.to_string()).collect(),
+        labels: (1..N_LABELS as u16)
+            .map(|n| (label_name(n).to_owned(), label_categories(n).to_vec()))
+            .collect(),
+    };
     // Counted in image order so the float sums, and the files, are the same every time.
-    let n_cat = CATEGORIES.len();
-    let mut freq = vec![vec![0u64; N_LABELS]; n_cat];
-    let mut cov = vec![vec![0.0f64; N_LABELS]; n_cat];
-    let mut freq_any = vec![0u64; N_LABELS];
-    let mut cov_any = vec![0.0f64; N_LABELS];
-    let mut category_images = vec![0u64; n_cat];
-    for (row, occ) in &rows {
-        index.push_str(row);
-        let mut best = vec![0.0f64; N_LABELS];
-        let mut seen_category = vec![false; n_cat];
-        for &(category, label, fraction) in occ {
-            freq[category][label as usize] += 1;
-            cov[category][label as usize] += fraction;
-            best[label as usize] = best[label as usize].max(fraction);
-            seen_category[category] = true;
-        }
-        for (label, &fraction) in best.iter().enumerate() {
-            if fraction > 0.0 {
-                freq_any[label] += 1;
-                cov_any[label] += fraction;
-            }
-        }
-        for (count, seen) in category_images.iter_mut().zip(seen_category) {
-            *count += u64::from(seen);
-        }
-    }
-    let mean = |sum: f64, n: u64| if n == 0 { 0.0 } else { sum / n as f64 };
-
-    let mut labels = String::from("number,name,category,frequency,coverage,syns\n");
-    for number in 1..N_LABELS as u16 {
-        let cats: Vec<String> = label_categories(number)
-            .iter()
-            .map(|&c| format!("{}({})", CATEGORIES[c], freq[c][number as usize]))
-            .collect();
-        let _ = writeln!(
-            labels,
-            "{number},{},{},{},{:.6},",
-            label_name(number),
-            cats.join(";"),
-            freq_any[number as usize],
-            mean(cov_any[number as usize], freq_any[number as usize])
-        );
-    }
-    let mut categories = String::from("name,first,last,count,frequency\n");
-    for (c, name) in CATEGORIES.iter().enumerate() {
-        let members: Vec<u16> = (1..N_LABELS as u16)
-            .filter(|&n| label_categories(n).contains(&c))
-            .collect();
-        let _ = writeln!(
-            categories,
-            "{name},{},{},{},{}",
-            members.first().copied().unwrap_or(0),
-            members.last().copied().unwrap_or(0),
-            members.len(),
-            category_images[c]
-        );
-        let mut codes = String::from("code,number,name,frequency,coverage\n");
-        for (code, &n) in members.iter().enumerate() {
-            let _ = writeln!(
-                codes,
-                "{},{n},{},{},{:.6}",
-                code + 1,
-                label_name(n),
-                freq[c][n as usize],
-                mean(cov[c][n as usize], freq[c][n as usize])
-            );
-        }
-        write_file(&root.join(format!("c_{name}.csv")), codes.as_bytes())?;
-    }
-    write_file(&root.join("index.csv"), index.as_bytes())?;
-    write_file(&root.join("label.csv"), labels.as_bytes())?;
-    write_file(&root.join("category.csv"), categories.as_bytes())?;
+    write_tables(root, &vocabulary, &rows)?;
     Ok(Summary {
         images: config.images,
         labels: N_LABELS - 1,

@@ -19,6 +19,18 @@ pub enum Error {
     },
     #[error("{0}")]
     Config(String),
+    /// A label file (a segmenter's) is malformed at a line.
+    #[error("{}: line {line}: {message}", path.display())]
+    Labels {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// CUDA was asked for and is not usable. The message does not say who asked (a flag
     /// or a pipeline's key): the binaries put that in front.
     #[error("{0}")]

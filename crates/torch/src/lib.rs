@@ -15,21 +15,32 @@
 //!   forward pass from a layer's (possibly modified) activations to the output that the
 //!   extra file `netdissect-intervention.json` names ([`Intervention`]): the class scores of
 //!   a classifier, the image of a generator.
+//!
+//! A generator's `forward(z)` takes latent vectors instead of images and returns its image
+//! beside the layers; the extra file `netdissect-generator.json` says so
+//! ([`GeneratorRecord`]). [`Generator`] draws its samples as 8-bit images from the latent
+//! vectors of [`latent`] and renders them again from modified activations; [`Segmenter`]
+//! labels images with a semantic segmenter's label maps (GAN dissection's ruler).
 
 /// The libtorch this build links (tch 0.26 accepts exactly this version).
 pub const LIBTORCH_VERSION: &str = "2.13.0";
 
 mod error;
+mod generator;
 pub mod input;
+pub mod latent;
 mod model;
 mod preprocess;
+pub mod segmenter;
 
 pub use error::{Error, Result, shape};
+pub use generator::Generator;
 pub use model::{
-    DeviceChoice, INTERVENTION_EXTRA_FILE, Intervention, Model, extra_file, model_fields,
-    model_intervention, resolve_device,
+    DeviceChoice, GENERATOR_EXTRA_FILE, GeneratorRecord, INTERVENTION_EXTRA_FILE, Intervention,
+    Model, extra_file, model_fields, model_generator, model_intervention, resolve_device,
 };
 pub use preprocess::{ChannelOrder, Preprocess, PreprocessArgs, size_pair};
+pub use segmenter::{Labels, Segmenter};
 
 /// Lets glibc's allocator keep large freed blocks instead of returning them to the kernel.
 ///

@@ -213,6 +213,59 @@ pub fn model_intervention(path: &Path) -> Result<Option<Intervention>> {
     Ok(Some(record))
 }
 
+/// The TorchScript extra file in which a generator says what its `forward` takes and gives.
+pub const GENERATOR_EXTRA_FILE: &str = "netdissect-generator.json";
+
+/// What a generator is: its `forward(z)` takes latent vectors `(N, z_dim)` (standard
+/// normal) and returns a dict holding the image `(N, 3, H, W)` under `image`, with values
+/// in `range` (`[-1, 1]`: pixel = (v + 1) / 2 · 255), and the activations of `layers`.
+/// Running on from a layer to the image is the [`Intervention`] record's business, whose
+/// `output` names the same image.
+///
+/// Stored as the extra file [`GENERATOR_EXTRA_FILE`]:
+/// `{"format": 1, "z_dim": 128, "image": "image", "range": [-1, 1], "layers": ["layer1"]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorRecord {
+    pub format: u32,
+    pub z_dim: usize,
+    pub image: String,
+    pub range: [f64; 2],
+    /// The layers it returns, in the model's order.
+    pub layers: Vec<String>,
+}
+
+/// The generator record of the model file at `path` ([`GeneratorRecord`]), or `None` when it has
+/// none.
+pub fn model_generator(path: &Path) -> Result<Option<GeneratorRecord>> {
+    let Some(text) = extra_file(path, GENERATOR_EXTRA_FILE)? else {
+        return Ok(None);
+    };
+    let fail = |message: String| Error::Model {
+        path: path.to_owned(),
+        message: format!("extra file {GENERATOR_EXTRA_FILE}: {message}"),
+    };
+    let record: GeneratorRecord = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
+    if record.format != 1 {
+        return Err(fail(format!(
+            "format {} is not one this build reads (1)",
+            record.format
+        )));
+    }
+    if record.z_dim == 0 || record.image.is_empty() {
+        return Err(fail(
+            "z_dim must be at least 1 and image must name an output".into(),
+        ));
+    }
+    let [lo, hi] = record.range;
+    if !(lo.is_finite() && hi.is_finite() && lo < hi) {
+        return Err(fail(format!(
+            "range [{lo}, {hi}] is not an interval (low < high)"
+        )));
+    }
+    Ok(Some(record))
+}
+
 /// A loaded TorchScript model in evaluation mode.
 pub struct Model {
     path: PathBuf,
