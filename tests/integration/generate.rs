@@ -145,3 +145,119 @@ fn generator_mistakes_name_their_line() {
         run.stderr
     );
 }
+
+/// `nd-intervene` on the planted dissection's scores with the generator `generator` of the
+/// planted models; (ok, stdout, stderr).
+fn intervene(d: &Path, scores: &Path, generator: &str, extra: &[&str]) -> (bool, String, String) {
+    let m = |f: &str| d.join("models").join(f).display().to_string();
+    let output = std::process::Command::new(crate::workflow::bin_dir().join("nd-intervene"))
+        .args(["--scores", scores.to_str().unwrap()])
+        .args([
+            "--generator",
+            &m(generator),
+            "--segmenter",
+            &m("segmenter.pt"),
+        ])
+        .args(["--segmenter-labels", &m("labels.csv"), "--layer", "planted"])
+        .args(["--samples", "60", "--draws", "3", "--device", "cpu"])
+        .args(extra)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn ablating_a_shapes_unit_removes_it_and_inserting_it_draws_it_in_the_region() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    planted(&d.join("models"));
+    let run = common::netdissect(&pipeline(d, FILES), &[]);
+    assert!(run.ok, "{}", run.stderr);
+    let scores = common::only_dir(&d.join("cache/score"));
+    // The square (unit 0) fills the grid's top-left quadrant; the dot (unit 3) lies in the
+    // bottom-right one.
+    let (ok, stdout, stderr) = intervene(
+        d,
+        &scores,
+        "generator.pt",
+        &[
+            "--concepts",
+            "square,dot",
+            "--ks",
+            "1,2",
+            "--region",
+            "0,0,0.5,0.5",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.split_whitespace().take(3).eq(["square", "ablate", "1"])),
+        "{stdout}"
+    );
+    let artifact = common::only_dir(&d.join("cache/intervene"));
+    let table = nd_tables::read(&artifact.join("interventions.parquet")).unwrap();
+    let concept = nd_tables::strings(&table, "concept").unwrap();
+    let mode = nd_tables::strings(&table, "mode").unwrap();
+    let choice = nd_tables::strings(&table, "choice").unwrap();
+    let k = nd_tables::values::<arrow::datatypes::UInt32Type>(&table, "k").unwrap();
+    let before = nd_tables::values::<arrow::datatypes::Float64Type>(&table, "before").unwrap();
+    let after = nd_tables::values::<arrow::datatypes::Float64Type>(&table, "after").unwrap();
+    // 2 concepts × 2 modes × 2 ks × (top + 3 draws).
+    assert_eq!(table.num_rows(), 32);
+    let find = |c: &str, m: &str, kk: u32| {
+        (0..table.num_rows())
+            .find(|&i| concept[i] == c && mode[i] == m && choice[i] == "top" && k[i] == kk)
+            .unwrap()
+    };
+    for c in ["square", "dot"] {
+        // Ablating the concept's top unit (its own) removes every pixel of its shape.
+        let i = find(c, "ablate", 1);
+        assert!(before[i] > 0.0, "{c} is drawn in some samples");
+        assert_eq!(after[i], 0.0, "{c}: ablated");
+    }
+    // Inserting a shape's unit in the top-left quadrant draws its colour over all of it, so
+    // the segmenter sees the shape's concept on the whole region (inside share 1), and
+    // nothing changes outside it: the square where it was drawn half the time, the dot
+    // where it never is.
+    use arrow::array::AsArray;
+    let nullable = |name: &str| {
+        table
+            .column_by_name(name)
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Float64Type>()
+            .clone()
+    };
+    let (outside_before, outside_after) = (nullable("outside_before"), nullable("outside_after"));
+    let outside_before = |i: usize| outside_before.value(i);
+    let outside_after = |i: usize| outside_after.value(i);
+    let i = find("square", "insert", 1);
+    assert!(before[i] > 0.0 && before[i] < 1.0, "{}", before[i]);
+    assert_eq!(after[i], 1.0);
+    assert_eq!((outside_before(i), outside_after(i)), (0.0, 0.0));
+    let i = find("dot", "insert", 1);
+    assert_eq!((before[i], after[i]), (0.0, 1.0));
+    assert!(outside_before(i) > 0.0);
+    assert_eq!(outside_after(i), outside_before(i));
+    assert!(artifact.join("grids/square-ablate.png").is_file());
+    assert!(artifact.join("grids/dot-insert.png").is_file());
+
+    // The files must be the dissection's; the concepts the segmenter's.
+    let (ok, _, stderr) = intervene(d, &scores, "segmenter.pt", &["--concepts", "square"]);
+    assert!(
+        !ok && stderr.contains("is not the generator the dissection's samples were generated with"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = intervene(d, &scores, "generator.pt", &["--concepts", "tree"]);
+    assert!(
+        !ok && stderr
+            .contains("concept `tree` is not one the segmenter names (square, bar, pole, dot)"),
+        "{stderr}"
+    );
+}
