@@ -246,6 +246,12 @@ fn run() -> anyhow::Result<()> {
                 println!();
                 print!("{}", nd_report::format_rotation(&m.name, seed, &rows));
             }
+            if let Some((artifact, copy)) = &result.intervened {
+                println!();
+                print!("{}", nd_intervene::format_summary(artifact)?);
+                let at = copy.as_ref().unwrap_or(&artifact.dir);
+                println!("interventions: {}", shown(at).display());
+            }
             // The index compares every model report in the output folder; it links pages
             // only where they were written.
             if let Some(index) = &result.index {

@@ -40,6 +40,8 @@ pub struct Pipeline {
     pub train: Option<TrainSection>,
     /// Compositional labels: each unit's best formula of concepts (run when given).
     pub formulas: Option<FormulasSection>,
+    /// GAN dissection's interventions on a generator's units (run when given).
+    pub intervene: Option<Spanned<IntervenSection>>,
     #[serde(default)]
     pub output: OutputSection,
 }
@@ -201,6 +203,56 @@ impl GeneratorSection {
             device: *self.device.get_ref(),
             threads: 0,
         })
+    }
+}
+
+/// `[intervene]`: ablate and insert a concept's units of a generator's layer, against random
+/// units (the intervene stage).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntervenSection {
+    /// The `[[generator]]` (default: the only one).
+    pub generator: Option<String>,
+    pub layer: String,
+    pub concepts: Vec<String>,
+    pub ks: Option<Vec<usize>>,
+    pub samples: Option<usize>,
+    pub ablation_value: Option<f64>,
+    pub region: Option<[f64; 4]>,
+    pub draws: Option<usize>,
+    pub seed: Option<u64>,
+}
+
+impl IntervenSection {
+    /// The `[[generator]]` it intervenes on.
+    pub fn chosen<'a>(&self, generators: &'a [GeneratorSection]) -> Option<&'a GeneratorSection> {
+        match &self.generator {
+            Some(name) => generators.iter().find(|g| &g.name == name),
+            None if generators.len() == 1 => generators.first(),
+            None => None,
+        }
+    }
+
+    /// The stage's settings for generator `g`.
+    pub fn config(&self, l: &Loaded, g: &GeneratorSection) -> nd_intervene::Config {
+        let d = nd_intervene::Config::new(
+            l.resolve(g.file.get_ref()),
+            l.resolve(g.segmenter.get_ref()),
+            l.resolve(g.segmenter_labels.get_ref()),
+            self.layer.clone(),
+            self.concepts.clone(),
+        );
+        nd_intervene::Config {
+            ks: self.ks.clone().unwrap_or(d.ks.clone()),
+            samples: self.samples.unwrap_or(d.samples),
+            ablation_value: self.ablation_value.unwrap_or(d.ablation_value),
+            region: self.region.unwrap_or(d.region),
+            draws: self.draws.unwrap_or(d.draws),
+            seed: self.seed.unwrap_or(d.seed),
+            batch_size: g.batch_size,
+            device: *g.device.get_ref(),
+            ..d
+        }
     }
 }
 
@@ -1001,6 +1053,40 @@ fn check(l: &Loaded) -> anyhow::Result<()> {
         None => {}
     }
     check_generators(l)?;
+    if let Some(section) = &p.intervene {
+        let at = l.location(section.span());
+        let i = section.get_ref();
+        let Some(g) = i.chosen(&p.generators) else {
+            bail!(
+                "{at}: [intervene] needs the [[generator]] to intervene on: {}",
+                match &i.generator {
+                    Some(name) => format!("there is none named `{name}`"),
+                    None if p.generators.is_empty() => "the file has none".to_owned(),
+                    None => "name one with `generator = \"...\"`".to_owned(),
+                }
+            );
+        };
+        if !g.layers.get_ref().contains(&i.layer) {
+            bail!(
+                "{at}: intervene.layer `{}` is not a layer of generator `{}` ({})",
+                i.layer,
+                g.name,
+                g.layers.get_ref().join(", ")
+            );
+        }
+        let config = i.config(l, g);
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{at}: [intervene]: {e}"))?;
+        if config.samples > *g.samples.get_ref() {
+            bail!(
+                "{at}: intervene.samples {} is more than generator `{}`'s {} samples",
+                config.samples,
+                g.name,
+                g.samples.get_ref()
+            );
+        }
+    }
     for (i, m) in p.models.iter().enumerate() {
         if m.name.is_empty() || m.name.contains(['/', '\\']) {
             bail!(

@@ -108,6 +108,8 @@ pub struct RunResult {
     pub index: Option<PathBuf>,
     /// `[formulas]`'s settings and gain, when given.
     pub formulas: Option<(nd_formulas::Config, f64)>,
+    /// `[intervene]`'s artifact, and its copy in `[output] dir`.
+    pub intervened: Option<(Artifact, Option<PathBuf>)>,
 }
 
 /// Trains (or finds in the cache) every model that names a `train` recipe, and sets its
@@ -220,9 +222,17 @@ pub fn run(path: &Path, options: &Options) -> anyhow::Result<RunResult> {
             dissected.push((variant.name.clone(), Some(variant), own));
         }
     }
+    let mut intervened = None;
     for generator in &p.generators {
         let own = run_generator(&loaded, &store, generator, options)
             .with_context(|| format!("generator `{}`", generator.name))?;
+        if let Some(section) = &p.intervene
+            && section.get_ref().chosen(&p.generators).map(|g| &g.name) == Some(&generator.name)
+        {
+            let artifact = run_intervene(&loaded, &store, generator, &own.report, options)
+                .with_context(|| format!("{}: [intervene]", loaded.location(section.span())))?;
+            intervened = Some(artifact);
+        }
         dissected.push((generator.name.clone(), None, own));
     }
     let mut models = Vec::new();
@@ -314,10 +324,30 @@ pub fn run(path: &Path, options: &Options) -> anyhow::Result<RunResult> {
         Some(f) => Some((f.config(&p.score)?, *f.gain.get_ref())),
         None => None,
     };
+    let intervened = match intervened {
+        Some(artifact) => {
+            let copy = match (&p.output.dir, &p.intervene) {
+                (Some(dir), Some(section)) => {
+                    let name = &section
+                        .get_ref()
+                        .chosen(&p.generators)
+                        .expect("checked")
+                        .name;
+                    let to = loaded.resolve(dir).join(name).join("intervene");
+                    artifact.export(&to, nd_store::Transfer::Copy)?;
+                    Some(to)
+                }
+                _ => None,
+            };
+            Some((artifact, copy))
+        }
+        None => None,
+    };
     Ok(RunResult {
         models,
         index,
         formulas,
+        intervened,
     })
 }
 
@@ -585,6 +615,50 @@ fn run_generator(
         keys,
         options,
     )
+}
+
+/// `[intervene]` on a generator's dissection (its report names the scores).
+fn run_intervene(
+    loaded: &Loaded,
+    store: &Store,
+    generator: &pipeline::GeneratorSection,
+    report: &Artifact,
+    options: &Options,
+) -> anyhow::Result<Artifact> {
+    let section = loaded
+        .pipeline
+        .intervene
+        .as_ref()
+        .expect("called with [intervene]");
+    let name = generator.name.as_str();
+    let last = store.last_run(name);
+    let started = Instant::now();
+    let key = report
+        .manifest
+        .inputs
+        .get("scores")
+        .context("the report names no scores")?;
+    let scores = store
+        .get_key("score", *key)?
+        .context("the report's scores are not in the cache")?;
+    let mut config = section.get_ref().config(loaded, generator);
+    config.threads = options.threads;
+    explain(
+        options,
+        store,
+        name,
+        last.as_ref(),
+        nd_intervene::spec(&scores, &config).map_err(Into::into),
+    )?;
+    let outcome = nd_intervene::run(store, &scores, &config)?;
+    log(
+        nd_intervene::STAGE,
+        name,
+        &outcome.artifact,
+        outcome.computed,
+        started,
+    );
+    Ok(outcome.artifact)
 }
 
 /// The dissection of a model's activations in the fraction `variant.power` of a random

@@ -176,8 +176,29 @@ fn ablating_a_shapes_unit_removes_it_and_inserting_it_draws_it_in_the_region() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     planted(&d.join("models"));
-    let run = common::netdissect(&pipeline(d, FILES), &[]);
+    // [intervene] in the pipeline, then the same by nd-intervene: one artifact.
+    let path = pipeline(d, FILES);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(
+        "\n[intervene]\nlayer = \"planted\"\nconcepts = [\"square\", \"dot\"]\nks = [1, 2]\n\
+         samples = 60\ndraws = 3\nregion = [0.0, 0.0, 0.5, 0.5]\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    let run = common::netdissect(&path, &[]);
     assert!(run.ok, "{}", run.stderr);
+    assert!(run.stderr.contains("stage intervene"), "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("interventions in planted over 60 samples")
+            && run.stdout.contains("\ninterventions: ")
+            && run.stdout.contains("results/planted-gan/intervene\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        d.join("results/planted-gan/intervene/interventions.parquet")
+            .is_file()
+    );
     let scores = common::only_dir(&d.join("cache/score"));
     // The square (unit 0) fills the grid's top-left quadrant; the dot (unit 3) lies in the
     // bottom-right one.
