@@ -268,6 +268,11 @@ fn ablating_a_shapes_unit_removes_it_and_inserting_it_draws_it_in_the_region() {
     assert_eq!(outside_after(i), outside_before(i));
     assert!(artifact.join("grids/square-ablate.png").is_file());
     assert!(artifact.join("grids/dot-insert.png").is_file());
+    let page = std::fs::read_to_string(artifact.join("index.html")).unwrap();
+    assert!(
+        page.contains("<img src=\"grids/square-ablate.png\"") && page.contains("<td>square</td>"),
+        "{page}"
+    );
 
     // The files must be the dissection's; the concepts the segmenter's.
     let (ok, _, stderr) = intervene(d, &scores, "segmenter.pt", &["--concepts", "square"]);

@@ -18,10 +18,12 @@
 //! `interventions.parquet` (a row per concept, mode, choice of units, k and draw: the
 //! units, the concept's share before and after, inside the region and outside it for
 //! insertions), `summary.json` (per concept, mode and k: the top units' change, the random
-//! units' mean and standard deviation), and `grids/<concept>-<mode>.png`: the first
-//! samples before, with the top units changed, and with random units changed.
+//! units' mean and standard deviation), `grids/<concept>-<mode>.png` (the first samples
+//! before, with the top units changed, and with random units changed) and `index.html`,
+//! which shows them.
 
 mod grid;
+mod page;
 mod rng;
 
 use std::collections::BTreeMap;
@@ -520,6 +522,7 @@ pub fn run(
     })?;
     let mut rows: Vec<Row> = Vec::new();
     let mut summary = Vec::new();
+    let mut grid_files = Vec::new();
     for (c, name) in config.concepts.iter().enumerate() {
         let ranked = rng::ranked(units, ious.get(name));
         let ks: Vec<usize> = config.ks.iter().copied().filter(|&k| k <= units).collect();
@@ -586,26 +589,35 @@ pub fn run(
                     "draws": random.len(),
                 }));
             }
-            let path = grids.join(format!("{}-{mode}.png", grid::file_stem(name)));
-            grid::write(&path, &grid_rows)?;
+            let file = format!("grids/{}-{mode}.png", grid::file_stem(name));
+            grid::write(&pending.dir().join(&file), &grid_rows)?;
+            if let Some(&k) = ks.last() {
+                grid_files.push((name.clone(), mode.to_owned(), file, k));
+            }
         }
     }
     write_rows(&pending.dir().join(FILE), &rows, &pending.table_metadata())?;
-    let text = nd_store::canonical::to_pretty(&json!({
+    let summary = json!({
         "layer": config.layer,
         "samples": config.samples,
         "region": config.region,
         "changes": summary,
-    }));
-    let path = pending.dir().join(SUMMARY_FILE);
-    std::fs::write(&path, text).map_err(|e| Error::Write {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
+    });
+    for (file, text) in [
+        (SUMMARY_FILE, nd_store::canonical::to_pretty(&summary)),
+        ("index.html", page::write(&summary, &grid_files)),
+    ] {
+        let path = pending.dir().join(file);
+        std::fs::write(&path, text).map_err(|e| Error::Write {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+    }
     let outputs = json!({
         "interventions": FILE,
         "summary": SUMMARY_FILE,
         "grids": "grids",
+        "page": "index.html",
         "units": units,
     });
     let mut versions = nd_store::versions();
