@@ -1266,44 +1266,38 @@ pub fn describe(loaded: &Loaded) -> anyhow::Result<serde_json::Value> {
         };
         Ok(path.to_string_lossy().into_owned())
     };
-    if !p.generators.is_empty() {
-        bail!(
-            "{}: the workflow does not run [[generator]]s yet; dissect them with `netdissect \
-             run {}`",
-            loaded.path.display(),
-            loaded.path.display()
-        );
-    }
-    let section = p
-        .dataset
-        .as_ref()
-        .expect("checked when loading: models need a dataset");
-    let dataset = match (&section.path, &section.synth) {
-        (Some(path), _) => {
-            let dir = loaded.resolve(path);
-            let config = nd_broden::Config {
-                categories: section.categories.clone(),
-            };
-            let rows = nd_broden::Dataset::open(&dir, &config)
-                .with_context(|| {
-                    format!(
-                        "{}: cannot open the dataset {}",
-                        loaded.path.display(),
-                        dir.display()
-                    )
-                })?
-                .len();
-            json!({ "path": absolute(path)?, "synth": null, "rows": rows })
-        }
-        (None, Some(s)) => json!({
-            "path": null,
-            "synth": { "images": s.images, "size": s.size, "seed": s.seed, "format": s.format },
-            "rows": s.images,
+    let dataset = match &p.dataset {
+        None => None,
+        Some(section) => Some(match (&section.path, &section.synth) {
+            (Some(path), _) => {
+                let dir = loaded.resolve(path);
+                let config = nd_broden::Config {
+                    categories: section.categories.clone(),
+                };
+                let rows = nd_broden::Dataset::open(&dir, &config)
+                    .with_context(|| {
+                        format!(
+                            "{}: cannot open the dataset {}",
+                            loaded.path.display(),
+                            dir.display()
+                        )
+                    })?
+                    .len();
+                json!({ "path": absolute(path)?, "synth": null, "rows": rows })
+            }
+            (None, Some(s)) => json!({
+                "path": null,
+                "synth": { "images": s.images, "size": s.size, "seed": s.seed, "format": s.format },
+                "rows": s.images,
+            }),
+            (None, None) => unreachable!("checked when loading"),
         }),
-        (None, None) => unreachable!("checked when loading"),
     };
-    let mut dataset = dataset;
-    dataset["categories"] = json!(section.categories);
+    let dataset = dataset.map(|mut d| {
+        let section = p.dataset.as_ref().expect("a dataset section");
+        d["categories"] = json!(section.categories);
+        d
+    });
     let explained: Vec<&str> = p
         .explain
         .as_ref()
@@ -1349,9 +1343,46 @@ pub fn describe(loaded: &Loaded) -> anyhow::Result<serde_json::Value> {
             })).collect::<Vec<_>>(),
         }));
     }
+    let mut generators = Vec::new();
+    for g in &p.generators {
+        let c = g.config(loaded)?;
+        generators.push(json!({
+            "name": g.name,
+            "file": absolute(&c.generator)?,
+            "segmenter": absolute(&c.segmenter.model)?,
+            "segmenter_labels": absolute(&c.segmenter.labels)?,
+            "segmenter_preprocess": c.segmenter.preprocess,
+            "layers": c.layers,
+            "samples": c.samples,
+            "seed": c.seed,
+            "batch_size": c.batch_size,
+            "device": g.device.get_ref(),
+        }));
+    }
+    let intervene = match &p.intervene {
+        None => None,
+        Some(section) => {
+            let i = section.get_ref();
+            let g = i.chosen(&p.generators).expect("checked when loading");
+            let c = i.config(loaded, g);
+            Some(json!({
+                "generator": g.name,
+                "layer": c.layer,
+                "concepts": c.concepts,
+                "ks": c.ks,
+                "samples": c.samples,
+                "ablation_value": c.ablation_value,
+                "region": c.region,
+                "draws": c.draws,
+                "seed": c.seed,
+            }))
+        }
+    };
     Ok(json!({
         "pipeline": absolute(&loaded.path)?,
         "dataset": dataset,
+        "generators": generators,
+        "intervene": intervene,
         "cache": absolute(&p.cache.dir)?,
         "models": models,
         "quantile": { "top": p.quantile.top.get_ref() },

@@ -1,7 +1,8 @@
 //! GAN dissection through `netdissect run`: a pipeline's `[[generator]]` (the planted
 //! generator and segmenter of `tests/python/planted_gan.py`, no `[dataset]`) is generated,
 //! dissected and reported like a model, each planted unit labelled with its shape; its
-//! mistakes name their line; the workflow says it does not run generators yet.
+//! mistakes name their line; the Snakemake workflow gives the artifacts `netdissect run`
+//! gives, interventions included.
 
 use std::path::Path;
 
@@ -83,17 +84,30 @@ fn a_generator_is_dissected_like_a_model_and_its_units_get_their_shapes() {
     assert!(again.ok, "{}", again.stderr);
     assert!(!again.stderr.contains(" computed "), "{}", again.stderr);
 
-    // The workflow does not run generators yet, and says so.
+    // The workflow reads the generator as run does: every value spelled out.
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_netdissect"))
         .arg("config")
         .arg(d.join("pipeline.toml"))
         .env_remove("LD_LIBRARY_PATH")
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&output.stderr);
     assert!(
-        !output.status.success() && err.contains("does not run [[generator]]s yet"),
-        "{err}"
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let config: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(config["dataset"], serde_json::Value::Null);
+    let g = &config["generators"][0];
+    assert_eq!(g["name"], "planted-gan");
+    assert_eq!(g["layers"], serde_json::json!(["planted", "coarse"]));
+    assert_eq!(
+        (g["samples"].as_u64(), g["seed"].as_u64()),
+        (Some(60), Some(2))
+    );
+    assert!(
+        Path::new(g["segmenter"].as_str().unwrap()).is_absolute(),
+        "{g}"
     );
 }
 
@@ -286,4 +300,76 @@ fn ablating_a_shapes_unit_removes_it_and_inserting_it_draws_it_in_the_region() {
             .contains("concept `tree` is not one the segmenter names (square, bar, pole, dot)"),
         "{stderr}"
     );
+}
+
+/// The manifest key of an artifact's record or copy (its `manifest.json`).
+fn key_of(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
+    manifest["key"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn the_workflow_generates_dissects_and_intervenes_like_netdissect_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    planted(&d.join("models"));
+    let path = pipeline(d, FILES);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(
+        "\n[formulas]\nmax_length = 2\n\n[intervene]\nlayer = \"planted\"\n\
+         concepts = [\"square\"]\nks = [1, 2]\nsamples = 30\ndraws = 2\n",
+    );
+    std::fs::write(&path, &text).unwrap();
+    let run = common::netdissect(&path, &[]);
+    assert!(run.ok, "{}", run.stderr);
+
+    // The same pipeline through Snakemake, on a cache and results of its own; image shards
+    // split a model's images, a generator's samples are one shard.
+    let other = d.join("workflow.toml");
+    std::fs::write(
+        &other,
+        text.replace("dir = \"cache\"", "dir = \"cache-wf\"")
+            .replace("dir = \"results\"", "dir = \"results-wf\""),
+    )
+    .unwrap();
+    let output = crate::workflow::snakemake(d, &other, &["image_shards=2"], &[])
+        .output()
+        .unwrap();
+    let log = crate::workflow::succeeded(&output, "snakemake");
+    for rule in [
+        "generate",
+        "quantile",
+        "segment",
+        "score_whole",
+        "formulas",
+        "report",
+    ] {
+        assert!(log.contains(&format!("rule {rule}:")), "{rule}: {log}");
+    }
+    // Content-addressed: the same keys are the same inputs and settings, stage by stage.
+    let records = d.join("records/planted-gan");
+    let results = d.join("results/planted-gan");
+    assert_eq!(
+        key_of(&records.join("report.json")),
+        key_of(&results.join("manifest.json"))
+    );
+    assert_eq!(
+        key_of(&records.join("intervene.json")),
+        key_of(&results.join("intervene/manifest.json"))
+    );
+    let copy = d.join("results-wf/planted-gan");
+    for file in [
+        "units.parquet",
+        "intervene/interventions.parquet",
+        "intervene/summary.json",
+    ] {
+        assert_eq!(
+            std::fs::read(copy.join(file)).unwrap(),
+            std::fs::read(results.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    assert!(copy.join("html/index.html").is_file());
+    assert!(d.join("results-wf/index.html").is_file());
 }

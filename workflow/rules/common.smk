@@ -41,6 +41,9 @@ def load_pipeline(path):
 PIPELINE = load_pipeline(os.path.abspath(config.get("pipeline", "pipeline.toml")))
 CACHE = PIPELINE["cache"]
 MODELS = {m["name"]: m for m in PIPELINE["models"]}
+# The generators ([[generator]]): each dissected on its own samples, which the generate
+# stage draws and its segmenter labels into a dataset in the cache.
+GENERATORS = {g["name"]: g for g in PIPELINE["generators"]}
 # The rotation control: the dissections of a model's activations in fractions of a random
 # rotation of each layer's unit basis (a model's `rotations`), by name.
 ROTATED = {
@@ -48,19 +51,25 @@ ROTATED = {
     for m in PIPELINE["models"]
     for r in m["rotations"]
 }
-# Every dissection (a model's own, or a rotated one) and the model it dissects, in the
-# order of `netdissect run`: each model, then its rotations.
+# Every dissection (a model's own, a rotated one, or a generator's) and the model it
+# dissects, in the order of `netdissect run`: each model, then its rotations, then the
+# generators.
 DISSECTIONS = {
-    name: model["name"]
-    for model in PIPELINE["models"]
-    for name in [model["name"], *(r["name"] for r in model["rotations"])]
+    **{
+        name: model["name"]
+        for model in PIPELINE["models"]
+        for name in [model["name"], *(r["name"] for r in model["rotations"])]
+    },
+    **{name: name for name in GENERATORS},
 }
-ROWS = PIPELINE["dataset"]["rows"]
+DATASET = PIPELINE["dataset"]  # None when the pipeline dissects generators alone
+ROWS = DATASET["rows"] if DATASET else None
 RESULTS = PIPELINE["output"]["dir"]
 PAGES = PIPELINE["html"]["pages"]
-CATEGORIES = PIPELINE["dataset"]["categories"]
+CATEGORIES = DATASET["categories"] if DATASET else None
+INTERVENE = PIPELINE["intervene"]
 
-if not 1 <= IMAGE_SHARDS <= ROWS:
+if DATASET and not 1 <= IMAGE_SHARDS <= ROWS:
     raise WorkflowError(
         f"image_shards must be between 1 and the dataset's {ROWS} rows, got {IMAGE_SHARDS}"
     )
@@ -70,19 +79,48 @@ if UNIT_BLOCKS < 1:
 SHARDS = range(IMAGE_SHARDS)
 BLOCKS = range(UNIT_BLOCKS)
 
+
+def names_pattern(names):
+    """A wildcard constraint that matches exactly these names (nothing when there are none)."""
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"
+
+
+def model_shards(name):
+    """The image shards of a dissection: a generator's samples are one artifact (the generate
+    stage draws them in batches of bounded memory), so one shard; a model's, the
+    configured image shards."""
+    return range(1) if name in GENERATORS else SHARDS
+
+
+# The dissections whose score is merged from image shards, and those scored whole.
+SHARDED = [n for n in DISSECTIONS if len(model_shards(n)) > 1]
+WHOLE = [n for n in DISSECTIONS if len(model_shards(n)) == 1]
+
 # A synthetic dataset is generated into the cache by a rule and named by its record; a
 # dataset directory is named by its path, and its index.csv stands for it as an input.
-SYNTH = PIPELINE["dataset"]["synth"]
-if SYNTH:
+SYNTH = DATASET["synth"] if DATASET else None
+if not DATASET:
+    DATASET_INPUT = []  # no model to extract from or explain
+elif SYNTH:
     DATASET_INPUT = "records/dataset.json"
 else:
-    DATASET_INPUT = os.path.join(PIPELINE["dataset"]["path"], "index.csv")
+    DATASET_INPUT = os.path.join(DATASET["path"], "index.csv")
+
+
+def dataset_input(name):
+    """What stands for a dissection's dataset among a job's inputs: a generator's generate
+    record (its samples are its dataset), else the pipeline's dataset."""
+    return f"records/{name}/generate.json" if name in GENERATORS else DATASET_INPUT
+
+
+def dataset_of(wildcards):
+    return dataset_input(wildcards.model)
 
 
 def dataset_arg(wildcards, input):
-    """The --dataset of a stage: the synthetic dataset's record, or the directory whose
-    index.csv is the rule's input."""
-    return input.dataset if SYNTH else os.path.dirname(input.dataset)
+    """The --dataset of a stage: a record (the synthetic dataset's, or a generator's generate
+    record), or the directory whose index.csv is the rule's input."""
+    return input.dataset if input.dataset.endswith(".json") else os.path.dirname(input.dataset)
 
 
 def rows(shard):
@@ -204,13 +242,20 @@ def explain_args(name):
 
 def activations(name, shard):
     """The record of a dissection's activations for an image shard: the model's extraction,
-    or its rotation."""
+    its rotation, or the generator's generate artifact (one shard)."""
+    if name in GENERATORS:
+        return f"records/{name}/generate.json"
     stage = "rotate" if name in ROTATED else "extract"
     return f"records/{name}/{stage}/{shard}.json"
 
 
 def activation_shards(wildcards):
-    return [activations(wildcards.model, shard) for shard in SHARDS]
+    return [activations(wildcards.model, shard) for shard in model_shards(wildcards.model)]
+
+
+def mask_shards(wildcards):
+    """The segment records of every image shard of a dissection."""
+    return [f"records/{wildcards.model}/segment/{s}.json" for s in model_shards(wildcards.model)]
 
 
 def rotation_args():
@@ -222,17 +267,52 @@ def rotation_args():
     ]
 
 
-def category_args():
-    return ["--categories", ",".join(CATEGORIES)] if CATEGORIES else []
+def category_args(name):
+    """The pipeline dataset's categories (a generator's samples have its segmenter's)."""
+    return ["--categories", ",".join(CATEGORIES)] if CATEGORIES and name not in GENERATORS else []
 
 
 def fields_args(model):
     """nd-segment's --fields for a model: none when the model file's fields are used, the
     keyword assume-centred, or the pipeline's choices per layer as JSON."""
+    if model in GENERATORS:
+        return []  # generators map onto the image bilinearly (checked when loading)
     fields = MODELS[DISSECTIONS[model]]["fields"]
     if fields is None or PIPELINE["segment"]["upsample"] != "receptive-field":
         return []  # bilinear upsampling needs no fields: they change nothing then
     return ["--fields", fields if isinstance(fields, str) else json.dumps(fields, sort_keys=True)]
+
+
+def generator_args(name):
+    """nd-generate's arguments for a generator, every value spelled out."""
+    g = GENERATORS[name]
+    p = g["segmenter_preprocess"]
+    args = [
+        "--generator", g["file"], "--segmenter", g["segmenter"],
+        "--segmenter-labels", g["segmenter_labels"],
+        "--layers", ",".join(g["layers"]), "--samples", g["samples"], "--seed", g["seed"],
+        "--scale", repr(p["scale"]), "--mean", ",".join(map(repr, p["mean"])),
+        "--std", ",".join(map(repr, p["std"])),
+    ]
+    if p["channel_order"] == "bgr":
+        args.append("--bgr")
+    if p["resize"]:
+        args += ["--resize", ",".join(map(str, p["resize"]))]
+    return args
+
+
+def intervene_args():
+    """nd-intervene's arguments for [intervene], every value spelled out."""
+    i = INTERVENE
+    g = GENERATORS[i["generator"]]
+    return [
+        "--generator", g["file"], "--segmenter", g["segmenter"],
+        "--segmenter-labels", g["segmenter_labels"], "--layer", i["layer"],
+        "--concepts", ",".join(i["concepts"]), "--ks", ",".join(map(str, i["ks"])),
+        "--samples", i["samples"], "--ablation-value", repr(i["ablation_value"]),
+        "--region", ",".join(map(repr, i["region"])), "--draws", i["draws"],
+        "--seed", i["seed"],
+    ]
 
 
 def tally_depth_args():

@@ -5,7 +5,7 @@
 
 
 wildcard_constraints:
-    model="|".join(re.escape(name) for name in DISSECTIONS),
+    model=names_pattern(DISSECTIONS),
     shard=r"\d+",
     block=r"\d+",
     part=r"\d+",
@@ -85,6 +85,37 @@ if TRAIN:
                  *params.snapshots, *params.epochs, "--threads", params.threads,
                  "--record", output.record],
                 log[0],
+            )
+
+
+if GENERATORS:
+
+    # A generator's samples (z seeded per sample), labelled by its segmenter: a dataset in
+    # the Broden layout, and the dissected layers' activations in the extract layout.
+    rule generate:
+        input:
+            generator=lambda wc: GENERATORS[wc.model]["file"],
+            segmenter=lambda wc: GENERATORS[wc.model]["segmenter"],
+            labels=lambda wc: GENERATORS[wc.model]["segmenter_labels"],
+        output:
+            record="records/{model}/generate.json",
+        wildcard_constraints:
+            model=names_pattern(GENERATORS),
+        params:
+            args=lambda wc: generator_args(wc.model),
+        resources:
+            batch_size=lambda wc: GENERATORS[wc.model]["batch_size"],
+            device=lambda wc: GENERATORS[wc.model]["device"],
+        threads: THREADS
+        log:
+            "logs/{model}/generate.log",
+        run:
+            stage(
+                "nd-generate",
+                [*params.args, "--batch-size", resources.batch_size,
+                 "--device", resources.device, "--record", output.record],
+                log[0],
+                threads,
             )
 
 
@@ -203,7 +234,7 @@ rule segment:
     input:
         activations=lambda wc: activations(wc.model, wc.shard),
         thresholds="records/{model}/quantile.json",
-        dataset=DATASET_INPUT,
+        dataset=dataset_of,
     output:
         record="records/{model}/segment/{shard}.json",
     params:
@@ -224,35 +255,24 @@ rule segment:
         )
 
 
-# With one image shard, the score of its masks is the model's score (nothing to merge).
-if IMAGE_SHARDS > 1:
-    SCORE = dict(
-        masks="records/{model}/segment/{shard}.json",
-        record="records/{model}/score/{shard}.json",
-        log="logs/{model}/score-{shard}.log",
-    )
-else:
-    SCORE = dict(
-        masks="records/{model}/segment/0.json",
-        record="records/{model}/score.json",
-        log="logs/{model}/score.log",
-    )
-
-
-rule score:
+# A dissection of one image shard (a generator's always) is scored whole: the score of its
+# masks is the dissection's (nothing to merge). Others are scored per shard, then merged.
+rule score_whole:
     input:
-        masks=SCORE["masks"],
-        dataset=DATASET_INPUT,
+        masks="records/{model}/segment/0.json",
+        dataset=dataset_of,
     output:
-        record=SCORE["record"],
+        record="records/{model}/score.json",
+    wildcard_constraints:
+        model=names_pattern(WHOLE),
     params:
         dataset=dataset_arg,
         denominator=PIPELINE["score"]["denominator"],
         tally_depth=tally_depth_args(),
-        categories=category_args(),
+        categories=lambda wc: category_args(wc.model),
     threads: THREADS
     log:
-        SCORE["log"],
+        "logs/{model}/score.log",
     run:
         stage(
             "nd-score",
@@ -264,19 +284,47 @@ rule score:
         )
 
 
-if IMAGE_SHARDS > 1:
+if SHARDED:
+
+    rule score:
+        input:
+            masks="records/{model}/segment/{shard}.json",
+            dataset=dataset_of,
+        output:
+            record="records/{model}/score/{shard}.json",
+        wildcard_constraints:
+            model=names_pattern(SHARDED),
+        params:
+            dataset=dataset_arg,
+            denominator=PIPELINE["score"]["denominator"],
+            tally_depth=tally_depth_args(),
+            categories=lambda wc: category_args(wc.model),
+        threads: THREADS
+        log:
+            "logs/{model}/score-{shard}.log",
+        run:
+            stage(
+                "nd-score",
+                ["--dataset", params.dataset, "--masks", input.masks,
+                 "--denominator", params.denominator, *params.tally_depth,
+                 *params.categories, "--record", output.record],
+                log[0],
+                threads,
+            )
 
     rule score_merge:
         input:
             shards=lambda wc: expand(
                 "records/{model}/score/{shard}.json", model=wc.model, shard=SHARDS
             ),
-            dataset=DATASET_INPUT,
+            dataset=dataset_of,
         output:
             record="records/{model}/score.json",
+        wildcard_constraints:
+            model=names_pattern(SHARDED),
         params:
             dataset=dataset_arg,
-            categories=category_args(),
+            categories=lambda wc: category_args(wc.model),
         threads: THREADS
         log:
             "logs/{model}/score-merge.log",
@@ -296,15 +344,13 @@ if FORMULAS:
     # the report, whose copy in the results replaces the model's folder there.
     rule formulas:
         input:
-            masks=lambda wc: expand(
-                "records/{model}/segment/{shard}.json", model=wc.model, shard=SHARDS
-            ),
-            dataset=DATASET_INPUT,
+            masks=mask_shards,
+            dataset=dataset_of,
         output:
             record="records/{model}/formulas.json",
         params:
             dataset=dataset_arg,
-            categories=category_args(),
+            categories=lambda wc: category_args(wc.model),
             args=formulas_args(),
         threads: THREADS
         log:
@@ -402,7 +448,7 @@ rule explain:
 rule pages:
     input:
         report="records/{model}/report.json",
-        dataset=DATASET_INPUT,
+        dataset=dataset_of,
         # An explained model's pages include its explanations.
         explain=lambda wc: ["records/{model}/explain.json"] if wc.model in EXPLAINED else [],
         # With [formulas], the units' formulas are on the pages.
@@ -454,4 +500,41 @@ if RESULTS:
                 ["index", "--out", params.results,
                  *[a for m in params.models for a in ("--model", m)], *params.rotations],
                 log[0],
+            )
+
+
+if INTERVENE:
+
+    # GAN dissection's interventions: a concept's top units of a generator's layer (by the
+    # dissection's IoU) ablated everywhere and inserted in a region, against random units.
+    # After the report, whose copy in the results replaces the generator's folder there.
+    rule intervene:
+        input:
+            scores="records/{model}/score.json",
+            report="records/{model}/report.json",
+            generator=lambda wc: GENERATORS[wc.model]["file"],
+            segmenter=lambda wc: GENERATORS[wc.model]["segmenter"],
+            labels=lambda wc: GENERATORS[wc.model]["segmenter_labels"],
+        output:
+            record="records/{model}/intervene.json",
+        wildcard_constraints:
+            model=names_pattern([INTERVENE["generator"]]),
+        params:
+            args=intervene_args(),
+            out=lambda wc: (
+                ["--out", os.path.join(RESULTS, wc.model, "intervene")] if RESULTS else []
+            ),
+        resources:
+            batch_size=lambda wc: GENERATORS[wc.model]["batch_size"],
+            device=lambda wc: GENERATORS[wc.model]["device"],
+        threads: THREADS
+        log:
+            "logs/{model}/intervene.log",
+        run:
+            stage(
+                "nd-intervene",
+                ["--scores", input.scores, *params.args, "--batch-size", resources.batch_size,
+                 "--device", resources.device, *params.out, "--record", output.record],
+                log[0],
+                threads,
             )

@@ -65,6 +65,9 @@ struct Args {
     /// Also write the artifact's manifest to this file (a record, for workflow engines).
     #[arg(long)]
     record: Option<PathBuf>,
+    /// Also copy the artifact (tables, grids, index.html) to this directory, replacing it.
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Say why the stage computes (or that it is fresh) on stderr.
     #[arg(long)]
     explain: bool,
@@ -120,6 +123,12 @@ fn run() -> anyhow::Result<()> {
         outcome.artifact.key().short(),
         outcome.artifact.dir.display()
     );
+    if let Some(out) = &args.out {
+        outcome
+            .artifact
+            .export(out, nd_store::Transfer::Copy)
+            .with_context(|| format!("copying the artifact to {}", out.display()))?;
+    }
     if let Some(record) = &args.record {
         outcome.artifact.write_record(record)?;
     }

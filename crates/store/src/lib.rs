@@ -45,7 +45,7 @@ mod store;
 pub use error::{Error, Result};
 pub use export::{Transfer, copy_tree};
 pub use integrity::{FileDigest, Level, Problem};
-pub use record::{dataset_dir, locate};
+pub use record::{DATASET_STAGES, dataset_dir, locate};
 pub use shards::in_row_order;
 pub use store::{
     ACTIVATION_STAGES, Artifact, Key, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, Outcome, Pending,

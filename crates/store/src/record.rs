@@ -83,14 +83,27 @@ pub fn locate(path: &Path, cache: Option<&Path>) -> Result<Artifact> {
         })
 }
 
+/// The stages whose artifacts hold a dataset (their manifest's `outputs.dataset` names its
+/// directory): `synth` (the synthetic world) and `generate` (a generator's samples,
+/// labelled by its segmenter).
+pub const DATASET_STAGES: &[&str] = &["synth", "generate"];
+
 /// The dataset a command-line argument names: a directory in the Broden layout, or the
-/// record of a `synth` artifact (a dataset generated into the cache), found in `cache`.
+/// record of an artifact that holds one ([`DATASET_STAGES`]), found in `cache`.
 pub fn dataset_dir(path: &Path, cache: Option<&Path>) -> Result<PathBuf> {
     if path.is_dir() {
         return Ok(path.to_owned());
     }
     let artifact = locate(path, cache)?;
-    artifact.expect_stage("synth")?;
+    if !DATASET_STAGES.contains(&artifact.manifest.stage.as_str()) {
+        return Err(Error::Invalid(format!(
+            "{} is the record of a {} artifact, which holds no dataset; a dataset is a \
+             directory in the Broden layout or the record of a {} artifact",
+            path.display(),
+            artifact.manifest.stage,
+            DATASET_STAGES.join(" or ")
+        )));
+    }
     let sub = artifact.manifest.outputs["dataset"]
         .as_str()
         .unwrap_or("dataset");

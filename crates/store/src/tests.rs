@@ -380,11 +380,11 @@ fn records_name_their_artifact_in_a_cache() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("not a record"), "{err}");
-    // Only a synth artifact's record names a dataset.
+    // Only a synth or generate artifact's record names a dataset.
     let err = crate::dataset_dir(&record, Some(cache.path()))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("expected a synth artifact"), "{err}");
+    assert!(err.contains("holds no dataset"), "{err}");
     assert_eq!(
         crate::dataset_dir(work.path(), None).unwrap(),
         work.path().to_owned()
