@@ -37,7 +37,7 @@ use serde_json::json;
 use tch::Tensor;
 
 pub const STAGE: &str = "intervene";
-pub const SCHEMA: u32 = 1;
+pub const SCHEMA: u32 = 2;
 pub const FILE: &str = "interventions.parquet";
 pub const SUMMARY_FILE: &str = "summary.json";
 
@@ -583,9 +583,17 @@ pub fn run(
                 let sd = (random.iter().map(|x| (x - mean).powi(2)).sum::<f64>()
                     / (random.len().max(2) - 1) as f64)
                     .sqrt();
+                // The top units' row: the share before (the same samples for every
+                // choice), and for an insertion the change outside the region.
+                let top = &rows[rows.len() - changes.len()];
+                let outside = match (top.outside_before, top.outside_after) {
+                    (Some(b), Some(a)) => json!(a - b),
+                    _ => serde_json::Value::Null,
+                };
                 summary.push(json!({
                     "concept": name, "layer": config.layer, "mode": mode, "k": k,
-                    "top": changes[0], "random_mean": mean, "random_sd": sd,
+                    "before": top.before, "top": changes[0], "top_outside": outside,
+                    "random_mean": mean, "random_sd": sd,
                     "draws": random.len(),
                 }));
             }
@@ -693,26 +701,35 @@ pub fn format_summary(artifact: &nd_store::Artifact) -> Result<String> {
     let value: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
     let mut out = format!(
-        "interventions in {} over {} samples: change of the concept's pixel share (ablate: \
-         whole samples; insert: inside the region), top units by IoU vs random units\n",
+        "interventions in {} over {} samples: the concept's pixel share before, and its \
+         change with the top units by IoU and with random units (ablate: whole samples; \
+         insert: inside the region, and outside it with the top units)\n",
         value["layer"].as_str().unwrap_or("?"),
         value["samples"]
     );
     out.push_str(&format!(
-        "{:<16} {:<7} {:>4} {:>9} {:>18}\n",
-        "concept", "mode", "k", "top", "random (mean ± sd)"
+        "{:<16} {:<7} {:>3} {:>8} {:>9} {:>19} {:>9}\n",
+        "concept", "mode", "k", "before", "top", "random (mean ± sd)", "outside"
     ));
     for c in value["changes"].as_array().into_iter().flatten() {
         let f = |k: &str| c[k].as_f64().unwrap_or(f64::NAN);
-        out.push_str(&format!(
-            "{:<16} {:<7} {:>4} {:>+9.4} {:>+10.4} ± {:.4}\n",
+        let outside = match c["top_outside"].as_f64() {
+            Some(v) => format!("{v:+.4}"),
+            None => String::new(),
+        };
+        let line = format!(
+            "{:<16} {:<7} {:>3} {:>8.4} {:>+9.4} {:>+10.4} ± {:.4} {:>9}",
             c["concept"].as_str().unwrap_or("?"),
             c["mode"].as_str().unwrap_or("?"),
-            c["k"],
+            c["k"].as_u64().unwrap_or(0),
+            f("before"),
             f("top"),
             f("random_mean"),
             f("random_sd"),
-        ));
+            outside,
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
     Ok(out)
 }

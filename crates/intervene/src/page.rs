@@ -33,8 +33,9 @@ pub fn write(summary: &serde_json::Value, grids: &[(String, String, String, usiz
         escape(&summary["region"].to_string()),
     );
     out.push_str(
-        "<table><thead><tr><th>concept</th><th>mode</th><th>k</th><th>top units</th>\
-         <th>random units</th></tr></thead><tbody>\n",
+        "<table><thead><tr><th>concept</th><th>mode</th><th>k</th><th>share before</th>\
+         <th>top units</th><th>random units</th><th>outside the region (top units)</th>\
+         </tr></thead><tbody>\n",
     );
     let class = |x: f64| {
         if x > 0.0 {
@@ -47,12 +48,18 @@ pub fn write(summary: &serde_json::Value, grids: &[(String, String, String, usiz
     };
     for c in summary["changes"].as_array().into_iter().flatten() {
         let f = |k: &str| c[k].as_f64().unwrap_or(f64::NAN);
+        let outside = match c["top_outside"].as_f64() {
+            Some(v) => format!("{v:+.4}"),
+            None => String::new(),
+        };
         let _ = writeln!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{:+.4}</td><td>{:+.4} ± {:.4}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td><td class=\"{}\">{:+.4}</td>\
+             <td>{:+.4} ± {:.4}</td><td>{outside}</td></tr>",
             escape(c["concept"].as_str().unwrap_or("?")),
             escape(c["mode"].as_str().unwrap_or("?")),
             c["k"],
+            f("before"),
             class(f("top")),
             f("top"),
             f("random_mean"),
