@@ -373,3 +373,13 @@ fn the_workflow_generates_dissects_and_intervenes_like_netdissect_run() {
     assert!(copy.join("html/index.html").is_file());
     assert!(d.join("results-wf/index.html").is_file());
 }
+
+/// The bundled GAN-dissection demo (models/gan) keeps its contracts: checksums, the label
+/// file, the segmenter's output shape, the generator's records, forward_from equal to the
+/// forward, samples independent of their batch, samples.png the grid of its seed, and
+/// objects the segmenter finds in the samples (tests/python/test_gan_demo.py).
+#[test]
+fn the_bundled_gan_demo_keeps_its_contracts() {
+    let out = common::python(&["tests/python/test_gan_demo.py"]);
+    assert!(out.contains("test_gan_demo: ok"), "{out}");
+}
