@@ -68,6 +68,7 @@ from torch.nn import functional as F  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from export_torchvision import save  # noqa: E402
+from train_demo import label_map  # noqa: E402 - a Broden label PNG as R + 256·G
 
 INTERVENTION_FILE = "netdissect-intervention.json"
 GENERATOR_FILE = "netdissect-generator.json"
@@ -101,12 +102,6 @@ def read_csv(path):
             return list(csv.DictReader(f))
     except FileNotFoundError:
         fail(f"{path} does not exist: the data must be a Broden-format dataset (netdissect synth)")
-
-
-def label_map(path):
-    """A Broden label PNG decoded as R + 256·G."""
-    rgb = np.asarray(Image.open(path).convert("RGB"), dtype=np.int64)
-    return rgb[..., 0] + 256 * rgb[..., 1]
 
 
 def classes(data):

@@ -1268,36 +1268,35 @@ pub fn describe(loaded: &Loaded) -> anyhow::Result<serde_json::Value> {
     };
     let dataset = match &p.dataset {
         None => None,
-        Some(section) => Some(match (&section.path, &section.synth) {
-            (Some(path), _) => {
-                let dir = loaded.resolve(path);
-                let config = nd_broden::Config {
-                    categories: section.categories.clone(),
-                };
-                let rows = nd_broden::Dataset::open(&dir, &config)
-                    .with_context(|| {
-                        format!(
-                            "{}: cannot open the dataset {}",
-                            loaded.path.display(),
-                            dir.display()
-                        )
-                    })?
-                    .len();
-                json!({ "path": absolute(path)?, "synth": null, "rows": rows })
-            }
-            (None, Some(s)) => json!({
-                "path": null,
-                "synth": { "images": s.images, "size": s.size, "seed": s.seed, "format": s.format },
-                "rows": s.images,
-            }),
-            (None, None) => unreachable!("checked when loading"),
-        }),
+        Some(section) => {
+            let mut d = match (&section.path, &section.synth) {
+                (Some(path), _) => {
+                    let dir = loaded.resolve(path);
+                    let config = nd_broden::Config {
+                        categories: section.categories.clone(),
+                    };
+                    let rows = nd_broden::Dataset::open(&dir, &config)
+                        .with_context(|| {
+                            format!(
+                                "{}: cannot open the dataset {}",
+                                loaded.path.display(),
+                                dir.display()
+                            )
+                        })?
+                        .len();
+                    json!({ "path": absolute(path)?, "synth": null, "rows": rows })
+                }
+                (None, Some(s)) => json!({
+                    "path": null,
+                    "synth": { "images": s.images, "size": s.size, "seed": s.seed, "format": s.format },
+                    "rows": s.images,
+                }),
+                (None, None) => unreachable!("checked when loading"),
+            };
+            d["categories"] = json!(section.categories);
+            Some(d)
+        }
     };
-    let dataset = dataset.map(|mut d| {
-        let section = p.dataset.as_ref().expect("a dataset section");
-        d["categories"] = json!(section.categories);
-        d
-    });
     let explained: Vec<&str> = p
         .explain
         .as_ref()

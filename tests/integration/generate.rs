@@ -44,6 +44,14 @@ dir = "results"
     path
 }
 
+/// The planted pipeline with `sections` appended: its path and text.
+fn pipeline_with(dir: &Path, sections: &str) -> (std::path::PathBuf, String) {
+    let path = pipeline(dir, FILES);
+    let text = std::fs::read_to_string(&path).unwrap() + sections;
+    std::fs::write(&path, &text).unwrap();
+    (path, text)
+}
+
 const FILES: &str = r#"file = "models/generator.pt"
 segmenter = "models/segmenter.pt"
 segmenter_labels = "models/labels.csv""#;
@@ -191,13 +199,11 @@ fn ablating_a_shapes_unit_removes_it_and_inserting_it_draws_it_in_the_region() {
     let d = dir.path();
     planted(&d.join("models"));
     // [intervene] in the pipeline, then the same by nd-intervene: one artifact.
-    let path = pipeline(d, FILES);
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    text.push_str(
+    let (path, _) = pipeline_with(
+        d,
         "\n[intervene]\nlayer = \"planted\"\nconcepts = [\"square\", \"dot\"]\nks = [1, 2]\n\
          samples = 60\ndraws = 3\nregion = [0.0, 0.0, 0.5, 0.5]\n",
     );
-    std::fs::write(&path, text).unwrap();
     let run = common::netdissect(&path, &[]);
     assert!(run.ok, "{}", run.stderr);
     assert!(run.stderr.contains("stage intervene"), "{}", run.stderr);
@@ -314,13 +320,11 @@ fn the_workflow_generates_dissects_and_intervenes_like_netdissect_run() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     planted(&d.join("models"));
-    let path = pipeline(d, FILES);
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    text.push_str(
+    let (path, text) = pipeline_with(
+        d,
         "\n[formulas]\nmax_length = 2\n\n[intervene]\nlayer = \"planted\"\n\
          concepts = [\"square\"]\nks = [1, 2]\nsamples = 30\ndraws = 2\n",
     );
-    std::fs::write(&path, &text).unwrap();
     let run = common::netdissect(&path, &[]);
     assert!(run.ok, "{}", run.stderr);
 

@@ -129,10 +129,9 @@ def rows(shard):
     return f"{shard * ROWS // IMAGE_SHARDS}..{(shard + 1) * ROWS // IMAGE_SHARDS}"
 
 
-def preprocess_args(name):
-    """A model's outputs and preprocessing as stage arguments, every value spelled out."""
-    model = MODELS[name]
-    p = model["preprocess"]
+def preprocessing_args(p):
+    """A resolved preprocessing (a model's, a segmenter's) as stage arguments, every value
+    spelled out."""
     args = [
         "--scale",
         repr(p["scale"]),
@@ -141,12 +140,19 @@ def preprocess_args(name):
         "--std",
         ",".join(map(repr, p["std"])),
     ]
-    if model["output_names"]:
-        args += ["--output-names", ",".join(model["output_names"])]
     if p["channel_order"] == "bgr":
         args.append("--bgr")
     if p["resize"]:
         args += ["--resize", ",".join(map(str, p["resize"]))]
+    return args
+
+
+def preprocess_args(name):
+    """A model's outputs and preprocessing as stage arguments, every value spelled out."""
+    model = MODELS[name]
+    args = preprocessing_args(model["preprocess"])
+    if model["output_names"]:
+        args += ["--output-names", ",".join(model["output_names"])]
     return args
 
 
@@ -283,31 +289,27 @@ def fields_args(model):
     return ["--fields", fields if isinstance(fields, str) else json.dumps(fields, sort_keys=True)]
 
 
+def generator_files(g):
+    """A generator's files as arguments of nd-generate and nd-intervene."""
+    return ["--generator", g["file"], "--segmenter", g["segmenter"],
+            "--segmenter-labels", g["segmenter_labels"]]
+
+
 def generator_args(name):
     """nd-generate's arguments for a generator, every value spelled out."""
     g = GENERATORS[name]
-    p = g["segmenter_preprocess"]
-    args = [
-        "--generator", g["file"], "--segmenter", g["segmenter"],
-        "--segmenter-labels", g["segmenter_labels"],
+    return [
+        *generator_files(g),
         "--layers", ",".join(g["layers"]), "--samples", g["samples"], "--seed", g["seed"],
-        "--scale", repr(p["scale"]), "--mean", ",".join(map(repr, p["mean"])),
-        "--std", ",".join(map(repr, p["std"])),
+        *preprocessing_args(g["segmenter_preprocess"]),
     ]
-    if p["channel_order"] == "bgr":
-        args.append("--bgr")
-    if p["resize"]:
-        args += ["--resize", ",".join(map(str, p["resize"]))]
-    return args
 
 
 def intervene_args():
     """nd-intervene's arguments for [intervene], every value spelled out."""
     i = INTERVENE
-    g = GENERATORS[i["generator"]]
     return [
-        "--generator", g["file"], "--segmenter", g["segmenter"],
-        "--segmenter-labels", g["segmenter_labels"], "--layer", i["layer"],
+        *generator_files(GENERATORS[i["generator"]]), "--layer", i["layer"],
         "--concepts", ",".join(i["concepts"]), "--ks", ",".join(map(str, i["ks"])),
         "--samples", i["samples"], "--ablation-value", repr(i["ablation_value"]),
         "--region", ",".join(map(repr, i["region"])), "--draws", i["draws"],
